@@ -1,0 +1,44 @@
+"""`samdkif` command line: `samdkif hub serve ...`, `samdkif data build ...`.
+
+Each area owns its sub-commands in its own `cli.py` (`add_cli_parser(subparsers)` sets `func`), so this file only
+wires them together and keeps start-up light: heavy imports happen inside the chosen command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+# Modules that expose `add_cli_parser(subparsers)`.
+_COMMAND_MODULES = ("samdkif_peft.hub.cli", "samdkif_peft.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samdkif", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        module.add_cli_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyError as err:
+        if err.args and str(err.args[0]) == "SKILL_ROUTER":
+            raise KeyError("SKILL_ROUTER is not registered with peft: `import samdkif_peft` before loading") from err
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Skills: where a skill adapter lives (spec) and how it is normalised into canonical factors (loading)."""
+
+from .loading import SkillFactors, load_skill_factors
+from .spec import ResolvedSkill, SkillSpec, parse_skill_reference, resolve_skill
+
+
+__all__ = ["ResolvedSkill", "SkillFactors", "SkillSpec", "load_skill_factors", "parse_skill_reference", "resolve_skill"]

@@ -1,0 +1,228 @@
+"""`SkillRouterConfig`: which frozen skills to mix and how the router that mixes them is shaped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from peft.config import PeftConfig
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
+
+from .registration import SkillPeftType
+
+
+ROUTER_KINDS = ("sequence", "token", "static")
+BUNDLE_DIR = "skills"
+# Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
+_SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+@dataclass
+class SkillRouterConfig(PeftConfig):
+    """
+    Configuration of a [`SkillRouterModel`]: frozen LoRA/AdaLoRA skills mixed into a frozen base model by a trained
+    router (SA-MDKIF stage 2, "skill adaptation").
+
+    Args:
+        skills (`dict[str, str]`):
+            Skill name -> where the skill adapter lives: a local directory, a Hub repo id, or
+            `org/repo[/subfolder][@revision]`. Router columns follow the sorted skill names.
+        router (`str`, *optional*, defaults to `"sequence"`):
+            `"sequence"`: gates per adapted layer from the prompt (mean of the prompt's input embeddings), fixed for
+            the whole generation (the paper's task-guided router). `"token"`: gates per token from each layer's input.
+            `"static"`: learned gates per layer, independent of the input (mergeable).
+        top_k (`int`, *optional*):
+            Keep only the `top_k` largest gates per decision and renormalise over them.
+        temperature (`float`, *optional*, defaults to 1.0):
+            Softmax temperature of the router.
+        null_expert (`bool`, *optional*, defaults to `False`):
+            Add a "base model only" choice the router can put weight on.
+        bundle_skills (`bool`, *optional*, defaults to `False`):
+            On `save_pretrained`, copy every skill into `skills/<name>/` of the router directory and reference it
+            relative to the router, so one repo holds everything.
+        allow_pickle (`bool`, *optional*, defaults to `False`):
+            Allow skills stored as pickled `adapter_model.bin`. Off: only safetensors are read.
+        check_base_model (`bool`, *optional*, defaults to `True`):
+            Refuse skills whose `base_model_name_or_path` differs from the model they are mixed into.
+        skill_lock (`dict`, *optional*):
+            Filled in at load time: resolved commit and sha256 of each skill's weights. Loading verifies them.
+    """
+
+    skills: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Ordered skill name -> local path or Hub repo id[/subfolder][@rev]."}
+    )
+    router: str = field(default="sequence", metadata={"help": "Router kind: 'sequence', 'token' or 'static'."})
+    top_k: Optional[int] = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
+    null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
+    target_modules: Optional[Union[list[str], str]] = field(
+        default=None, metadata={"help": "Filled from the skills: the module names they adapt (informational)."}
+    )
+    bundle_skills: bool = field(
+        default=False, metadata={"help": "Copy the skills into the router directory on save_pretrained."}
+    )
+    allow_pickle: bool = field(default=False, metadata={"help": "Allow pickled (.bin) skill weights."})
+    check_base_model: bool = field(
+        default=True, metadata={"help": "Refuse skills trained on a different base_model_name_or_path."}
+    )
+    skill_lock: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"help": "Resolved revision and sha256 per skill; verified on load."}
+    )
+    router_weights_sha256: Optional[str] = field(
+        default=None, metadata={"help": "sha256 of the router weights saved next to this config (torn-save check)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = SkillPeftType.SKILL_ROUTER
+        if not isinstance(self.skills, dict) or not self.skills:
+            raise ValueError(
+                "SkillRouterConfig needs `skills`, a non-empty dict of name -> adapter path or Hub repo id, e.g. "
+                "skills={'ner': 'samdkif/skill-ner', 'nli': './skills/nli'}"
+            )
+        for name, ref in self.skills.items():
+            if not isinstance(name, str) or not _SKILL_NAME_RE.match(name):
+                raise ValueError(
+                    f"Invalid skill name {name!r}: use a lower-case slug that starts with a letter "
+                    "(letters, digits, '_' or '-'), e.g. 'ner' or 'entity_synonymy'"
+                )
+            if not isinstance(ref, (str, os.PathLike)) or not str(ref):
+                raise TypeError(f"Skill {name!r} must map to a path or Hub repo id (str), got {ref!r}")
+            self.skills[name] = os.fspath(ref)
+        if self.router not in ROUTER_KINDS:
+            raise ValueError(f"Unsupported router {self.router!r}; choose one of {', '.join(map(repr, ROUTER_KINDS))}")
+        n_choices = len(self.skills) + int(self.null_expert)
+        if self.top_k is not None and not (isinstance(self.top_k, int) and 1 <= self.top_k <= n_choices):
+            raise ValueError(f"top_k must be an int in [1, {n_choices}] (number of routing choices), got {self.top_k!r}")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+        if isinstance(self.target_modules, list):
+            self.target_modules = set(self.target_modules)
+        unknown = set(self.skill_lock) - set(self.skills)
+        if unknown:
+            raise ValueError(f"skill_lock has entries for unknown skills {sorted(unknown)}; remove them")
+
+    @property
+    def skill_names(self) -> list[str]:
+        """Router columns, in sorted name order: JSON writers sort keys, so dict order cannot survive a round trip."""
+        return sorted(self.skills)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Save / load: pin the skills, optionally bundle them, and detect torn saves.
+
+    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
+        """Write `adapter_config.json` atomically, after the weights (peft saves weights first).
+
+        Records the sha256 of the router weights written next to it, so a crash between the two writes cannot load
+        as a silently wrong router, and copies the skills in when `bundle_skills=True`.
+        """
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        os.makedirs(save_directory, exist_ok=True)
+        auto_mapping_dict = kwargs.pop("auto_mapping_dict", None)
+        output = self.to_dict()
+        weights = os.path.join(save_directory, SAFETENSORS_WEIGHTS_NAME)
+        output["router_weights_sha256"] = sha256_file(weights) if os.path.isfile(weights) else None
+        if self.bundle_skills:
+            output["skills"], output["skill_lock"] = self._bundle_into(save_directory)
+        for key, value in output.items():
+            if isinstance(value, set):
+                output[key] = sorted(value)
+        if auto_mapping_dict is not None:
+            output["auto_mapping"] = auto_mapping_dict
+        atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
+
+    def _bundle_into(self, save_directory: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        resolved = getattr(self, "_resolved_skill_dirs", None)
+        if not resolved or set(resolved) != set(self.skills):
+            raise ValueError(
+                "bundle_skills=True needs the skills loaded: save through the model (model.save_pretrained), "
+                "not a bare config"
+            )
+        skills, lock = {}, {}
+        for name in self.skills:
+            src_dir, files = resolved[name]
+            dst_dir = os.path.join(save_directory, BUNDLE_DIR, name)
+            os.makedirs(dst_dir, exist_ok=True)
+            for fname in files:
+                src, dst = os.path.join(src_dir, fname), os.path.join(dst_dir, fname)
+                if os.path.abspath(src) != os.path.abspath(dst):
+                    atomic_copy(src, dst)
+            skills[name] = f"{BUNDLE_DIR}/{name}"
+            lock[name] = {**self.skill_lock.get(name, {}), "bundled": True, "revision": None}
+        return skills, lock
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str, subfolder: Optional[str] = None, **kwargs: Any):
+        """Like `PeftConfig.from_pretrained`, remembering where the router came from (bundled skills live there)."""
+        config = super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
+        if isinstance(config, SkillRouterConfig):
+            config._source = {
+                "path": os.fspath(pretrained_model_name_or_path),
+                "subfolder": subfolder,
+                "revision": kwargs.get("revision"),
+            }
+            if config.router_weights_sha256:
+                config.verify_router_weights()
+        return config
+
+    def verify_router_weights(self) -> None:
+        """Compare the router weights next to this config with the sha256 recorded when they were saved."""
+        from ..skills.spec import fetch_file
+
+        source = getattr(self, "_source", None)
+        if not source or not self.router_weights_sha256:
+            return
+        path = fetch_file(source["path"], SAFETENSORS_WEIGHTS_NAME, source["subfolder"], source["revision"])
+        if path is None:
+            return  # peft's own loader reports the missing file
+        got = sha256_file(path)
+        if got != self.router_weights_sha256:
+            raise ValueError(
+                f"Router weights at {source['path']!r} do not match its adapter_config.json (sha256 {got[:12]}..., "
+                f"expected {self.router_weights_sha256[:12]}...): the save was interrupted or the file was replaced. "
+                "Save the router again."
+            )
+
+
+def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: readers see the old or the new file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    directory = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(dst))
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

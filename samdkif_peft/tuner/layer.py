@@ -1,0 +1,164 @@
+"""`SkillRouterLayer`: all skills of one module concatenated along the rank axis, mixed by gates.
+
+`y = W0 x + Σ_i g_i B_i A_i x` is computed as one matmul into the concatenated rank space, the gates expanded to the
+rank slots, and one matmul out, so the cost stays nearly flat as skills are added (no loop over skills).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from peft.tuners._buffer_dict import BufferDict
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from peft.utils.other import transpose
+from torch import nn
+
+from .router import RoutingState, get_router, routing_weights
+
+
+class SkillRouterLayer(BaseTunerLayer):
+    # Trainable per-adapter containers: the router's gate for this layer. Skill factors are frozen, non-persistent
+    # buffers, so the router checkpoint holds router weights only and `print_trainable_parameters` counts the router.
+    adapter_layer_names = ("skill_router_gate",)
+    other_param_names = ("skills_A", "skills_B", "skill_slots", "router_kind", "routing", "skill_names")
+
+    def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
+        self.base_layer = base_layer
+        self.skill_router_gate = nn.ModuleDict({})
+        self.skills_A = BufferDict({}, persistent=False)  # (K, in): all skills' A, scale folded into B
+        self.skills_B = BufferDict({}, persistent=False)  # (out, K)
+        self.skill_slots = BufferDict({}, persistent=False)  # (K,) skill index of each rank slot
+        self.router_kind: dict[str, str] = {}
+        self.routing: dict[str, dict[str, Any]] = {}
+        self.skill_names: dict[str, list[str]] = {}
+        self._routing_state: dict[str, RoutingState] = {}
+        self._last_gates: dict[str, torch.Tensor] = {}
+        self._disable_adapters = False
+        self.merged_adapters = []
+        self.kwargs = kwargs
+
+        base = self.get_base_layer()
+        if isinstance(base, nn.Linear):
+            self.in_features, self.out_features = base.in_features, base.out_features
+            self.fan_in_fan_out = False
+        elif type(base).__name__ == "Conv1D":  # transformers' GPT-2 style layer stores W as (in, out)
+            self.in_features, self.out_features = base.weight.shape
+            self.fan_in_fan_out = True
+        else:
+            raise TypeError(f"Unsupported layer type {type(base).__name__}: skills can only adapt nn.Linear/Conv1D")
+
+    def update_layer(
+        self,
+        adapter_name: str,
+        skill_names: list[str],
+        A: torch.Tensor,
+        B: torch.Tensor,
+        slots: torch.Tensor,
+        router: str,
+        routing: dict[str, Any],
+        state: RoutingState,
+        embed_dim: Optional[int],
+        inference_mode: bool = False,
+    ) -> None:
+        if A.shape[1] != self.in_features or B.shape[0] != self.out_features:
+            raise ValueError(
+                f"Skill factors of shape A{tuple(A.shape)} / B{tuple(B.shape)} do not fit a layer with "
+                f"in_features={self.in_features}, out_features={self.out_features}"
+            )
+        n_choices = len(skill_names) + int(routing.get("null_expert", False))
+        self.skill_router_gate[adapter_name] = get_router(router, self.in_features, embed_dim, n_choices)
+        self.skills_A[adapter_name] = A
+        self.skills_B[adapter_name] = B
+        self.skill_slots[adapter_name] = slots.long()
+        self.router_kind[adapter_name] = router
+        self.routing[adapter_name] = dict(routing)
+        self.skill_names[adapter_name] = list(skill_names)
+        self._routing_state[adapter_name] = state
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        # The router stays in float32 even for bf16 models: it is tiny and its softmax wants the precision.
+        self.skill_router_gate[adapter_name].float()
+        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        self._routing_state.pop(adapter_name, None)
+        self._last_gates.pop(adapter_name, None)
+
+    # -- routing ---------------------------------------------------------------------------------------------------
+    def skill_weights(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        """Weights over skills for this input: (S,), (B, 1, S) or (B, T, S) depending on the router."""
+        state = self._routing_state[adapter_name]
+        if state.forced is not None:
+            return state.forced.to(x.device)
+        logits = self.skill_router_gate[adapter_name](x, state.pooled)
+        routing = self.routing[adapter_name]
+        return routing_weights(logits, routing["temperature"], routing["top_k"], routing["null_expert"])
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """ΔW = B diag(g) A for the static router (the only kind whose weights do not depend on the input)."""
+        if self.router_kind[adapter_name] != "static" and self._routing_state[adapter_name].forced is None:
+            raise ValueError(
+                f"Only router='static' (or forced skill weights) can be merged; this layer uses router="
+                f"{self.router_kind[adapter_name]!r}, whose weights depend on the input"
+            )
+        weights = self.skill_weights(adapter_name, self.skills_A[adapter_name])
+        slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(self.skills_B[adapter_name].dtype)
+        delta = (self.skills_B[adapter_name] * slot_w) @ self.skills_A[adapter_name]
+        return transpose(delta, self.fan_in_fan_out)
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        for name in check_adapters_to_merge(self, adapter_names):
+            if name not in self.skill_router_gate:
+                continue
+            base = self.get_base_layer()
+            delta = self.get_delta_weight(name).to(base.weight.dtype)
+            if safe_merge:
+                merged = base.weight.data + delta
+                if not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs or infs detected in the merged weights of skill router {name!r}")
+                base.weight.data = merged
+            else:
+                base.weight.data += delta
+            self.merged_adapters.append(name)
+
+    def unmerge(self) -> None:
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            if name in self.skill_router_gate:
+                base = self.get_base_layer()
+                base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        return self.router_kind.get(adapter_name) == "static"
+
+
+class Linear(nn.Module, SkillRouterLayer):
+    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        super().__init__()
+        SkillRouterLayer.__init__(self, base_layer)
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, **kwargs)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)
+        if self.merged:
+            return result
+        for name in self.active_adapters:
+            if name not in self.skill_router_gate:
+                continue
+            A, B = self.skills_A[name], self.skills_B[name]
+            weights = self.skill_weights(name, x)
+            self._last_gates[name] = weights.detach()
+            slot_w = weights.index_select(-1, self.skill_slots[name]).to(A.dtype)  # gates expanded to rank slots
+            z = F.linear(x.to(A.dtype), A)  # (B, T, K): every skill's rank space at once
+            result = result + F.linear(z * slot_w, B).to(result.dtype)
+        return result
+
+    def __repr__(self) -> str:
+        return "skill_router." + super().__repr__()

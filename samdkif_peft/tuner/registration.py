@@ -1,0 +1,43 @@
+"""Register the out-of-tree PEFT type `SKILL_ROUTER` with peft (see docs/peft-internals.md §1.3).
+
+peft's `register_peft_method` only accepts members of its closed `PeftType` enum, so we write into the same three
+mapping dicts it fills. The type is a `str` enum so that the plain string read from `adapter_config.json` finds the
+entry, and transformers can still call `.value` on it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import peft.mapping
+
+
+class SkillPeftType(str, enum.Enum):
+    SKILL_ROUTER = "SKILL_ROUTER"
+
+
+PREFIX = "skill_router_"
+
+
+def register_skill_router(config_cls: type, model_cls: type) -> None:
+    """Idempotently register `SKILL_ROUTER`; refuse a prefix that another method already uses."""
+    peft_type = SkillPeftType.SKILL_ROUTER
+    if model_cls.prefix != PREFIX:
+        raise ValueError(f"{model_cls.__name__}.prefix must be {PREFIX!r}, got {model_cls.prefix!r}")
+    registered = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.get(peft_type)
+    if registered is not None and registered.__qualname__ == model_cls.__qualname__:
+        # Re-import (e.g. importlib.reload): replace our own entries, never someone else's.
+        pass
+    elif registered is not None:
+        raise ValueError(f"PEFT type {peft_type.value} is already registered by {registered!r}")
+    else:
+        owners = {t for t, p in peft.mapping.PEFT_TYPE_TO_PREFIX_MAPPING.items() if p == PREFIX and t != peft_type}
+        if owners:
+            raise ValueError(f"Prefix {PREFIX!r} is already used by PEFT type(s) {sorted(map(str, owners))}")
+    peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_cls
+    peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = model_cls
+    peft.mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = PREFIX
+
+
+def is_registered() -> bool:
+    return SkillPeftType.SKILL_ROUTER in peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING

@@ -1,0 +1,181 @@
+"""Routers: per-layer gate modules, and the per-model routing state the sequence router reads.
+
+Each adapted layer owns its gate (so the router's parameters live inside the layers, like Arrow and MoLE, and survive
+transformers' `inject_adapter_in_model`, which throws the tuner away). The only model-level signal is the pooled prompt
+embedding of the sequence router: it has no parameters and is detached, so gradient checkpointing (reentrant or not)
+recomputes every layer from its own inputs and parameters, which is where X-LoRA's routing breaks.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StaticRouter(nn.Module):
+    """Learned logits per layer, independent of the input: mergeable into the base weights."""
+
+    def __init__(self, n_choices: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_choices))
+
+    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.logits  # (S,)
+
+
+class TokenRouter(nn.Module):
+    """Gates per token from the layer's own input (causal by construction, so cached decoding is exact)."""
+
+    def __init__(self, in_features: int, n_choices: int):
+        super().__init__()
+        self.proj = nn.Linear(in_features, n_choices)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.proj(x.to(self.proj.weight.dtype))  # (B, T, S)
+
+
+class SequenceRouter(nn.Module):
+    """Gates per layer from the pooled prompt: the paper's task-guided router, fixed for a whole generation."""
+
+    def __init__(self, embed_dim: int, n_choices: int):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, n_choices)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+        if pooled is None:
+            raise RuntimeError(
+                "The sequence router has no prompt representation for this forward: call the model through its "
+                "top-level forward/generate (the pooling hook sits on it), not an inner module"
+            )
+        return self.proj(pooled.to(self.proj.weight.dtype)).unsqueeze(1)  # (B, 1, S)
+
+
+def get_router(kind: str, in_features: int, embed_dim: Optional[int], n_choices: int) -> nn.Module:
+    if kind == "static":
+        return StaticRouter(n_choices)
+    if kind == "token":
+        return TokenRouter(in_features, n_choices)
+    if kind == "sequence":
+        if embed_dim is None:
+            raise ValueError(
+                "router='sequence' pools the prompt's input embeddings, but the model has no get_input_embeddings(); "
+                "use router='token' or 'static'"
+            )
+        return SequenceRouter(embed_dim, n_choices)
+    raise ValueError(f"Unsupported router: {kind!r}. Only 'sequence', 'token' and 'static' are supported.")
+
+
+def routing_weights(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None, null_expert: bool = False
+) -> torch.Tensor:
+    """Softmax over routing choices (optionally top-k), then drop the null choice: weights over the skills only."""
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    weights = F.softmax(logits, dim=-1)
+    return weights[..., :-1] if null_expert else weights
+
+
+class RoutingState:
+    """Per-model state shared by the layers of one router adapter.
+
+    Holds the pooled prompt embedding of the current forward (kept until the next forward so that gradient
+    checkpointing recomputes the same gates), prompts remembered per KV cache (so decoding reuses the prompt's gates),
+    forced weights for ablations, and the hooks that compute all of this.
+    """
+
+    def __init__(self, skill_names: list[str]):
+        self.skill_names = list(skill_names)
+        self.pooled: Optional[torch.Tensor] = None
+        self.forced: Optional[torch.Tensor] = None
+        self._by_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._session: Optional[dict[str, Any]] = None
+        self._handles: list[Any] = []
+        self._embeddings: Optional[nn.Module] = None
+
+    # -- hooks (sequence router only) -------------------------------------------------------------------------------
+    def attach(self, model: nn.Module) -> None:
+        """Pool the prompt in a pre-hook on the top-level model; one embedding lookup, no second forward pass."""
+        if self._handles:
+            return
+        self._embeddings = model.get_input_embeddings()
+        self._handles.append(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
+        self._handles.append(model.register_forward_hook(self._post_forward, with_kwargs=True))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.pooled = None
+
+    @contextmanager
+    def session(self):
+        """One generate() (or one forward): the first forward's input is the prompt; later ones reuse its gates."""
+        outer, self._session = self._session, {}
+        try:
+            yield
+        finally:
+            self._session = outer
+
+    def _pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        inputs_embeds = kwargs.get("inputs_embeds")
+        cache = kwargs.get("past_key_values")
+        past_len = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
+        batch = (inputs_embeds if inputs_embeds is not None else input_ids).shape[0]
+        session = self._session
+        if session is not None and session.get("pooled") is not None and session["pooled"].shape[0] == batch:
+            pooled = session["pooled"]
+        elif past_len > 0:
+            pooled = self._by_cache.get(cache)
+            if pooled is None or pooled.shape[0] != batch:
+                raise ValueError(
+                    "The sequence router routes on the prompt, but this KV cache was not produced by this model's "
+                    "forward (or its batch changed). Run the prompt through the model to build the cache."
+                )
+        else:
+            pooled = self._pool(input_ids, inputs_embeds, kwargs.get("attention_mask"), kwargs.get("labels"))
+            if session is not None:
+                session["pooled"] = pooled
+        self.pooled = pooled
+
+    def _post_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        cache = getattr(output, "past_key_values", None)
+        if cache is not None and self.pooled is not None:
+            try:
+                self._by_cache[cache] = self.pooled
+            except TypeError:  # a legacy tuple cache cannot be weak-referenced; decoding with it needs a session
+                pass
+
+    @torch.no_grad()
+    def _pool(
+        self,
+        input_ids: Optional[torch.Tensor],
+        inputs_embeds: Optional[torch.Tensor],
+        attention_mask: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """RMS-normalised mean of the prompt's input embeddings.
+
+        The prompt is the attended tokens before the first supervised label, so in training the router never sees the
+        answer it is asked to produce (and at inference the whole input is the prompt).
+        """
+        embeds = inputs_embeds if inputs_embeds is not None else self._embeddings(input_ids)  # (B, T, H)
+        mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            mask &= attention_mask[:, -embeds.shape[1] :].bool()
+        if labels is not None and labels.shape == mask.shape:
+            mask &= (labels != -100).long().cumsum(dim=1) == 0
+        weights = mask.to(torch.float32).unsqueeze(-1)
+        pooled = (embeds.float() * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
+        return pooled * torch.rsqrt(pooled.pow(2).mean(-1, keepdim=True) + 1e-6)

@@ -91,6 +91,13 @@ class SkillRouterModel(BaseTuner):
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)
 
+    @classmethod
+    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
+        # Gate modules nest their own parameters (`skill_router_gate.<adapter>.proj.weight`), which peft's default only
+        # strips when the adapter name is second to last; transformers' loader re-inserts it after the prefix part.
+        gate = "skill_router_gate"
+        return key.replace(f".{gate}.{adapter_name}.", f".{gate}.")
+
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
         # Only the router is upcast; frozen skill factors keep the base model's dtype (bf16 matmuls are ~2x faster).
         if not autocast_adapter_dtype:

@@ -5,9 +5,18 @@ must come before `PeftModel.from_pretrained`, `AutoPeftModelForCausalLM.from_pre
 `from_pretrained`/`load_adapter` of a router.
 """
 
+from .loading import load_router, registration_hint
 from .tuner import SkillPeftType, SkillRouterConfig, SkillRouterLayer, SkillRouterModel
 
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["SkillPeftType", "SkillRouterConfig", "SkillRouterLayer", "SkillRouterModel", "__version__"]
+__all__ = [
+    "SkillPeftType",
+    "SkillRouterConfig",
+    "SkillRouterLayer",
+    "SkillRouterModel",
+    "__version__",
+    "load_router",
+    "registration_hint",
+]

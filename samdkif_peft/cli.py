@@ -32,12 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    from .loading import registration_hint
+
+    with registration_hint():
         return int(args.func(args) or 0)
-    except KeyError as err:
-        if err.args and str(err.args[0]) == "SKILL_ROUTER":
-            raise KeyError("SKILL_ROUTER is not registered with peft: `import samdkif_peft` before loading") from err
-        raise
 
 
 if __name__ == "__main__":

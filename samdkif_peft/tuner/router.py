@@ -77,12 +77,22 @@ def get_router(kind: str, in_features: int, embed_dim: Optional[int], n_choices:
 def routing_weights(
     logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None, null_expert: bool = False
 ) -> torch.Tensor:
-    """Softmax over routing choices (optionally top-k), then drop the null choice: weights over the skills only."""
+    """Softmax over routing choices (optionally top-k), then drop the null choice: weights over the skills only.
+
+    Top-k renormalises over the kept choices (as Mixtral does). With `top_k=1` that weight is constantly 1 and would
+    give the router no gradient, so its value stays 1 while the gradient flows through the full softmax
+    probability (straight-through, in the spirit of Switch Transformer's `p_i` scaling).
+    """
     logits = logits.float() / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    weights = F.softmax(logits, dim=-1)
+        keep = logits >= kth
+        weights = F.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+        if top_k == 1:
+            probs = F.softmax(logits, dim=-1) * keep
+            weights = weights + probs - probs.detach()
+    else:
+        weights = F.softmax(logits, dim=-1)
     return weights[..., :-1] if null_expert else weights
 
 

@@ -1,0 +1,145 @@
+"""Shared fixtures: a tiny Llama saved to disk and tiny LoRA/AdaLoRA skills trained on it (no downloads)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+
+
+def _point_hub_clients_at_localhost() -> None:
+    """huggingface_hub reads HF_ENDPOINT / HF_HUB_DISABLE_XET / HF_HOME once, at import, and `import samdkif_peft`
+    (which the Hub plugin below triggers) imports it through peft: so set them here, with the standard library only."""
+    if os.environ.get("HF_ENDPOINT", "").startswith("http://127.0.0.1:"):
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="samdkif-hf-home-")
+    os.environ.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HUB_DISABLE_XET="1", HF_TOKEN="hf_offline_test_token",
+        HF_HUB_DISABLE_TELEMETRY="1", HF_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), HF_HUB_OFFLINE="0",
+    )  # fmt: skip
+
+
+_point_hub_clients_at_localhost()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+# The offline Hub server fixtures (`hub_server`, `hub_repo_id`, `run_in_fresh_process`).
+pytest_plugins = ["samdkif_peft.hub.testing"]
+
+VOCAB = 96
+SKILL_TARGETS = ["q_proj", "v_proj"]
+
+
+def tiny_llama_config(**overrides):
+    from transformers import LlamaConfig
+
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    kwargs.update(overrides)
+    return LlamaConfig(**kwargs)
+
+
+def _save_base(path: Path, seed: int = 0, **overrides) -> str:
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    LlamaForCausalLM(tiny_llama_config(**overrides)).save_pretrained(path)
+    return str(path)
+
+
+def load_base(path: str):
+    from transformers import LlamaForCausalLM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LlamaForCausalLM.from_pretrained(path)
+    return model.eval()
+
+
+def train_adalora_skill(base_path: str, out: str, seed: int) -> str:
+    """A real AdaLoRA run with budget allocation, so the saved skill is pruned to a per-module `rank_pattern`."""
+    from peft import AdaLoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = AdaLoraConfig(
+        init_r=6, target_r=2, total_step=4, tinit=0, tfinal=1, deltaT=1, lora_alpha=12,
+        target_modules=SKILL_TARGETS, init_lora_weights=False,
+    )  # fmt: skip
+    model = get_peft_model(load_base(base_path), config)
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    x = torch.randint(3, VOCAB, (2, 8))
+    for step in range(4):
+        model(input_ids=x, labels=x).loss.backward()
+        optimizer.step()
+        model.base_model.update_and_allocate(step)
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+def make_lora_skill(base_path: str, out: str, seed: int, **lora_kwargs) -> str:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    kwargs = dict(r=4, lora_alpha=8, target_modules=SKILL_TARGETS, init_lora_weights=False)
+    kwargs.update(lora_kwargs)
+    get_peft_model(load_base(base_path), LoraConfig(**kwargs)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory) -> dict:
+    """Base model dir plus three skills: LoRA r4, rsLoRA r2 with rank/alpha patterns, pruned AdaLoRA."""
+    root = tmp_path_factory.mktemp("tiny")
+    base = _save_base(root / "base")
+    skills = {
+        "alpha": make_lora_skill(base, str(root / "skill-alpha"), seed=1),
+        "beta": make_lora_skill(
+            base, str(root / "skill-beta"), seed=2, r=2, lora_alpha=16, use_rslora=True,
+            rank_pattern={"v_proj": 3}, alpha_pattern={"v_proj": 5},
+        ),  # fmt: skip
+        "gamma": train_adalora_skill(base, str(root / "skill-gamma"), seed=3),
+    }
+    return {"root": root, "base": base, "skills": skills}
+
+
+@pytest.fixture
+def base_model(tiny_assets):
+    return load_base(tiny_assets["base"])
+
+
+@pytest.fixture
+def inputs():
+    torch.manual_seed(123)
+    input_ids = torch.randint(3, VOCAB, (2, 7))
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+def randomize_router(model, std: float = 0.5, seed: int = 7) -> None:
+    """Routers start uniform; give them non-trivial weights so tests can tell skills apart."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "skill_router_" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,388 @@
+"""SKILL_ROUTER behaviour, in the spirit of peft's PeftCommonTester, over all three router kinds."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+from peft import AutoPeftModelForCausalLM, PeftModel, get_peft_model
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER)
+from samdkif_peft import SkillRouterConfig, SkillRouterLayer
+
+from .conftest import VOCAB, load_base, randomize_router
+
+
+ROUTERS = ["sequence", "token", "static"]
+TEST_CASES = [
+    ("sequence router", {"router": "sequence"}),
+    ("token router", {"router": "token"}),
+    ("static router", {"router": "static"}),
+    ("sequence top-2 null", {"router": "sequence", "top_k": 2, "null_expert": True}),
+    ("token top-1 T=0.5", {"router": "token", "top_k": 1, "temperature": 0.5}),
+]
+IDS = [name for name, _ in TEST_CASES]
+CASES = [kwargs for _, kwargs in TEST_CASES]
+
+
+def make_router(assets, base=None, **kwargs):
+    config = SkillRouterConfig(skills=dict(assets["skills"]), task_type="CAUSAL_LM", **kwargs)
+    model = get_peft_model(base if base is not None else load_base(assets["base"]), config)
+    randomize_router(model)
+    return model.eval()
+
+
+def router_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters() if "skill_router_" in k}
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registration and construction
+
+
+def test_registered_with_peft():
+    import peft.mapping as mapping
+
+    assert mapping.PEFT_TYPE_TO_CONFIG_MAPPING["SKILL_ROUTER"] is SkillRouterConfig
+    assert mapping.PEFT_TYPE_TO_PREFIX_MAPPING["SKILL_ROUTER"] == "skill_router_"
+    assert list(mapping.PEFT_TYPE_TO_PREFIX_MAPPING.values()).count("skill_router_") == 1
+    import importlib
+
+    importlib.reload(importlib.import_module("samdkif_peft.tuner"))  # idempotent re-registration
+    assert list(mapping.PEFT_TYPE_TO_PREFIX_MAPPING.values()).count("skill_router_") == 1
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=IDS)
+def test_only_router_is_trainable(tiny_assets, kwargs):
+    model = make_router(tiny_assets, **kwargs)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("skill_router_" in n for n in trainable)
+    assert trainable == {n for n, _ in model.named_parameters() if "skill_router_" in n}
+    # skill factors are frozen buffers, not parameters
+    assert any(".skills_A." in n for n, _ in model.named_buffers())
+    n_trainable, _ = model.get_nb_trainable_parameters()
+    assert n_trainable == sum(p.numel() for n, p in model.named_parameters() if "skill_router_" in n)
+
+
+def test_layer_is_fused_over_skills(tiny_assets):
+    model = make_router(tiny_assets, router="token")
+    layer = model.base_model.model.model.layers[0].self_attn.v_proj
+    assert isinstance(layer, SkillRouterLayer)
+    ranks = {"alpha": 4, "beta": 3}  # beta has rank_pattern v_proj=3; gamma is pruned by AdaLoRA
+    slots = layer.skill_slots["default"]
+    assert slots.tolist()[:7] == [0] * 4 + [1] * 3
+    assert layer.skills_A["default"].shape[0] == slots.numel() >= sum(ranks.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Save / load on every load path
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=IDS)
+def test_save_load_roundtrip_all_paths(tiny_assets, tmp_path, inputs, kwargs):
+    model = make_router(tiny_assets, **kwargs)
+    expected_logits = logits(model, inputs)
+    expected = router_state(model)
+    model.save_pretrained(tmp_path / "router")
+
+    files = sorted(os.listdir(tmp_path / "router"))
+    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    saved = load_file(tmp_path / "router" / "adapter_model.safetensors")
+    assert saved and all("skill_router_gate" in k for k in saved)  # router weights only, no skill factors
+    assert sum(v.numel() for v in saved.values()) == sum(v.numel() for v in expected.values())
+    config = json.loads((tmp_path / "router" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "SKILL_ROUTER"
+    assert set(config["skill_lock"]) == set(tiny_assets["skills"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "Found missing adapter keys" must not appear
+        loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "router")
+    auto = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "router")
+    native = AutoModelForCausalLM.from_pretrained(tmp_path / "router")
+    via_load_adapter = load_base(tiny_assets["base"])
+    via_load_adapter.load_adapter(str(tmp_path / "router"))
+
+    for other in (loaded, auto):
+        state = router_state(other)
+        assert state.keys() == expected.keys()
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+    for other in (loaded, auto, native.eval(), via_load_adapter):
+        assert torch.equal(logits(other, inputs), expected_logits)
+
+
+def test_loaded_router_is_frozen_unless_trainable(tiny_assets, tmp_path):
+    make_router(tiny_assets).save_pretrained(tmp_path / "r")
+    frozen = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r")
+    assert not any(p.requires_grad for p in frozen.parameters())
+    trainable = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r", is_trainable=True)
+    names = {n for n, p in trainable.named_parameters() if p.requires_grad}
+    assert names and all("skill_router_" in n for n in names)
+
+
+def test_bundled_skills_resolve_relative_to_router(tiny_assets, tmp_path, inputs):
+    import shutil
+
+    skills = {}
+    for name, path in tiny_assets["skills"].items():  # private copies we can delete afterwards
+        skills[name] = str(tmp_path / "src" / name)
+        shutil.copytree(path, skills[name])
+    config = SkillRouterConfig(skills=skills, task_type="CAUSAL_LM", bundle_skills=True)
+    model = get_peft_model(load_base(tiny_assets["base"]), config)
+    randomize_router(model)
+    expected = logits(model.eval(), inputs)
+    model.save_pretrained(tmp_path / "router")
+    shutil.rmtree(tmp_path / "src")
+    shutil.move(tmp_path / "router", tmp_path / "moved")  # relative, so moving the folder keeps it loadable
+
+    saved = json.loads((tmp_path / "moved" / "adapter_config.json").read_text())
+    assert saved["skills"] == {name: f"skills/{name}" for name in skills}
+    loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "moved")
+    assert torch.equal(logits(loaded, inputs), expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=IDS)
+def test_training_changes_only_router(tiny_assets, inputs, kwargs):
+    model = make_router(tiny_assets, **kwargs)
+    model.train()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert with_grad and all("skill_router_" in n for n in with_grad)
+    assert changed and all("skill_router_" in k for k in changed)
+    assert all(torch.equal(v, dict(model.named_buffers())[k]) for k, v in buffers.items())
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, use_reentrant):
+    make_router(tiny_assets, router=router).save_pretrained(tmp_path / "r")
+    grads = []
+    for checkpointing in (False, True):
+        model = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r", is_trainable=True)
+        model.train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        model(**inputs, labels=inputs["input_ids"], use_cache=False).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    plain, checkpointed = grads
+    assert plain.keys() == checkpointed.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7)
+
+
+def test_trainer_train_and_resume(tiny_assets, tmp_path):
+    """Stock Trainer: trains the router, checkpoints it, and a resumed run ends where an uninterrupted one does."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    torch.manual_seed(0)
+    rows = [{"input_ids": torch.randint(3, VOCAB, (10,)).tolist()} for _ in range(16)]
+    data = Dataset.from_list([{**r, "labels": [-100] * 4 + r["input_ids"][4:]} for r in rows])
+
+    class StopAt(TrainerCallback):  # simulates a crash right after the step-2 checkpoint
+        def __init__(self, step):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == self.step:
+                control.should_training_stop = True
+
+    def run(out, stop_at=None, resume=None):
+        model = make_router(tiny_assets, router="sequence")
+        args = TrainingArguments(
+            output_dir=str(out), max_steps=4, per_device_train_batch_size=4, learning_rate=5e-2, save_steps=2,
+            logging_steps=1, report_to=[], use_cpu=True, seed=0, data_seed=0, disable_tqdm=True,
+        )  # fmt: skip
+        callbacks = [StopAt(stop_at)] if stop_at else []
+        trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, router_state(model)
+
+    trainer, straight = run(tmp_path / "a")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 4
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(os.listdir(tmp_path / "a" / "checkpoint-2"))
+    _, first_half = run(tmp_path / "b", stop_at=2)
+    assert any(not torch.equal(first_half[k], straight[k]) for k in straight)
+    _, resumed = run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-2"))
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inference behaviour
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=IDS)
+def test_generate_kv_cache_parity(tiny_assets, kwargs):
+    model = make_router(tiny_assets, **kwargs)
+    torch.manual_seed(5)
+    prompt = torch.randint(3, VOCAB, (2, 6))
+    mask = torch.ones_like(prompt)
+    mask[1, :2] = 0  # left padding in the second row
+    gen = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        cached = model.generate(input_ids=prompt, use_cache=True, **gen)
+        uncached = model.generate(input_ids=prompt, use_cache=False, **gen)
+    assert torch.equal(cached, uncached)
+    assert not model.training  # generate leaves the mode alone
+
+
+def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):
+    model = make_router(tiny_assets, router="sequence")
+    prompt = torch.randint(3, VOCAB, (1, 6))
+    with torch.no_grad():
+        model(input_ids=prompt)
+        prompt_gates = model.base_model.get_routing_weights()
+        model.generate(input_ids=prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        after = model.base_model.get_routing_weights()
+    for key in prompt_gates:
+        assert torch.equal(prompt_gates[key], after[key])
+
+
+def test_sequence_router_ignores_supervised_tokens(tiny_assets):
+    model = make_router(tiny_assets, router="sequence")
+    a = torch.randint(3, VOCAB, (1, 10))
+    b = a.clone()
+    b[0, 6:] = torch.randint(3, VOCAB, (4,))  # different answer, same prompt
+    labels_a, labels_b = a.clone(), b.clone()
+    labels_a[0, :6] = labels_b[0, :6] = -100
+    with torch.no_grad():
+        model(input_ids=a, labels=labels_a)
+        gates_a = model.base_model.get_routing_weights()
+        model(input_ids=b, labels=labels_b)
+        gates_b = model.base_model.get_routing_weights()
+        model(input_ids=b)  # without labels the whole input is the prompt
+        gates_c = model.base_model.get_routing_weights()
+    key = next(iter(gates_a))
+    assert torch.equal(gates_a[key], gates_b[key])
+    assert not torch.equal(gates_a[key], gates_c[key])
+
+
+@pytest.mark.parametrize("router,shape", [("sequence", (2, 1, 3)), ("token", (2, 7, 3)), ("static", (3,))])
+def test_routing_weights_are_readable(tiny_assets, inputs, router, shape):
+    model = make_router(tiny_assets, router=router)
+    logits(model, inputs)
+    weights = model.base_model.get_routing_weights()
+    assert len(weights) == 4  # q_proj and v_proj in 2 layers
+    for w in weights.values():
+        assert tuple(w.shape) == shape
+        torch.testing.assert_close(w.sum(-1), torch.ones(shape[:-1]))
+    summary = model.base_model.routing_summary()
+    assert set(summary) == set(tiny_assets["skills"]) and abs(sum(summary.values()) - 1) < 1e-5
+
+
+def test_zero_init_is_uniform_average(tiny_assets, inputs):
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM")
+    model = get_peft_model(load_base(tiny_assets["base"]), config).eval()
+    uniform = logits(model, inputs)
+    with model.base_model.force_skill_weights({n: 1 / 3 for n in tiny_assets["skills"]}):
+        forced = logits(model, inputs)
+    torch.testing.assert_close(uniform, forced)
+
+
+@pytest.mark.parametrize("skill", ["alpha", "beta", "gamma"])
+def test_forced_single_skill_equals_skill_alone(tiny_assets, inputs, skill):
+    model = make_router(tiny_assets, router="token")
+    alone = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tiny_assets["skills"][skill]).eval()
+    with model.base_model.force_skill_weights({skill: 1.0}):
+        mixed = logits(model, inputs)
+    torch.testing.assert_close(mixed, logits(alone, inputs), rtol=1e-5, atol=1e-5)
+    with model.base_model.force_skill_weights({}):  # all zero: the base model
+        torch.testing.assert_close(logits(model, inputs), logits(load_base(tiny_assets["base"]), inputs))
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=IDS)
+def test_disable_adapter_is_base_model(tiny_assets, inputs, kwargs):
+    model = make_router(tiny_assets, **kwargs)
+    model.train()
+    adapted = logits(model, inputs)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    with model.disable_adapter():
+        disabled = logits(model, inputs)
+    assert torch.equal(disabled, logits(load_base(tiny_assets["base"]).train(), inputs))
+    assert not torch.equal(disabled, adapted)
+    assert torch.equal(logits(model, inputs), adapted)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
+    assert model.training
+
+
+def test_delete_adapter_and_unload(tiny_assets, inputs):
+    base_logits = logits(load_base(tiny_assets["base"]), inputs)
+    model = make_router(tiny_assets, router="sequence")
+    model.add_adapter("other", SkillRouterConfig(skills=dict(tiny_assets["skills"]), router="token"))
+    randomize_router(model, seed=3)
+    model.set_adapter("other")
+    other_logits = logits(model, inputs)
+    model.delete_adapter("default")
+    assert model.active_adapters == ["other"]
+    assert all(".default." not in n for n, _ in model.named_parameters())
+    assert all(".default" not in n for n, _ in model.named_buffers())
+    assert not model.base_model.model._forward_pre_hooks  # the sequence router's pooling hook went with it
+    assert torch.equal(logits(model, inputs), other_logits)
+    unloaded = model.unload()
+    assert not any(isinstance(m, SkillRouterLayer) for m in unloaded.modules())
+    assert torch.equal(logits(unloaded, inputs), base_logits)
+
+
+def test_two_routers_switch(tiny_assets, inputs):
+    model = make_router(tiny_assets, router="sequence")
+    first = logits(model, inputs)
+    model.add_adapter("second", SkillRouterConfig(skills=dict(tiny_assets["skills"]), router="token"))
+    randomize_router(model, seed=99)
+    model.set_adapter("second")
+    second = logits(model, inputs)
+    assert not torch.equal(first, second)
+
+
+def test_merge_and_unload_static(tiny_assets, inputs):
+    model = make_router(tiny_assets, router="static")
+    expected = logits(model, inputs)
+    merged = model.merge_and_unload()
+    assert not any(isinstance(m, SkillRouterLayer) for m in merged.modules())
+    torch.testing.assert_close(logits(merged, inputs), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("router", ["sequence", "token"])
+def test_merge_refused_for_input_dependent_routers(tiny_assets, router):
+    model = make_router(tiny_assets, router=router)
+    with pytest.raises(ValueError, match="router='static'"):
+        model.merge_and_unload()
+    with pytest.raises(ValueError, match="static"):
+        model.merge_adapter()
+
+
+def test_merge_inside_forced_weights(tiny_assets, inputs):
+    model = make_router(tiny_assets, router="token")
+    with model.base_model.force_skill_weights({"alpha": 0.25, "gamma": 0.75}):
+        expected = logits(model, inputs)
+        merged = model.merge_and_unload()
+    torch.testing.assert_close(logits(merged, inputs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_model_keeps_skills_in_bf16_and_router_in_fp32(tiny_assets, inputs):
+    base = load_base(tiny_assets["base"]).to(torch.bfloat16)
+    model = make_router(tiny_assets, base=base, router="token")
+    layer = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert layer.skills_A["default"].dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in layer.skill_router_gate.parameters())
+    assert logits(model, inputs).dtype == torch.bfloat16

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from .tuner.registration import SkillPeftType
 
@@ -25,8 +26,8 @@ def registration_hint() -> Iterator[None]:
         raise
 
 
-def load_router(router: str, model: Optional[Any] = None, **kwargs: Any):
-    """`PeftModel.from_pretrained(model, router)`, or `AutoPeftModelForCausalLM.from_pretrained(router)` if no model."""
+def load_router(router: str, model: Any | None = None, **kwargs: Any):
+    """`PeftModel.from_pretrained(model, router)`; `AutoPeftModelForCausalLM.from_pretrained(router)` without model."""
     from peft import AutoPeftModelForCausalLM, PeftModel
 
     with registration_hint():

@@ -113,8 +113,14 @@ def tiny_assets(tmp_path_factory) -> dict:
     skills = {
         "alpha": make_lora_skill(base, str(root / "skill-alpha"), seed=1),
         "beta": make_lora_skill(
-            base, str(root / "skill-beta"), seed=2, r=2, lora_alpha=16, use_rslora=True,
-            rank_pattern={"v_proj": 3}, alpha_pattern={"v_proj": 5},
+            base,
+            str(root / "skill-beta"),
+            seed=2,
+            r=2,
+            lora_alpha=16,
+            use_rslora=True,
+            rank_pattern={"v_proj": 3},
+            alpha_pattern={"v_proj": 5},
         ),  # fmt: skip
         "gamma": train_adalora_skill(base, str(root / "skill-gamma"), seed=3),
     }

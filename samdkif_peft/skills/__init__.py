@@ -4,4 +4,11 @@ from .loading import SkillFactors, load_skill_factors
 from .spec import ResolvedSkill, SkillSpec, parse_skill_reference, resolve_skill
 
 
-__all__ = ["ResolvedSkill", "SkillFactors", "SkillSpec", "load_skill_factors", "parse_skill_reference", "resolve_skill"]
+__all__ = [
+    "ResolvedSkill",
+    "SkillFactors",
+    "SkillSpec",
+    "load_skill_factors",
+    "parse_skill_reference",
+    "resolve_skill",
+]

@@ -13,7 +13,6 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from peft.utils import CONFIG_NAME
@@ -45,7 +44,7 @@ class SkillFactors:
 
     name: str
     peft_type: str
-    base_model_name_or_path: Optional[str]
+    base_model_name_or_path: str | None
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
@@ -25,10 +24,10 @@ class SkillSpec:
 
     name: str
     reference: str
-    path: Optional[str] = None
-    repo_id: Optional[str] = None
-    subfolder: Optional[str] = None
-    revision: Optional[str] = None
+    path: str | None = None
+    repo_id: str | None = None
+    subfolder: str | None = None
+    revision: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -42,7 +41,7 @@ class ResolvedSkill:
     spec: SkillSpec
     directory: str
     weights_file: str
-    revision: Optional[str]
+    revision: str | None
     sha256: str
 
     @property
@@ -50,7 +49,7 @@ class ResolvedSkill:
         return [CONFIG_NAME, os.path.basename(self.weights_file)]
 
 
-def parse_skill_reference(name: str, reference: str, base_dir: Optional[str] = None) -> SkillSpec:
+def parse_skill_reference(name: str, reference: str, base_dir: str | None = None) -> SkillSpec:
     """Turn `reference` into a `SkillSpec`; relative local paths are tried against `base_dir` first."""
     ref = os.fspath(reference).strip()
     candidates = [ref] if os.path.isabs(ref) else ([os.path.join(base_dir, ref)] if base_dir else []) + [ref]
@@ -68,8 +67,8 @@ def parse_skill_reference(name: str, reference: str, base_dir: Optional[str] = N
 
 
 def fetch_file(
-    path_or_repo: str, filename: str, subfolder: Optional[str] = None, revision: Optional[str] = None
-) -> Optional[str]:
+    path_or_repo: str, filename: str, subfolder: str | None = None, revision: str | None = None
+) -> str | None:
     """Local path of `filename` from a directory or a Hub repo (downloaded into the HF cache); None if absent."""
     local = os.path.join(path_or_repo, subfolder or "", filename)
     if os.path.isdir(path_or_repo):
@@ -83,7 +82,7 @@ def fetch_file(
         return None
 
 
-def resolve_revision(repo_id: str, revision: Optional[str]) -> str:
+def resolve_revision(repo_id: str, revision: str | None) -> str:
     """The commit sha a branch/tag/sha points to now (a full sha is returned as is, so pinned loads work offline)."""
     if revision is not None and _SHA_RE.match(revision):
         return revision
@@ -122,7 +121,9 @@ def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
             if fetch_file(spec.repo_id, fname, spec.subfolder, revision) is not None:
                 break
         weights = _pick_weights(spec, directory, allow_pickle)
-    return ResolvedSkill(spec=spec, directory=directory, weights_file=weights, revision=revision, sha256=sha256_of(weights))
+    return ResolvedSkill(
+        spec=spec, directory=directory, weights_file=weights, revision=revision, sha256=sha256_of(weights)
+    )
 
 
 def _pick_weights(spec: SkillSpec, directory: str, allow_pickle: bool) -> str:

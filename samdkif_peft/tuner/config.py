@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 from peft.config import PeftConfig
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
@@ -58,10 +58,10 @@ class SkillRouterConfig(PeftConfig):
         default_factory=dict, metadata={"help": "Ordered skill name -> local path or Hub repo id[/subfolder][@rev]."}
     )
     router: str = field(default="sequence", metadata={"help": "Router kind: 'sequence', 'token' or 'static'."})
-    top_k: Optional[int] = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
+    top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
     null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
-    target_modules: Optional[Union[list[str], str]] = field(
+    target_modules: list[str] | str | None = field(
         default=None, metadata={"help": "Filled from the skills: the module names they adapt (informational)."}
     )
     bundle_skills: bool = field(
@@ -74,7 +74,7 @@ class SkillRouterConfig(PeftConfig):
     skill_lock: dict[str, dict[str, Any]] = field(
         default_factory=dict, metadata={"help": "Resolved revision and sha256 per skill; verified on load."}
     )
-    router_weights_sha256: Optional[str] = field(
+    router_weights_sha256: str | None = field(
         default=None, metadata={"help": "sha256 of the router weights saved next to this config (torn-save check)."}
     )
 
@@ -99,7 +99,9 @@ class SkillRouterConfig(PeftConfig):
             raise ValueError(f"Unsupported router {self.router!r}; choose one of {', '.join(map(repr, ROUTER_KINDS))}")
         n_choices = len(self.skills) + int(self.null_expert)
         if self.top_k is not None and not (isinstance(self.top_k, int) and 1 <= self.top_k <= n_choices):
-            raise ValueError(f"top_k must be an int in [1, {n_choices}] (number of routing choices), got {self.top_k!r}")
+            raise ValueError(
+                f"top_k must be an int in [1, {n_choices}] (number of routing choices), got {self.top_k!r}"
+            )
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
         if isinstance(self.target_modules, list):
@@ -159,7 +161,7 @@ class SkillRouterConfig(PeftConfig):
         return skills, lock
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str, subfolder: Optional[str] = None, **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str, subfolder: str | None = None, **kwargs: Any):
         """Like `PeftConfig.from_pretrained`, remembering where the router came from (bundled skills live there)."""
         config = super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
         if isinstance(config, SkillRouterConfig):

@@ -6,7 +6,7 @@ rank slots, and one matmul out, so the cost stays nearly flat as skills are adde
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ class SkillRouterLayer(BaseTunerLayer):
         router: str,
         routing: dict[str, Any],
         state: RoutingState,
-        embed_dim: Optional[int],
+        embed_dim: int | None,
         inference_mode: bool = False,
     ) -> None:
         if A.shape[1] != self.in_features or B.shape[0] != self.out_features:
@@ -108,7 +108,7 @@ class SkillRouterLayer(BaseTunerLayer):
         delta = (self.skills_B[adapter_name] * slot_w) @ self.skills_A[adapter_name]
         return transpose(delta, self.fan_in_fan_out)
 
-    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         for name in check_adapters_to_merge(self, adapter_names):
             if name not in self.skill_router_gate:
                 continue

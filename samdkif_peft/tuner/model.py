@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
@@ -134,7 +135,7 @@ class SkillRouterModel(BaseTuner):
 
     @contextmanager
     def force_skill_weights(
-        self, weights: Union[Mapping[str, float], Sequence[float], torch.Tensor], adapter_name: Optional[str] = None
+        self, weights: Mapping[str, float] | Sequence[float] | torch.Tensor, adapter_name: str | None = None
     ) -> Iterator[None]:
         """Override the router with fixed weights over the skills (missing skills get 0), e.g. for ablations.
 
@@ -151,14 +152,16 @@ class SkillRouterModel(BaseTuner):
         else:
             vector = torch.as_tensor(weights, dtype=torch.float32).flatten()
             if vector.numel() != len(names):
-                raise ValueError(f"Expected {len(names)} skill weights (one per skill in {names}), got {vector.numel()}")
+                raise ValueError(
+                    f"Expected {len(names)} skill weights (one per skill in {names}), got {vector.numel()}"
+                )
         previous, state.forced = state.forced, vector
         try:
             yield
         finally:
             state.forced = previous
 
-    def get_routing_weights(self, adapter_name: Optional[str] = None) -> dict[str, torch.Tensor]:
+    def get_routing_weights(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """Skill weights each adapted module used in the last forward: (S,), (B, 1, S) or (B, T, S) per module."""
         name = adapter_name or self._active_router()
         out = {}
@@ -167,7 +170,7 @@ class SkillRouterModel(BaseTuner):
                 out[key] = module._last_gates[name]
         return out
 
-    def routing_summary(self, adapter_name: Optional[str] = None) -> dict[str, float]:
+    def routing_summary(self, adapter_name: str | None = None) -> dict[str, float]:
         """Mean weight per skill over modules, batch and tokens of the last forward (for plots and logs)."""
         name = adapter_name or self._active_router()
         weights = self.get_routing_weights(name)
@@ -330,4 +333,3 @@ def _norm(name: str) -> str:
 
 def _short(items: list[str], n: int = 4) -> str:
     return str(items[:n])[:-1] + (f", ... {len(items) - n} more]" if len(items) > n else "]")
-

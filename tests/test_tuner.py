@@ -386,3 +386,23 @@ def test_bf16_model_keeps_skills_in_bf16_and_router_in_fp32(tiny_assets, inputs)
     assert layer.skills_A["default"].dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in layer.skill_router_gate.parameters())
     assert logits(model, inputs).dtype == torch.bfloat16
+
+
+def test_router_model_card(tiny_assets, tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = make_router(tiny_assets, router="token")
+    model.save_pretrained(tmp_path / "r")
+    card = ModelCard.load(tmp_path / "r" / "README.md")
+    assert {"skill-router", "samdkif"} <= set(card.data.tags) and card.data.library_name == "peft"
+    assert "Model Card for Model ID" not in card.text  # peft's boilerplate replaced
+    for name in tiny_assets["skills"]:
+        assert f"| {name} |" in card.text
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "skill_router_" in n)
+    assert f"({n_params} parameters)" in card.text
+    # A card the user edited keeps their text; only our skills section is refreshed.
+    card.text = "My notes.\n\n" + card.text[card.text.index("<!-- samdkif:skills -->") :]
+    card.save(tmp_path / "r" / "README.md")
+    model.save_pretrained(tmp_path / "r")
+    text = ModelCard.load(tmp_path / "r" / "README.md").text
+    assert text.startswith("My notes.") and text.count("## Skills") == 1

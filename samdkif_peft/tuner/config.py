@@ -140,6 +140,10 @@ class SkillRouterConfig(PeftConfig):
         if auto_mapping_dict is not None:
             output["auto_mapping"] = auto_mapping_dict
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
+        if os.path.isfile(os.path.join(save_directory, "README.md")):  # peft wrote its generic card: make it ours
+            from ..hub.cards import update_router_card
+
+            update_router_card(save_directory, output, _count_parameters(weights) if os.path.isfile(weights) else None)
 
     def _bundle_into(self, save_directory: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         resolved = getattr(self, "_resolved_skill_dirs", None)
@@ -192,6 +196,20 @@ class SkillRouterConfig(PeftConfig):
                 f"expected {self.router_weights_sha256[:12]}...): the save was interrupted or the file was replaced. "
                 "Save the router again."
             )
+
+
+def _count_parameters(safetensors_file: str) -> int:
+    from safetensors import safe_open
+
+    with safe_open(safetensors_file, framework="pt") as f:
+        return sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
+def _prod(shape: list[int]) -> int:
+    out = 1
+    for dim in shape:
+        out *= dim
+    return out
 
 
 def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:

@@ -1,0 +1,69 @@
+"""Router model cards: peft writes a generic card; we replace its boilerplate (or update our section in a card the
+user has edited), and add tags so routers can be found on the Hub."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from huggingface_hub import ModelCard
+
+
+TAGS = ("samdkif", "skill-router", "sa-mdkif")
+_BEGIN, _END = "<!-- samdkif:skills -->", "<!-- /samdkif:skills -->"
+_PEFT_BOILERPLATE = "# Model Card for Model ID"
+ROUTER_DESCRIPTIONS = {
+    "sequence": "gates per adapted layer from the pooled prompt, fixed through generation",
+    "token": "gates per token from each layer's input",
+    "static": "learned gates per layer, mergeable with `merge_and_unload()`",
+}
+
+
+def update_router_card(directory: str, config: dict[str, Any], n_router_params: int | None = None) -> None:
+    """Write or refresh README.md in `directory` for a saved router (`config`: its adapter_config.json dict)."""
+    import jinja2
+
+    from hub_cards import template_path
+
+    path = os.path.join(directory, "README.md")
+    card = ModelCard.load(path) if os.path.isfile(path) else ModelCard("---\n---\n")
+    tags = set(card.data.tags or []) | set(TAGS)
+    card.data.tags = sorted(tags)
+    skills = []
+    for name in sorted(config["skills"]):
+        pin = (config.get("skill_lock") or {}).get(name, {})
+        where = pin.get("revision") or ("bundled" if pin.get("bundled") else "local path")
+        skills.append(
+            {
+                "name": name,
+                "reference": config["skills"][name],
+                "peft_type": pin.get("peft_type", "?"),
+                "revision": where[:12],
+                "sha256": (pin.get("sha256") or "")[:16],
+            }
+        )
+    text = jinja2.Template(template_path("skill_router").read_text(), trim_blocks=True).render(
+        title=f"Skill router over {len(skills)} skills",
+        skills=skills,
+        base_model=config.get("base_model_name_or_path"),
+        repo_hint="<this repo id>",
+        router=config["router"],
+        router_description=ROUTER_DESCRIPTIONS.get(config["router"], ""),
+        top_k=config.get("top_k"),
+        temperature=config.get("temperature"),
+        null_expert=config.get("null_expert"),
+        n_router_params=n_router_params if n_router_params is not None else "its",
+        skills_begin=_BEGIN,
+        skills_end=_END,
+    )
+    body = card.text
+    if not body.strip() or _PEFT_BOILERPLATE in body:
+        body = text
+    elif _BEGIN in body and _END in body:
+        section = text[text.index(_BEGIN) : text.index(_END) + len(_END)]
+        body = re.sub(re.escape(_BEGIN) + ".*?" + re.escape(_END), lambda _: section, body, flags=re.S)
+    else:
+        body = body.rstrip() + "\n\n" + text[text.index(_BEGIN) : text.index(_END) + len(_END)] + "\n"
+    card.text = body
+    card.save(path)

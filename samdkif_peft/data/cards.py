@@ -23,6 +23,10 @@ _TASK_CATEGORIES = {
     "entity_attribute": ["text-generation"],
     "entity_synonymy": ["text-generation"],
     "entity_entity_relation": ["text-generation"],
+    # unseen tasks have no skill type
+    "elixhauser_comorbidity": ["text-classification"],
+    "rare_disease_diagnosis": ["multiple-choice"],
+    "ddi_severity": ["text-classification"],
 }
 
 
@@ -44,12 +48,14 @@ def write_card(
 ) -> None:
     """Write `README.md` with YAML metadata and prose; the content depends only on the build, so it is reproducible."""
     packages = sorted({s.split(":", 1)[0] for s in sources})
+    extra = dict(extra or {})
+    category = extra.pop("skill_type", "") or name
     data = DatasetCardData(
         language=["en"],
         license="other",
         pretty_name=f"SA-MDKIF {kind} {name}",
         size_categories=[_size_category(sum(counts.values()))],
-        task_categories=_TASK_CATEGORIES.get(extra.get("skill_type", name) if extra else name, ["text-generation"]),
+        task_categories=_TASK_CATEGORIES.get(category, ["text-generation"]),
         tags=["medical", "samdkif", kind],
     )
     by_spec = {p.spec: p for p in PACKAGES.values()}
@@ -61,7 +67,7 @@ def write_card(
     ]
     if note:
         lines += [f"**Caveat.** {note}", ""]
-    for label, value in (extra or {}).items():
+    for label, value in extra.items():
         lines.append(f"- **{label}**: {value}")
     lines += [
         "",

@@ -1,0 +1,258 @@
+"""Speed of mixing n skills: SKILL_ROUTER vs peft's ways of combining LoRAs, as ratios to the base model.
+
+Measured on a randomly initialised model with SmolLM2-135M's exact shape (speed depends on shapes, not weights), with
+n random LoRA r8 skills on q_proj/v_proj, bf16 on CPU. Every number is a median over repeats, and every ratio is
+against the base model measured in the same run (machines are noisy; compare ratios, not milliseconds).
+
+    python benchmarks/bench_router.py                 # SmolLM2 shape, 12 skills (~5 min on 2 cores)
+    python benchmarks/bench_router.py --preset tiny   # seconds; for a smoke run
+
+Writes benchmarks/results/router_speed.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+from peft import LoraConfig, PeftModel, XLoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM, logging
+
+import samdkif_peft  # noqa: F401
+from samdkif_peft import SkillRouterConfig
+
+
+PRESETS = {
+    "smollm2": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+        max_position_embeddings=2048,
+    ),  # fmt: skip
+    "tiny": dict(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    ),  # fmt: skip
+}
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build_base(preset: str, base_dir: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**PRESETS[preset], pad_token_id=0)).to(dtype).save_pretrained(base_dir)
+
+
+def load(base_dir: str, dtype: torch.dtype, use_cache: bool = True) -> LlamaForCausalLM:
+    model = LlamaForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    model.config.use_cache = use_cache
+    return model.eval()
+
+
+def make_skills(base_dir: str, root: str, n: int, dtype: torch.dtype) -> dict[str, str]:
+    skills = {}
+    for i in range(n):
+        torch.manual_seed(100 + i)
+        path = os.path.join(root, f"skill{i}")
+        config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        get_peft_model(load(base_dir, dtype), config).save_pretrained(path)
+        skills[f"skill{chr(ord('a') + i)}"] = path
+    return skills
+
+
+def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
+    """name -> (builder, supports_kv_cache)."""
+    paths = list(skills.values())
+
+    def peft_single():
+        return PeftModel.from_pretrained(load(base_dir, dtype), paths[0]).eval()
+
+    def peft_all_active():
+        model = PeftModel.from_pretrained(load(base_dir, dtype), paths[0], adapter_name="a0")
+        for i, path in enumerate(paths[1:], 1):
+            model.load_adapter(path, adapter_name=f"a{i}")
+        model.base_model.set_adapter([f"a{i}" for i in range(len(paths))])
+        return model.eval()
+
+    def peft_weighted_cat():
+        model = PeftModel.from_pretrained(load(base_dir, dtype), paths[0], adapter_name="a0")
+        for i, path in enumerate(paths[1:], 1):
+            model.load_adapter(path, adapter_name=f"a{i}")
+        names = [f"a{i}" for i in range(len(paths))]
+        model.add_weighted_adapter(names, [1 / len(paths)] * len(paths), "mix", combination_type="cat")
+        model.set_adapter("mix")
+        return model.eval()
+
+    def xlora():
+        config = XLoraConfig(
+            task_type="CAUSAL_LM", hidden_size=PRESET_HIDDEN[0], adapters={str(i): p for i, p in enumerate(paths)}
+        )
+        return get_peft_model(load(base_dir, dtype, use_cache=False), config).eval()
+
+    def ours(router):
+        def build():
+            config = SkillRouterConfig(skills=skills, router=router, task_type="CAUSAL_LM")
+            return get_peft_model(load(base_dir, dtype), config).eval()
+
+        return build
+
+    return {
+        "peft 1 LoRA": (peft_single, True),
+        f"peft {len(paths)} adapters active": (peft_all_active, True),
+        f"peft add_weighted_adapter(cat) of {len(paths)}": (peft_weighted_cat, True),
+        f"X-LoRA over {len(paths)}": (xlora, False),
+        f"SKILL_ROUTER static, {len(paths)} skills": (ours("static"), True),
+        f"SKILL_ROUTER sequence, {len(paths)} skills": (ours("sequence"), True),
+        f"SKILL_ROUTER token, {len(paths)} skills": (ours("token"), True),
+    }
+
+
+PRESET_HIDDEN = [0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
+    parser.add_argument("--skills", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/router_speed.json")
+    args = parser.parse_args()
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16
+    PRESET_HIDDEN[0] = PRESETS[args.preset]["hidden_size"]
+    vocab = PRESETS[args.preset]["vocab_size"]
+
+    with tempfile.TemporaryDirectory() as root:
+        base_dir = os.path.join(root, "base")
+        build_base(args.preset, base_dir, dtype)
+        skills = make_skills(base_dir, root, args.skills, dtype)
+        gen = torch.Generator().manual_seed(0)
+        batch = torch.randint(3, vocab, (args.batch, args.seq), generator=gen)
+        prompt = torch.randint(3, vocab, (1, 32), generator=gen)
+
+        def forward(model):
+            with torch.no_grad():
+                model(input_ids=batch, use_cache=False)
+
+        def train_step(model):
+            model.train()
+            model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
+            model.zero_grad(set_to_none=True)
+            model.eval()
+
+        def decode(model, use_cache=True):
+            n = args.new_tokens
+            with torch.no_grad():
+                model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                               min_new_tokens=n, do_sample=False, use_cache=use_cache, pad_token_id=0)  # fmt: skip
+
+        base = load(base_dir, dtype)
+        rows = {"base model": {"forward_s": median_seconds(lambda: forward(base), args.repeats)}}
+        rows["base model"]["decode_ms_per_token"] = 1000 * median_seconds(lambda: decode(base), 1) / args.new_tokens
+        # Train-step reference: one trainable LoRA r8 on q,v (what a router step is compared with).
+        lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+        rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 1)
+        for name, (build, cache) in variants(base_dir, skills, dtype).items():
+            model = build()
+            row = {"forward_s": median_seconds(lambda m=model: forward(m), args.repeats)}
+            row["decode_ms_per_token"] = (
+                1000 * median_seconds(lambda m=model, c=cache: decode(m, c), 1) / args.new_tokens
+            )
+            if name.startswith(("X-LoRA", "SKILL_ROUTER")):
+                row["train_step_s"] = median_seconds(lambda m=model: train_step(m), 1)
+            rows[name] = row
+            print(f"{name}: {row}", flush=True)
+            del model
+
+        # Cost as skills are added: the fused layer vs peft's loop over active adapters.
+        scaling = {}
+        for n in sorted({1, max(1, args.skills // 3), args.skills}):
+            subset = dict(list(skills.items())[:n])
+            ours = get_peft_model(load(base_dir, dtype), SkillRouterConfig(skills=subset, router="token",
+                                                                            task_type="CAUSAL_LM"))  # fmt: skip
+            peft_all = PeftModel.from_pretrained(load(base_dir, dtype), list(subset.values())[0], adapter_name="a0")
+            for i, path in enumerate(list(subset.values())[1:], 1):
+                peft_all.load_adapter(path, adapter_name=f"a{i}")
+            peft_all.base_model.set_adapter([f"a{i}" for i in range(n)])
+            peft_all.eval()
+            scaling[n] = {
+                "SKILL_ROUTER token": median_seconds(lambda m=ours: forward(m), args.repeats),
+                "peft adapters active": median_seconds(lambda m=peft_all: forward(m), args.repeats),
+            }
+            print(f"scaling n={n}: {scaling[n]}", flush=True)
+
+    base_fwd = rows["base model"]["forward_s"]
+    base_dec = rows["base model"]["decode_ms_per_token"]
+    base_train = rows["base model"]["train_step_s (1 LoRA r8 trainable)"]
+    for row in rows.values():
+        row["forward_ratio"] = row["forward_s"] / base_fwd
+        row["decode_ratio"] = row["decode_ms_per_token"] / base_dec
+        if "train_step_s" in row:
+            row["train_ratio_vs_1_lora"] = row["train_step_s"] / base_train
+    result = {
+        "preset": args.preset,
+        "shape": PRESETS[args.preset],
+        "dtype": str(dtype),
+        "batch": [args.batch, args.seq],
+        "skills": args.skills,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "rows": rows,
+        "scaling_forward_s": scaling,
+        "scaling_forward_ratio": {n: {k: v / base_fwd for k, v in s.items()} for n, s in scaling.items()},
+    }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+
+    print(f"\n{args.preset} shape, bf16, {args.threads} threads, forward batch {args.batch}x{args.seq}, "
+          f"decode batch 1, {args.new_tokens} new tokens")  # fmt: skip
+    print("| variant | forward (x base) | decode ms/token (x base) | train step (x 1 LoRA) |")
+    print("|---|---|---|---|")
+    for name, row in rows.items():
+        train = f"{row['train_ratio_vs_1_lora']:.2f}" if "train_ratio_vs_1_lora" in row else "-"
+        if name == "base model":
+            train = f"1 LoRA r8: {row['train_step_s (1 LoRA r8 trainable)']:.2f} s"
+        decode = f"{row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f})"
+        print(f"| {name} | {row['forward_ratio']:.2f} | {decode} | {train} |")
+    print("\n| skills | SKILL_ROUTER token (x base) | peft adapters active (x base) |")
+    print("|---|---|---|")
+    for n, s in result["scaling_forward_ratio"].items():
+        print(f"| {n} | {s['SKILL_ROUTER token']:.2f} | {s['peft adapters active']:.2f} |")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -473,7 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
             except yaml.YAMLError as err:
                 errors.append({"message": f"Invalid YAML: {err}"})
         self._reply(
-            400 if errors else 200, {"errors": errors, "warnings": []}, error="Invalid metadata" if errors else None
+            400 if errors else 200,
+            {"errors": errors, "warnings": [], **({"error": errors[0]["message"]} if errors else {})},
+            error="Invalid metadata" if errors else None,
         )
 
     # -- uploads
@@ -595,7 +597,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "rfilename": p,
                 "size": i["size"],
                 "blobId": i["oid"],
-                **({"lfs": _entry(p, i)["lfs"]} if i["lfs"] else {}),
+                **(
+                    {
+                        "lfs": {
+                            "sha256": i["sha256"],
+                            "size": i["size"],
+                            "pointerSize": _entry(p, i)["lfs"]["pointerSize"],
+                        }
+                    }
+                    if i["lfs"]
+                    else {}
+                ),
             }
             if blobs
             else {"rfilename": p}

@@ -66,9 +66,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", rf"^/api/{_T}/{_R}/commit/(?P<rev>[^/]+)$", "commit"),
         ("POST", rf"^/api/{_T}/{_R}/paths-info/(?P<rev>[^/]+)$", "paths_info"),
         ("POST", rf"^/api/{_T}/{_R}/branch/(?P<name>[^/]+)$", "create_branch"),
-        ("DELETE", rf"^/api/{_T}/{_R}/branch/(?P<name>[^/]+)$", "delete_ref"),
         ("POST", rf"^/api/{_T}/{_R}/tag/(?P<rev>[^/]+)$", "create_tag"),
-        ("DELETE", rf"^/api/{_T}/{_R}/tag/(?P<name>[^/]+)$", "delete_ref"),
         ("GET", rf"^/api/{_T}/{_R}/refs$", "refs"),
         ("GET", rf"^/api/{_T}/{_R}/commits/(?P<rev>[^/]+)$", "commits"),
         ("GET", rf"^/api/{_T}/{_R}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$", "tree"),
@@ -79,7 +77,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", rf"^/{_P}{_R}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$", "resolve"),
     ]
 ]
-WRITES = set("create_repo delete_repo preupload commit create_branch delete_ref create_tag lfs_batch".split())
+WRITES = set("create_repo delete_repo preupload commit create_branch create_tag lfs_batch".split())
 
 
 class HubError(Exception):
@@ -215,15 +213,13 @@ class HubStore:
             os.replace(rdir, trash)  # atomic disappearance, then the slow part
             shutil.rmtree(trash, ignore_errors=True)
 
-    def set_ref(self, rtype: str, repo_id: str, kind: str, name: str, sha: str | None, exist_ok: bool) -> None:
+    def add_ref(self, rtype: str, repo_id: str, kind: str, name: str, sha: str) -> None:
+        """Add a branch or tag (`kind` is "branches" or "tags"); 409 if it exists, as on the Hub."""
         with self.lock(rtype, repo_id):
             refs = self.refs(rtype, repo_id)
-            if sha is not None and name in refs[kind] and not exist_ok:
-                raise HubError(409, f"{kind[:-2].capitalize()} {name!r} already exists")
-            if sha is None and refs[kind].pop(name, None) is None:
-                raise HubError(404, f"Invalid rev id: {name}", "RevisionNotFound")
-            if sha is not None:
-                refs[kind][name] = sha
+            if name in refs[kind]:
+                raise HubError(409, f"Reference {name!r} already exists in {repo_id}")
+            refs[kind][name] = sha
             _write_atomic(self.repo_dir(rtype, repo_id) / "refs.json", json.dumps(refs).encode())
 
     def commit(self, rtype: str, repo_id: str, branch: str, header: dict[str, Any], ops: list[dict[str, Any]]) -> str:
@@ -342,7 +338,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         hdrs = {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}
         if error is not None:
-            hdrs["X-Error-Message"] = error.encode("ascii", "replace").decode()[:500]
+            # Header-safe: ASCII, one line (a path from the URL may hold %0A), short.
+            hdrs["X-Error-Message"] = " ".join(error.encode("ascii", "replace").decode().split())[:500]
         if not getattr(self, "_body_done", True):
             self.close_connection = True  # unread request body: the connection cannot be reused
             hdrs["Connection"] = "close"
@@ -370,9 +367,14 @@ class _Handler(BaseHTTPRequestHandler):
             yield chunk
 
     def _body(self) -> bytes:
-        if _int(self.headers.get("Content-Length") or 0) > MAX_JSON_BODY:
-            raise HubError(413, f"Request body over {MAX_JSON_BODY} bytes")
-        return b"".join(self._iter_body())
+        chunks, total = [], 0
+        for chunk in self._iter_body():
+            total += len(chunk)
+            if total > MAX_JSON_BODY:
+                self._body_done = False  # the rest is unread: close the connection after replying
+                raise HubError(413, f"Request body over {MAX_JSON_BODY} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _json(self) -> Any:
         try:
@@ -569,7 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_create_branch(self, rtype: str, repo: str, name: str) -> None:
         body = self._json() or {}
         start = self.server.store.resolve(rtype, repo, body.get("startingPoint") or "main")["id"]
-        self.server.store.set_ref(rtype, repo, "branches", name, start, exist_ok=False)
+        self.server.store.add_ref(rtype, repo, "branches", name, start)
         self._reply(200, {})
 
     def do_create_tag(self, rtype: str, repo: str, rev: str) -> None:
@@ -577,14 +579,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not isinstance(body.get("tag"), str) or not body["tag"]:
             raise HubError(400, "Expected a JSON object with a string 'tag'")
         sha = self.server.store.resolve(rtype, repo, rev)["id"]
-        self.server.store.set_ref(rtype, repo, "tags", body["tag"], sha, exist_ok=False)
-        self._reply(200, {})
-
-    def do_delete_ref(self, rtype: str, repo: str, name: str) -> None:
-        kind = "branches" if "/branch/" in self.path else "tags"
-        if kind == "branches" and name == "main":
-            raise HubError(403, "The main branch cannot be deleted")
-        self.server.store.set_ref(rtype, repo, kind, name, None, exist_ok=True)
+        self.server.store.add_ref(rtype, repo, "tags", body["tag"], sha)
         self._reply(200, {})
 
     # -- downloads

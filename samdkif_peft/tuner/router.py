@@ -28,8 +28,8 @@ class StaticRouter(nn.Module):
         return self.logits  # (S,)
 
 
-class TokenRouter(nn.Module):
-    """Gates per token from the layer's own input (causal by construction, so cached decoding is exact)."""
+class _LinearRouter(nn.Module):
+    """A zero-initialised linear map to routing logits: training starts from the uniform average of the skills."""
 
     def __init__(self, in_features: int, n_choices: int):
         super().__init__()
@@ -37,18 +37,16 @@ class TokenRouter(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
+
+class TokenRouter(_LinearRouter):
+    """Gates per token from the layer's own input (causal by construction, so cached decoding is exact)."""
+
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         return self.proj(x.to(self.proj.weight.dtype))  # (B, T, S)
 
 
-class SequenceRouter(nn.Module):
+class SequenceRouter(_LinearRouter):
     """Gates per layer from the pooled prompt: the paper's task-guided router, fixed for a whole generation."""
-
-    def __init__(self, embed_dim: int, n_choices: int):
-        super().__init__()
-        self.proj = nn.Linear(embed_dim, n_choices)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         if pooled is None:

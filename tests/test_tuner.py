@@ -406,3 +406,21 @@ def test_router_model_card(tiny_assets, tmp_path):
     model.save_pretrained(tmp_path / "r")
     text = ModelCard.load(tmp_path / "r" / "README.md").text
     assert text.startswith("My notes.") and text.count("## Skills") == 1
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_exactly_one_base_forward_per_step(tiny_assets, inputs, router):
+    """X-LoRA runs the decoder twice per step (a scaling pass, then the real one); we run it once."""
+    model = make_router(tiny_assets, router=router)
+    calls = []
+    decoder = model.base_model.model.model
+    handle = decoder.register_forward_hook(lambda *args: calls.append(1))
+    model.train()
+    model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    assert len(calls) == 1
+    calls.clear()
+    model.eval()
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert len(calls) == 5  # one pass per generated token, with the KV cache on
+    handle.remove()

@@ -189,7 +189,8 @@ def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, us
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7)
 
 
-def test_trainer_train_and_resume(tiny_assets, tmp_path):
+@pytest.mark.parametrize("router", ROUTERS)
+def test_trainer_train_and_resume(tiny_assets, tmp_path, router):
     """Stock Trainer: trains the router, checkpoints it, and a resumed run ends where an uninterrupted one does."""
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -207,7 +208,7 @@ def test_trainer_train_and_resume(tiny_assets, tmp_path):
                 control.should_training_stop = True
 
     def run(out, stop_at=None, resume=None):
-        model = make_router(tiny_assets, router="sequence")
+        model = make_router(tiny_assets, router=router)
         args = TrainingArguments(
             output_dir=str(out), max_steps=4, per_device_train_batch_size=4, learning_rate=5e-2, save_steps=2,
             logging_steps=1, report_to=[], use_cpu=True, seed=0, data_seed=0, disable_tqdm=True,

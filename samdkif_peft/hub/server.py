@@ -304,13 +304,18 @@ class HubStore:
         return sha
 
 
+def _lfs(info: dict[str, Any]) -> dict[str, Any] | None:
+    """LFS details of a stored file: `oid` is what tree entries carry, `sha256` what model_info siblings carry."""
+    if not info["lfs"]:
+        return None
+    pointer_size = len(_lfs_pointer(info["sha256"], info["size"]))
+    return {"oid": info["sha256"], "sha256": info["sha256"], "size": info["size"], "pointerSize": pointer_size}
+
+
 def _entry(path: str, info: dict[str, Any]) -> dict[str, Any]:
     """A tree/paths-info file entry as `huggingface_hub.hf_api.RepoFile` parses it."""
-    entry: dict[str, Any] = {"type": "file", "oid": info["oid"], "size": info["size"], "path": path}
-    if info["lfs"]:
-        pointer_size = len(_lfs_pointer(info["sha256"], info["size"]))
-        entry["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": pointer_size}
-    return entry
+    lfs = _lfs(info)
+    return {"type": "file", "oid": info["oid"], "size": info["size"], "path": path, **({"lfs": lfs} if lfs else {})}
 
 
 def _folder(path: str, commit: dict[str, Any]) -> dict[str, Any]:
@@ -587,27 +592,8 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.server.store
         meta, commit = store.meta(rtype, repo), store.resolve(rtype, repo, rev)
         blobs = self.query.get("blobs") in ("1", "true", "True")
-        siblings = [
-            {
-                "rfilename": p,
-                "size": i["size"],
-                "blobId": i["oid"],
-                **(
-                    {
-                        "lfs": {
-                            "sha256": i["sha256"],
-                            "size": i["size"],
-                            "pointerSize": _entry(p, i)["lfs"]["pointerSize"],
-                        }
-                    }
-                    if i["lfs"]
-                    else {}
-                ),
-            }
-            if blobs
-            else {"rfilename": p}
-            for p, i in commit["files"].items()
-        ]
+        extra = (lambda i: {"size": i["size"], "blobId": i["oid"], "lfs": _lfs(i)}) if blobs else (lambda i: {})
+        siblings = [{"rfilename": p, **extra(i)} for p, i in commit["files"].items()]
         card = self._card_data(commit)
         self._reply(200, {
             "_id": repo, "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": commit["id"],

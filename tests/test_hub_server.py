@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 
+import httpx2
 import pytest
 import torch
 from huggingface_hub import (
@@ -37,6 +38,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from samdkif_peft.hub.server import serve_hub
 from samdkif_peft.hub.testing import PROJECT_ROOT, run_in_fresh_process
 
 
@@ -312,3 +314,18 @@ def test_cli_serves_until_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     assert (tmp_path / "repos" / "model" / "user--cli" / "repo.json").exists()
+
+
+def test_serve_hub_context_manager(tmp_path):
+    with serve_hub(tmp_path, token="site-token") as endpoint:
+        api = HfApi(endpoint=endpoint, token="site-token")
+        assert api.whoami()["name"] == "user"
+        assert api.create_repo("ctx").repo_id == "user/ctx"  # no namespace: the Hub puts it under the user
+    with pytest.raises(httpx2.ConnectError):  # stopped: nothing listens any more
+        get_session().get(f"{endpoint}/api/models/user/ctx")
+
+
+def test_plugin_refuses_a_huggingface_hub_already_pointing_elsewhere():
+    code = "import huggingface_hub, samdkif_peft.hub.testing"
+    with pytest.raises(RuntimeError, match="imported before samdkif_peft.hub.testing"):
+        run_in_fresh_process(code, env={"HF_ENDPOINT": "https://huggingface.co", "HF_HUB_DISABLE_XET": "0"})

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -713,6 +714,21 @@ class _HTTPServer(ThreadingHTTPServer):
     token: str | None
     tickets: dict[str, tuple[str, int]]
     endpoint: str
+    connections: set[socket.socket]
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Drop idle keep-alive connections too, or clients' pooled connections keep being served after stop()."""
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class HubServer:
@@ -743,6 +759,7 @@ class HubServer:
         httpd = _HTTPServer((self.host, self.port), _Handler)
         self.port = httpd.server_address[1]
         httpd.store, httpd.token, httpd.tickets, httpd.endpoint = HubStore(self.root), self.token, {}, self.endpoint
+        httpd.connections = set()
         self._httpd = httpd
         logger.info("offline Hub serving %s at %s", self.root, self.endpoint)
         return httpd
@@ -763,6 +780,7 @@ class HubServer:
         except KeyboardInterrupt:
             logger.info("offline Hub at %s stopped", self.endpoint)
         finally:
+            httpd.close_connections()
             httpd.server_close()
             self._httpd = None
 
@@ -770,6 +788,7 @@ class HubServer:
         if self._httpd is None:
             return
         self._httpd.shutdown()
+        self._httpd.close_connections()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)

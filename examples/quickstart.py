@@ -117,7 +117,8 @@ def main() -> None:
     for name, value in results.items():
         print(f"  {name:<38} {value:6.1%}")
     print(f"router weights on the last batch: {json.dumps(router.base_model.routing_summary())}")
-    print(f"saved to {router_dir}; reloaded with AutoPeftModelForCausalLM: {'identical' if reload_ok else 'DIFFERENT'}")
+    verdict = "identical" if reload_ok else "DIFFERENT"
+    print(f"saved to {router_dir}; reloaded with AutoPeftModelForCausalLM: {verdict}")
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"exact_match": results, "reload_identical": reload_ok}, f, indent=2)
     if not reload_ok:

@@ -109,3 +109,22 @@ def test_missing_hub_skill_is_a_clear_error(hub_server, hub_repo_id, tiny_assets
     config = SkillRouterConfig(skills={"ghost": f"{hub_repo_id}-does-not-exist"}, task_type="CAUSAL_LM")
     with pytest.raises(FileNotFoundError, match="was not found on the Hub"):
         get_peft_model(load_base(tiny_assets["base"]), config)
+
+
+def test_skills_from_subfolders_of_one_repo(hub_server, hub_repo_id, tiny_assets, tmp_path):
+    api = HfApi()
+    api.create_repo(hub_repo_id)
+    for name in ("alpha", "gamma"):
+        api.upload_folder(repo_id=hub_repo_id, folder_path=tiny_assets["skills"][name], path_in_repo=f"skills/{name}")
+    sha = api.model_info(hub_repo_id).sha
+    config = SkillRouterConfig(
+        skills={"alpha": f"{hub_repo_id}/skills/alpha", "gamma": f"{hub_repo_id}/skills/gamma@{sha}"},
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(load_base(tiny_assets["base"]), config)
+    local = get_peft_model(
+        load_base(tiny_assets["base"]),
+        SkillRouterConfig(skills={n: tiny_assets["skills"][n] for n in ("alpha", "gamma")}, task_type="CAUSAL_LM"),
+    )
+    assert torch.equal(_logits(model), _logits(local))
+    assert {v["revision"] for v in model.peft_config["default"].skill_lock.values()} == {sha}

@@ -1,8 +1,10 @@
 """Speed of mixing n skills: SKILL_ROUTER vs peft's ways of combining LoRAs, as ratios to the base model.
 
 Measured on a randomly initialised model with SmolLM2-135M's exact shape (speed depends on shapes, not weights), with
-n random LoRA r8 skills on q_proj/v_proj, bf16 on CPU. Every number is a median over repeats, and every ratio is
-against the base model measured in the same run (machines are noisy; compare ratios, not milliseconds).
+n random LoRA r8 skills on q_proj/v_proj, bf16 on CPU. Adapter weights are float32 (peft's `autocast_adapter_dtype`
+default) for every method, plus one SKILL_ROUTER row with bf16 factors (`autocast_adapter_dtype=False`). Every
+number is a median over repeats, and every ratio is against the base model measured in the same run (machines are
+noisy; compare ratios, not milliseconds).
 
     python benchmarks/bench_router.py                 # SmolLM2 shape, 12 skills (~5 min on 2 cores)
     python benchmarks/bench_router.py --preset tiny   # seconds; for a smoke run
@@ -114,10 +116,10 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
         )
         return get_peft_model(load(base_dir, dtype, use_cache=False), config).eval()
 
-    def ours(router):
+    def ours(router, autocast=True):
         def build():
             config = SkillRouterConfig(skills=skills, router=router, task_type="CAUSAL_LM")
-            return get_peft_model(load(base_dir, dtype), config).eval()
+            return get_peft_model(load(base_dir, dtype), config, autocast_adapter_dtype=autocast).eval()
 
         return build
 
@@ -129,6 +131,7 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
         f"SKILL_ROUTER static, {len(paths)} skills": (ours("static"), True),
         f"SKILL_ROUTER sequence, {len(paths)} skills": (ours("sequence"), True),
         f"SKILL_ROUTER token, {len(paths)} skills": (ours("token"), True),
+        f"SKILL_ROUTER token, {len(paths)} skills, bf16 factors": (ours("token", autocast=False), True),
     }
 
 

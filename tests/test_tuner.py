@@ -380,11 +380,14 @@ def test_merge_inside_forced_weights(tiny_assets, inputs):
     torch.testing.assert_close(logits(merged, inputs), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_bf16_model_keeps_skills_in_bf16_and_router_in_fp32(tiny_assets, inputs):
+@pytest.mark.parametrize("autocast", [True, False])
+def test_bf16_model_dtypes(tiny_assets, inputs, autocast):
+    """Like peft's LoRA: float32 factors by default (exact cached decoding), bf16 on request (faster)."""
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", router="token")
     base = load_base(tiny_assets["base"]).to(torch.bfloat16)
-    model = make_router(tiny_assets, base=base, router="token")
+    model = get_peft_model(base, config, autocast_adapter_dtype=autocast).eval()
     layer = model.base_model.model.model.layers[0].self_attn.q_proj
-    assert layer.skills_A["default"].dtype == torch.bfloat16
+    assert layer.skills_A["default"].dtype == (torch.float32 if autocast else torch.bfloat16)
     assert all(p.dtype == torch.float32 for p in layer.skill_router_gate.parameters())
     assert logits(model, inputs).dtype == torch.bfloat16
 

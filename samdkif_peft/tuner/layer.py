@@ -77,7 +77,9 @@ class SkillRouterLayer(BaseTunerLayer):
         self.skill_names[adapter_name] = list(skill_names)
         self._routing_state[adapter_name] = state
         self._move_adapter_to_device_of_base_layer(adapter_name)
-        # The router stays in float32 even for bf16 models: it is tiny and its softmax wants the precision.
+        # The router stays in float32 even for bf16 models: it is tiny and its softmax wants the precision. Skill
+        # factors follow the base dtype here; peft's `autocast_adapter_dtype=True` (its default) upcasts them to
+        # float32 afterwards, like LoRA weights, and `autocast_adapter_dtype=False` keeps bf16 for speed.
         self.skill_router_gate[adapter_name].float()
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
@@ -149,6 +151,7 @@ class Linear(nn.Module, SkillRouterLayer):
         result = self.base_layer(x, *args, **kwargs)
         if self.merged:
             return result
+        previous_dtype = result.dtype
         for name in self.active_adapters:
             if name not in self.skill_router_gate:
                 continue
@@ -157,7 +160,9 @@ class Linear(nn.Module, SkillRouterLayer):
             self._last_gates[name] = weights.detach()
             slot_w = weights.index_select(-1, self.skill_slots[name]).to(A.dtype)  # gates expanded to rank slots
             z = F.linear(x.to(A.dtype), A)  # (B, T, K): every skill's rank space at once
-            result = result + F.linear(z * slot_w, B).to(result.dtype)
+            # Added in the factors' dtype (float32 by default, as peft's autocast_adapter_dtype does for LoRA) and
+            # rounded once: bf16 partial sums would round differently for cached and uncached decoding.
+            result = (result + F.linear(z * slot_w, B)).to(previous_dtype)
         return result
 
     def __repr__(self) -> str:

@@ -99,14 +99,6 @@ class SkillRouterModel(BaseTuner):
         gate = "skill_router_gate"
         return key.replace(f".{gate}.{adapter_name}.", f".{gate}.")
 
-    def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
-        # Only the router is upcast; frozen skill factors keep the base model's dtype (bf16 matmuls are ~2x faster).
-        if not autocast_adapter_dtype:
-            return
-        for layer in self._layers():
-            if adapter_name in layer.skill_router_gate:
-                layer.skill_router_gate[adapter_name].float()
-
     # ------------------------------------------------------------------------------------------------------------
     # Forward
     @contextmanager

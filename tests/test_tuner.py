@@ -428,3 +428,19 @@ def test_exactly_one_base_forward_per_step(tiny_assets, inputs, router):
         model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0)
     assert len(calls) == 5  # one pass per generated token, with the KV cache on
     handle.remove()
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_deepcopy_routes_independently(tiny_assets, inputs, router):
+    import copy
+
+    model = make_router(tiny_assets, router=router)
+    clone = copy.deepcopy(model)
+    assert torch.equal(logits(clone, inputs), logits(model, inputs))
+    randomize_router(clone, seed=11)
+    assert not torch.equal(logits(clone, inputs), logits(model, inputs))
+    before = model.base_model.get_routing_weights()
+    other = {"input_ids": inputs["input_ids"][:1, :3], "attention_mask": inputs["attention_mask"][:1, :3]}
+    logits(clone, other)  # the clone's forward must not touch the original's routing state
+    after = model.base_model.get_routing_weights()
+    assert all(torch.equal(before[k], after[k]) for k in before)

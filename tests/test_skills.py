@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 
 import pytest
@@ -81,7 +83,7 @@ def test_lora_variants_normalise_exactly(tiny_assets, tmp_path, lora_kwargs):
     ranks=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=5),
     in_f=st.integers(1, 9),
     out_f=st.integers(1, 9),
-    router=st.sampled_from(["static", "token"]),
+    router=st.sampled_from(["static", "token", "sequence"]),
     top_k=st.one_of(st.none(), st.integers(1, 5)),
     null_expert=st.booleans(),
     seed=st.integers(0, 2**16),
@@ -96,19 +98,73 @@ def test_fused_layer_equals_explicit_sum(ranks, in_f, out_f, router, top_k, null
     names = [f"s{i}" for i in range(n)]
     slots = torch.cat([torch.full((r,), i) for i, r in enumerate(ranks)]).long()
     routing = {"temperature": 0.7, "top_k": top_k, "null_expert": null_expert}
+    state = RoutingState(names)
     layer = Linear(
         base, "default", skill_names=names, A=torch.cat(As, 0), B=torch.cat(Bs, 1), slots=slots, router=router,
-        routing=routing, state=RoutingState(names), embed_dim=None,
+        routing=routing, state=state, embed_dim=4,
     )  # fmt: skip
     with torch.no_grad():
         for p in layer.skill_router_gate.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))
         layer.skill_router_gate.double()
         x = torch.randn(2, 3, in_f, generator=gen, dtype=torch.float64)
-        gate_logits = layer.skill_router_gate["default"](x, None)
-        g = routing_weights(gate_logits, 0.7, top_k, null_expert).double()  # (S,) or (2, 3, S)
+        state.pooled = torch.randn(2, 4, generator=gen, dtype=torch.float64)  # what the prompt hook would set
+        gate_logits = layer.skill_router_gate["default"](x, state.pooled)
+        g = routing_weights(gate_logits, 0.7, top_k, null_expert).double()  # (S,), (2, 1, S) or (2, 3, S)
         expected = base(x) + sum(g[..., i : i + 1] * (x @ As[i].T @ Bs[i].T) for i in range(n))
         torch.testing.assert_close(layer(x), expected)
+
+
+def _fused_layer(n_skills: int, router: str) -> Linear:
+    names = [f"s{i}" for i in range(n_skills)]
+    ranks = [2 + i % 3 for i in range(n_skills)]
+    slots = torch.cat([torch.full((r,), i) for i, r in enumerate(ranks)]).long()
+    return Linear(
+        torch.nn.Linear(8, 6), "default", skill_names=names, A=torch.randn(sum(ranks), 8),
+        B=torch.randn(6, sum(ranks)), slots=slots, router=router,
+        routing={"temperature": 1.0, "top_k": None, "null_expert": False}, state=RoutingState(names), embed_dim=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("router", ["static", "token"])
+def test_fused_layer_cost_does_not_grow_with_skills(router):
+    """No Python loop over skills: the forward issues the same torch calls for 1 skill as for 7."""
+    from torch.overrides import TorchFunctionMode
+
+    class Record(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    traces = []
+    for n in (1, 7):
+        layer, x = _fused_layer(n, router), torch.randn(2, 5, 8)
+        with torch.no_grad(), Record() as record:
+            layer(x)
+        traces.append(record.calls)
+    assert traces[0] == traces[1]
+    assert traces[0].count("linear") == 3 + (router == "token")  # base, into rank space, out (+ token gate)
+
+
+def test_routing_weights_options():
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    torch.testing.assert_close(routing_weights(logits, temperature=0.5), torch.softmax(logits / 0.5, -1))
+    top2 = routing_weights(logits, top_k=2)
+    torch.testing.assert_close(top2, torch.cat([torch.softmax(logits[:2], -1), torch.zeros(2)]))
+    with_null = routing_weights(logits, null_expert=True)  # the last choice is "base model only"
+    torch.testing.assert_close(with_null, torch.softmax(logits, -1)[:3])
+    assert with_null.sum() < 1
+    torch.testing.assert_close(routing_weights(torch.zeros(4), top_k=2), torch.full((4,), 0.25))  # ties: uniform
+    # top-1: exactly one-hot in value, yet the router still gets a gradient (straight-through)
+    leaf = logits.clone().requires_grad_(True)
+    top1 = routing_weights(leaf, top_k=1)
+    assert torch.equal(top1.detach(), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    (top1 * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,7 +225,8 @@ def test_skills_with_different_targets_rejected(tiny_assets, tmp_path):
 def test_skill_from_other_base_model_rejected(tiny_assets, tmp_path):
     other_base = _save_base(tmp_path / "other-base", seed=5)
     path = make_lora_skill(other_base, str(tmp_path / "s"), seed=1)
-    with pytest.raises(ValueError, match="different base models"):
+    named = f"different base models: {{'alpha': {tiny_assets['base']!r}, 'other': {other_base!r}}}"
+    with pytest.raises(ValueError, match=re.escape(named)):  # names each skill and the base it was trained on
         make_router(tiny_assets, skills={"alpha": tiny_assets["skills"]["alpha"], "other": path})
     with pytest.raises(ValueError, match="trained on .*other-base.* but the model is"):
         make_router(tiny_assets, skills={"other": path})
@@ -255,3 +312,129 @@ def test_lora_config_with_bias_rejected(tiny_assets, tmp_path):
     model.save_pretrained(tmp_path / "b")
     with pytest.raises(ValueError, match="trains biases"):
         make_router(tiny_assets, skills={"b": str(tmp_path / "b")})
+
+
+def test_registration_refuses_clashes():
+    import peft.mapping as mapping
+
+    from samdkif_peft.tuner import SkillRouterModel, register_skill_router
+
+    class Impostor(SkillRouterModel):
+        pass
+
+    with pytest.raises(ValueError, match="already registered by"):
+        register_skill_router(SkillRouterConfig, Impostor)
+
+    class WrongPrefix(SkillRouterModel):
+        prefix = "lora_"
+
+    with pytest.raises(ValueError, match="prefix must be 'skill_router_'"):
+        register_skill_router(SkillRouterConfig, WrongPrefix)
+    tables = [getattr(mapping, f"PEFT_TYPE_TO_{kind}_MAPPING") for kind in ("CONFIG", "TUNER", "PREFIX")]
+    saved = [table.pop("SKILL_ROUTER") for table in tables]
+    mapping.PEFT_TYPE_TO_PREFIX_MAPPING["SQUATTER"] = "skill_router_"
+    try:
+        with pytest.raises(ValueError, match="already used by PEFT type"):
+            register_skill_router(SkillRouterConfig, SkillRouterModel)
+    finally:
+        del mapping.PEFT_TYPE_TO_PREFIX_MAPPING["SQUATTER"]
+        for table, value in zip(tables, saved):
+            table["SKILL_ROUTER"] = value
+    register_skill_router(SkillRouterConfig, SkillRouterModel)  # idempotent
+    assert list(mapping.PEFT_TYPE_TO_PREFIX_MAPPING.values()).count("skill_router_") == 1
+
+
+def test_auto_loader_and_cli_give_import_hint(tiny_assets, tmp_path, monkeypatch):
+    import argparse
+
+    import peft.mapping as mapping
+
+    from samdkif_peft import cli
+
+    make_router(tiny_assets).save_pretrained(tmp_path / "r")
+    tables = [getattr(mapping, f"PEFT_TYPE_TO_{kind}_MAPPING") for kind in ("CONFIG", "TUNER", "PREFIX")]
+    saved = [table.pop("SKILL_ROUTER") for table in tables]
+    try:
+        with pytest.raises(KeyError, match="import samdkif_peft"):
+            samdkif_peft.load_router(str(tmp_path / "r"))  # AutoPeftModelForCausalLM path
+
+        def load(args):  # a CLI command that loads a router, while the type is unregistered
+            PeftModel.from_pretrained(load_base(tiny_assets["base"]), args.router)
+
+        parser = argparse.ArgumentParser()
+        parser.add_subparsers(required=True).add_parser("load").set_defaults(func=load)
+        parser._subparsers._group_actions[0].choices["load"].add_argument("router")
+        monkeypatch.setattr(cli, "build_parser", lambda: parser)
+        with pytest.raises(KeyError, match="peft has no plugin discovery: `import samdkif_peft`"):
+            cli.main(["load", str(tmp_path / "r")])
+    finally:
+        for table, value in zip(tables, saved):
+            table["SKILL_ROUTER"] = value
+    with pytest.raises(KeyError, match="other"):  # unrelated KeyErrors pass through untouched
+        with samdkif_peft.registration_hint():
+            raise KeyError("other")
+
+
+def test_interrupted_save_never_loads_as_a_wrong_router(tiny_assets, tmp_path, monkeypatch):
+    """The config is replaced atomically: a crash mid-save leaves the old config, no temp files, and a torn pair
+    (new weights, old config) that loading refuses."""
+    first, second = make_router(tiny_assets), make_router(tiny_assets)
+    randomize_router(second, seed=1)
+    first.save_pretrained(tmp_path / "r")
+    old_config = (tmp_path / "r" / "adapter_config.json").read_text()
+
+    def crash(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        second.save_pretrained(tmp_path / "r")
+    monkeypatch.undo()
+    assert (tmp_path / "r" / "adapter_config.json").read_text() == old_config
+    assert not [f for f in os.listdir(tmp_path / "r") if f.startswith(".tmp-")]
+    with pytest.raises(ValueError, match="the save was interrupted"):
+        PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r")
+
+
+def test_bundle_needs_loaded_skills(tiny_assets, tmp_path):
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), bundle_skills=True)
+    with pytest.raises(ValueError, match="bundle_skills=True needs the skills loaded"):
+        config.save_pretrained(str(tmp_path / "c"))
+
+
+def test_fan_in_fan_out_skills_on_conv1d(tmp_path):
+    """GPT-2's Conv1D stores W as (in, out): fan_in_fan_out skills normalise, mix and merge exactly."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=32)).save_pretrained(
+        tmp_path / "gpt2"
+    )
+
+    def base():
+        return GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2").eval()
+
+    skills = {}
+    for i, name in enumerate(("s0", "s1")):
+        torch.manual_seed(i)
+        lora = LoraConfig(
+            r=2 + i, lora_alpha=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False
+        )
+        get_peft_model(base(), lora).save_pretrained(tmp_path / name)
+        skills[name] = str(tmp_path / name)
+    reference = PeftModel.from_pretrained(base(), skills["s1"]).eval()
+    factors = load_skill_factors(resolve_skill(parse_skill_reference("s1", skills["s1"])))
+    for name, module in reference.named_modules():
+        if isinstance(module, BaseTunerLayer):
+            a, b = factors.modules[name.removeprefix("base_model.model.")]
+            torch.testing.assert_close((b @ a).T, module.get_delta_weight("default"), rtol=1e-5, atol=1e-6)
+
+    model = get_peft_model(base(), SkillRouterConfig(skills=skills, router="static", task_type="CAUSAL_LM")).eval()
+    x = torch.randint(3, 96, (2, 6))
+    with torch.no_grad():
+        with model.base_model.force_skill_weights({"s1": 1.0}):
+            torch.testing.assert_close(model(input_ids=x).logits, reference(input_ids=x).logits, rtol=1e-5, atol=1e-5)
+        randomize_router(model)
+        expected = model(input_ids=x).logits
+        merged = model.merge_and_unload()
+        torch.testing.assert_close(merged(input_ids=x).logits, expected, rtol=1e-5, atol=1e-5)

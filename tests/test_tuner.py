@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from peft import AutoPeftModelForCausalLM, PeftModel, get_peft_model
+from peft import AutoPeftModelForCausalLM, PeftConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -63,7 +63,7 @@ def test_registered_with_peft():
 
 
 @pytest.mark.parametrize("kwargs", CASES, ids=IDS)
-def test_only_router_is_trainable(tiny_assets, kwargs):
+def test_only_router_is_trainable(tiny_assets, kwargs, capsys):
     model = make_router(tiny_assets, **kwargs)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("skill_router_" in n for n in trainable)
@@ -72,6 +72,8 @@ def test_only_router_is_trainable(tiny_assets, kwargs):
     assert any(".skills_A." in n for n, _ in model.named_buffers())
     n_trainable, _ = model.get_nb_trainable_parameters()
     assert n_trainable == sum(p.numel() for n, p in model.named_parameters() if "skill_router_" in n)
+    model.print_trainable_parameters()
+    assert f"trainable params: {n_trainable:,} " in capsys.readouterr().out
 
 
 def test_layer_is_fused_over_skills(tiny_assets):
@@ -116,6 +118,14 @@ def test_save_load_roundtrip_all_paths(tiny_assets, tmp_path, inputs, kwargs):
         state = router_state(other)
         assert state.keys() == expected.keys()
         assert all(torch.equal(state[k], expected[k]) for k in expected)
+    for other in (native, via_load_adapter):  # transformers' loader: same parameters, without the PeftModel prefix
+        state = {"base_model.model." + k: v for k, v in router_state(other).items()}
+        assert state.keys() == expected.keys()
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+    peft_config = PeftConfig.from_pretrained(tmp_path / "router")
+    assert isinstance(peft_config, SkillRouterConfig) and peft_config.skills == model.peft_config["default"].skills
+    assert peft_config.router == kwargs["router"] and peft_config.top_k == kwargs.get("top_k")
+    assert peft_config.null_expert == kwargs.get("null_expert", False)
     for other in (loaded, auto, native.eval(), via_load_adapter):
         assert torch.equal(logits(other, inputs), expected_logits)
 
@@ -127,6 +137,61 @@ def test_loaded_router_is_frozen_unless_trainable(tiny_assets, tmp_path):
     trainable = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r", is_trainable=True)
     names = {n for n, p in trainable.named_parameters() if p.requires_grad}
     assert names and all("skill_router_" in n for n in names)
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_load_adapter_under_another_name_keeps_router(tiny_assets, tmp_path, inputs, router):
+    model = make_router(tiny_assets, router=router)
+    expected = {
+        k.removeprefix("base_model.model.").replace(".default.", ".icd."): v for k, v in router_state(model).items()
+    }
+    model.save_pretrained(tmp_path / "r")
+    native = load_base(tiny_assets["base"])
+    native.load_adapter(str(tmp_path / "r"), adapter_name="icd")
+    state = router_state(native)
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+    assert torch.equal(logits(native, inputs), logits(model, inputs))
+
+
+def test_transformers_loader_refuses_what_it_cannot_resolve(tiny_assets, tmp_path, monkeypatch):
+    """transformers builds the config without the router's location: bundled/relative skills are a clear error."""
+    import shutil
+
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", bundle_skills=True)
+    get_peft_model(load_base(tiny_assets["base"]), config).save_pretrained(tmp_path / "bundled")
+    with pytest.raises(ValueError, match="bundled in the router repo .* location is unknown .*PeftModel.from_pre"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "bundled")
+    with pytest.raises(ValueError, match="location is unknown"):
+        load_base(tiny_assets["base"]).load_adapter(str(tmp_path / "bundled"))
+
+    shutil.copytree(tiny_assets["skills"]["alpha"], tmp_path / "rel" / "skills" / "alpha")
+    monkeypatch.chdir(tmp_path / "rel")
+    config = SkillRouterConfig(skills={"alpha": "./skills/alpha"}, task_type="CAUSAL_LM")
+    get_peft_model(load_base(tiny_assets["base"]), config).save_pretrained(tmp_path / "rel")
+    monkeypatch.chdir(tmp_path)
+    assert PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "rel") is not None  # relative to it
+    with pytest.raises(FileNotFoundError, match="Relative skill paths are resolved against the router directory"):
+        load_base(tiny_assets["base"]).load_adapter(str(tmp_path / "rel"))
+
+
+def test_skill_names_never_collide_with_module_paths(tiny_assets, tmp_path, inputs):
+    """Skill names that equal module-path segments or the adapter name must not leak into (and break) the keys."""
+    paths = tiny_assets["skills"]
+    skills = {"default": paths["alpha"], "model": paths["beta"], "q_proj": paths["gamma"]}
+    model = get_peft_model(load_base(tiny_assets["base"]), SkillRouterConfig(skills=skills, task_type="CAUSAL_LM"))
+    randomize_router(model)
+    expected, expected_logits = router_state(model), logits(model.eval(), inputs)
+    with model.base_model.force_skill_weights({"q_proj": 1.0}):  # the gamma skill, whatever its name
+        gamma_only = logits(model, inputs)
+    model.save_pretrained(tmp_path / "r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r")
+    state = router_state(loaded)
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+    assert torch.equal(logits(loaded, inputs), expected_logits)
+    alone = PeftModel.from_pretrained(load_base(tiny_assets["base"]), paths["gamma"]).eval()
+    torch.testing.assert_close(gamma_only, logits(alone, inputs), rtol=1e-5, atol=1e-5)
 
 
 def test_bundled_skills_resolve_relative_to_router(tiny_assets, tmp_path, inputs):
@@ -175,16 +240,25 @@ def test_training_changes_only_router(tiny_assets, inputs, kwargs):
 @pytest.mark.parametrize("use_reentrant", [True, False])
 def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, use_reentrant):
     make_router(tiny_assets, router=router).save_pretrained(tmp_path / "r")
+    labels = inputs["input_ids"].clone()
+    labels[:, :3] = -100  # a prompt for the sequence router to route on
     grads = []
     for checkpointing in (False, True):
         model = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r", is_trainable=True)
         model.train()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
-        model(**inputs, labels=inputs["input_ids"], use_cache=False).loss.backward()
+        calls = []
+        layer = model.base_model.model.model.layers[0].self_attn.q_proj
+        handle = layer.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        model(**inputs, labels=labels, use_cache=False).loss.backward()
+        handle.remove()
+        assert len(calls) == (2 if checkpointing else 1)  # checkpointing really recomputed the layer in backward
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     plain, checkpointed = grads
     assert plain.keys() == checkpointed.keys() and plain
+    assert plain.keys() == {n for n, _ in model.named_parameters() if "skill_router_" in n}  # every router param
+    assert all(plain[n].abs().sum() > 0 for n in plain)
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7)
 
@@ -240,11 +314,18 @@ def test_generate_kv_cache_parity(tiny_assets, kwargs):
     prompt = torch.randint(3, VOCAB, (2, 6))
     mask = torch.ones_like(prompt)
     mask[1, :2] = 0  # left padding in the second row
-    gen = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    gen = dict(
+        attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
     with torch.no_grad():
         cached = model.generate(input_ids=prompt, use_cache=True, **gen)
         uncached = model.generate(input_ids=prompt, use_cache=False, **gen)
-    assert torch.equal(cached, uncached)
+        with model.disable_adapter():
+            base = model.generate(input_ids=prompt, use_cache=True, **gen)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(torch.stack(cached.scores), torch.stack(base.scores), atol=1e-3)  # skills are in play
     assert not model.training  # generate leaves the mode alone
 
 
@@ -258,6 +339,28 @@ def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):
         after = model.base_model.get_routing_weights()
     for key in prompt_gates:
         assert torch.equal(prompt_gates[key], after[key])
+
+
+def test_sequence_router_refuses_a_foreign_kv_cache(tiny_assets):
+    model = make_router(tiny_assets, router="sequence")
+    prompt = torch.randint(3, VOCAB, (1, 6))
+    with torch.no_grad():
+        cache = load_base(tiny_assets["base"])(input_ids=prompt, use_cache=True).past_key_values
+        with pytest.raises(ValueError, match="KV cache was not produced by this model"):
+            model(input_ids=prompt[:, -1:], past_key_values=cache)
+
+
+def test_sequence_router_warns_when_labels_leave_no_prompt(tiny_assets, inputs):
+    model = make_router(tiny_assets, router="sequence").train()
+    with pytest.warns(UserWarning, match="router sees no prompt"):
+        model(**inputs, labels=inputs["input_ids"])
+    labels = inputs["input_ids"].clone()
+    labels[:, :2] = -100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model(**inputs, labels=labels).loss.backward()
+    gate_weights = [p for n, p in model.named_parameters() if "skill_router_" in n and n.endswith("proj.weight")]
+    assert gate_weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in gate_weights)
 
 
 def test_sequence_router_ignores_supervised_tokens(tiny_assets):
@@ -292,22 +395,42 @@ def test_routing_weights_are_readable(tiny_assets, inputs, router, shape):
     assert set(summary) == set(tiny_assets["skills"]) and abs(sum(summary.values()) - 1) < 1e-5
 
 
-def test_zero_init_is_uniform_average(tiny_assets, inputs):
-    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM")
+@pytest.mark.parametrize("router", ROUTERS)
+def test_zero_init_is_uniform_average(tiny_assets, inputs, router):
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", router=router)
     model = get_peft_model(load_base(tiny_assets["base"]), config).eval()
     uniform = logits(model, inputs)
+    for w in model.base_model.get_routing_weights().values():
+        assert torch.equal(w, torch.full_like(w, 1 / 3))
     with model.base_model.force_skill_weights({n: 1 / 3 for n in tiny_assets["skills"]}):
         forced = logits(model, inputs)
     torch.testing.assert_close(uniform, forced)
+
+
+@pytest.mark.parametrize("router,varies_over", [("sequence", "batch"), ("token", "tokens"), ("static", None)])
+def test_gates_depend_on_what_the_router_sees(tiny_assets, inputs, router, varies_over):
+    model = make_router(tiny_assets, router=router)
+    logits(model, inputs)
+    first = next(iter(model.base_model.get_routing_weights().values()))
+    if varies_over == "batch":  # one vector per sequence and layer, from the prompt
+        assert not torch.equal(first[0], first[1])
+    elif varies_over == "tokens":  # one vector per token
+        assert not torch.equal(first[0, 0], first[0, 1])
+    other = {"input_ids": inputs["input_ids"].flip(1)[:, :5], "attention_mask": inputs["attention_mask"][:, :5]}
+    logits(model, other)
+    second = next(iter(model.base_model.get_routing_weights().values()))
+    assert torch.equal(first, second) == (varies_over is None)  # only the static router ignores its input
 
 
 @pytest.mark.parametrize("skill", ["alpha", "beta", "gamma"])
 def test_forced_single_skill_equals_skill_alone(tiny_assets, inputs, skill):
     model = make_router(tiny_assets, router="token")
     alone = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tiny_assets["skills"][skill]).eval()
+    routed = logits(model, inputs)
     with model.base_model.force_skill_weights({skill: 1.0}):
         mixed = logits(model, inputs)
     torch.testing.assert_close(mixed, logits(alone, inputs), rtol=1e-5, atol=1e-5)
+    assert torch.equal(logits(model, inputs), routed)  # leaving the context restores the router
     with model.base_model.force_skill_weights({}):  # all zero: the base model
         torch.testing.assert_close(logits(model, inputs), logits(load_base(tiny_assets["base"]), inputs))
 
@@ -363,6 +486,25 @@ def test_merge_and_unload_static(tiny_assets, inputs):
     torch.testing.assert_close(logits(merged, inputs), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("safe_merge", [False, True])
+def test_merge_unmerge_static_roundtrip(tiny_assets, inputs, safe_merge):
+    model = make_router(tiny_assets, router="static")
+    layer = model.base_model.model.model.layers[1].self_attn.v_proj
+    w0 = layer.get_base_layer().weight.detach().clone()
+    expected = logits(model, inputs)
+    model.merge_adapter(safe_merge=safe_merge)
+    assert layer.merged and not torch.equal(layer.get_base_layer().weight, w0)
+    torch.testing.assert_close(logits(model, inputs), expected, rtol=1e-5, atol=1e-5)
+    model.unmerge_adapter()
+    torch.testing.assert_close(layer.get_base_layer().weight, w0, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits(model, inputs), expected, rtol=1e-5, atol=1e-5)
+    # Merged inside forced weights, unmerged after leaving them: unmerge subtracts what was merged.
+    with model.base_model.force_skill_weights({"alpha": 1.0}):
+        model.merge_adapter()
+    model.unmerge_adapter()
+    torch.testing.assert_close(layer.get_base_layer().weight, w0, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("router", ["sequence", "token"])
 def test_merge_refused_for_input_dependent_routers(tiny_assets, router):
     model = make_router(tiny_assets, router=router)
@@ -370,6 +512,7 @@ def test_merge_refused_for_input_dependent_routers(tiny_assets, router):
         model.merge_and_unload()
     with pytest.raises(ValueError, match="static"):
         model.merge_adapter()
+    assert not any(m.merged for m in model.modules() if isinstance(m, SkillRouterLayer))
 
 
 def test_merge_inside_forced_weights(tiny_assets, inputs):

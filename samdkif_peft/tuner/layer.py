@@ -35,6 +35,7 @@ class SkillRouterLayer(BaseTunerLayer):
         self.skill_names: dict[str, list[str]] = {}
         self._routing_state: dict[str, RoutingState] = {}
         self._last_gates: dict[str, torch.Tensor] = {}
+        self._merged_gates: dict[str, torch.Tensor] = {}
         self._disable_adapters = False
         self.merged_adapters = []
         self.kwargs = kwargs
@@ -87,6 +88,7 @@ class SkillRouterLayer(BaseTunerLayer):
         super().delete_adapter(adapter_name)
         self._routing_state.pop(adapter_name, None)
         self._last_gates.pop(adapter_name, None)
+        self._merged_gates.pop(adapter_name, None)
 
     # -- routing ---------------------------------------------------------------------------------------------------
     def skill_weights(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
@@ -98,14 +100,20 @@ class SkillRouterLayer(BaseTunerLayer):
         routing = self.routing[adapter_name]
         return routing_weights(logits, routing["temperature"], routing["top_k"], routing["null_expert"])
 
-    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """ΔW = B diag(g) A for the static router (the only kind whose weights do not depend on the input)."""
+    def _mergeable_gates(self, adapter_name: str) -> torch.Tensor:
+        """The input-independent skill weights of the static router (or forced weights); others cannot merge."""
         if self.router_kind[adapter_name] != "static" and self._routing_state[adapter_name].forced is None:
             raise ValueError(
                 f"Only router='static' (or forced skill weights) can be merged; this layer uses router="
                 f"{self.router_kind[adapter_name]!r}, whose weights depend on the input"
             )
-        weights = self.skill_weights(adapter_name, self.skills_A[adapter_name])
+        return self.skill_weights(adapter_name, self.skills_A[adapter_name]).detach()
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """ΔW = B diag(g) A for the static router (the only kind whose weights do not depend on the input)."""
+        return self._delta_from_weights(adapter_name, self._mergeable_gates(adapter_name))
+
+    def _delta_from_weights(self, adapter_name: str, weights: torch.Tensor) -> torch.Tensor:
         slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(self.skills_B[adapter_name].dtype)
         delta = (self.skills_B[adapter_name] * slot_w) @ self.skills_A[adapter_name]
         return transpose(delta, self.fan_in_fan_out)
@@ -115,7 +123,8 @@ class SkillRouterLayer(BaseTunerLayer):
             if name not in self.skill_router_gate:
                 continue
             base = self.get_base_layer()
-            delta = self.get_delta_weight(name).to(base.weight.dtype)
+            gates = self._mergeable_gates(name)
+            delta = self._delta_from_weights(name, gates).to(base.weight.dtype)
             if safe_merge:
                 merged = base.weight.data + delta
                 if not torch.isfinite(merged).all():
@@ -123,14 +132,18 @@ class SkillRouterLayer(BaseTunerLayer):
                 base.weight.data = merged
             else:
                 base.weight.data += delta
+            # Unmerge subtracts what was merged, even if the forced weights that were merged are gone by then.
+            self._merged_gates[name] = gates.clone()
             self.merged_adapters.append(name)
 
     def unmerge(self) -> None:
         while self.merged_adapters:
             name = self.merged_adapters.pop()
+            gates = self._merged_gates.pop(name, None)
             if name in self.skill_router_gate:
                 base = self.get_base_layer()
-                base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
+                delta = self.get_delta_weight(name) if gates is None else self._delta_from_weights(name, gates)
+                base.weight.data -= delta.to(base.weight.dtype)
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
         return self.router_kind.get(adapter_name) == "static"

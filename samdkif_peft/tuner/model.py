@@ -247,8 +247,9 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
         # Bundled skills live in the router repo itself: resolve relative to where the router was loaded from.
         if source is None:
             raise ValueError(
-                f"Skill {name!r} is bundled in the router repo ({reference!r}) but the router's location is unknown; "
-                "load the router with PeftModel.from_pretrained or AutoPeftModelForCausalLM.from_pretrained"
+                f"Skill {name!r} is bundled in the router repo ({reference!r}) but the router's location is unknown "
+                "(transformers' from_pretrained/load_adapter does not pass it on); load the router with "
+                "PeftModel.from_pretrained or AutoPeftModelForCausalLM.from_pretrained"
             )
         root = os.path.join(source["path"], source["subfolder"] or "")
         if os.path.isdir(root):
@@ -258,7 +259,17 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
     base_dir = None
     if source is not None and os.path.isdir(source["path"]):
         base_dir = os.path.join(source["path"], source["subfolder"] or "")
-    spec = parse_skill_reference(name, reference, base_dir=base_dir)
+    try:
+        spec = parse_skill_reference(name, reference, base_dir=base_dir)
+    except FileNotFoundError as err:
+        if source is None and not os.path.isabs(reference):
+            # transformers' from_pretrained/load_adapter build the config without telling us where it came from.
+            raise FileNotFoundError(
+                f"{err} Relative skill paths are resolved against the router directory, whose location is unknown "
+                "here (transformers' loader does not pass it on): load the router with PeftModel.from_pretrained or "
+                "AutoPeftModelForCausalLM.from_pretrained, or reference the skill by absolute path or Hub repo id."
+            ) from err
+        raise
     if spec.repo_id is not None and lock.get("revision"):
         spec = SkillSpec(name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"])
     return spec

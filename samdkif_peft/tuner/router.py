@@ -8,6 +8,7 @@ recomputes every layer from its own inputs and parameters, which is where X-LoRA
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from contextlib import contextmanager
 from typing import Any
@@ -88,7 +89,7 @@ def routing_weights(
         weights = F.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
         if top_k == 1:
             probs = F.softmax(logits, dim=-1) * keep
-            weights = weights + probs - probs.detach()
+            weights = weights + (probs - probs.detach())  # exactly 0 in value, so the gate stays exactly 1
     else:
         weights = F.softmax(logits, dim=-1)
     return weights[..., :-1] if null_expert else weights
@@ -110,6 +111,7 @@ class RoutingState:
         self._session: dict[str, Any] | None = None
         self._handles: list[Any] = []
         self._embeddings: nn.Module | None = None
+        self._warned_empty_prompt = False
 
     # -- hooks (sequence router only) -------------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
@@ -184,6 +186,15 @@ class RoutingState:
             mask &= attention_mask[:, -embeds.shape[1] :].bool()
         if labels is not None and labels.shape == mask.shape:
             mask &= (labels != -100).long().cumsum(dim=1) == 0
+            if not self._warned_empty_prompt and not mask.any(dim=1).all():
+                self._warned_empty_prompt = True
+                warnings.warn(
+                    "The sequence router routes on the prompt (the tokens before the first supervised label), but "
+                    "some rows supervise from their first token, so the router sees no prompt for them and only its "
+                    "bias trains. Mask the prompt in `labels` with -100 (e.g. a completion-only collator).",
+                    UserWarning,
+                    stacklevel=2,
+                )
         weights = mask.to(torch.float32).unsqueeze(-1)
         pooled = (embeds.float() * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
         return pooled * torch.rsqrt(pooled.pow(2).mean(-1, keepdim=True) + 1e-6)

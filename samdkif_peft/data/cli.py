@@ -23,9 +23,14 @@ def add_cli_parser(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """Build; bad input (missing/unreachable source, corrupt wheel, unknown name, leakage) is one `error:` message on
+    stderr and exit status 1, not a traceback."""
     import logging
+    import sys
 
     from samdkif_peft.data.build import DataBuildConfig, build
+    from samdkif_peft.data.fetch import CorruptWheelError, SourceUnavailableError
+    from samdkif_peft.data.leakage import LeakageError
     from samdkif_peft.data.skills import SKILLS
     from samdkif_peft.data.tasks import TASKS
 
@@ -35,19 +40,24 @@ def run_build(args: argparse.Namespace) -> int:
         skills = list(SKILLS)
     if tasks == []:
         tasks = list(TASKS)
-    cfg = DataBuildConfig(
-        skills=skills,
-        tasks=tasks,
-        max_per_skill=args.max_per_skill,
-        task_train_size=args.task_train_size,
-        test_size=args.test_size,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        wheel_dir=args.wheel_dir,
-        out_dir=args.out,
-        allow_download=not args.no_download,
-    )
-    result = build(cfg, progress=True)
+    try:
+        cfg = DataBuildConfig(
+            skills=skills,
+            tasks=tasks,
+            max_per_skill=args.max_per_skill,
+            task_train_size=args.task_train_size,
+            test_size=args.test_size,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            wheel_dir=args.wheel_dir,
+            out_dir=args.out,
+            allow_download=not args.no_download,
+        )
+        result = build(cfg, progress=True)
+    except (ValueError, SourceUnavailableError, CorruptWheelError, LeakageError) as err:
+        # ValueError: unknown skill/task name or bad size (CorruptWheelError and LeakageError are ValueErrors too)
+        print(f"samdkif data build: error: {err}", file=sys.stderr)
+        return 1
     for name, counts in result.counts.items():
         print(f"{name:50s} " + " ".join(f"{s}={n}" for s, n in counts.items()))
     print(f"wrote {len(result.counts)} datasets to {result.out_dir} in {result.total_seconds:.1f}s")

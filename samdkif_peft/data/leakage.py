@@ -1,4 +1,4 @@
-"""Leakage check run at the end of every build (docs/data.md §5.3); any hit fails the build."""
+"""Leakage check run at the end of every build (docs/DATA.md, "Splits and leakage"); any hit fails the build."""
 
 from __future__ import annotations
 

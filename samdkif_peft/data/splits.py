@@ -1,4 +1,4 @@
-"""Entity-hash splits (docs/data.md §5): the same key lands in the same bucket in every skill and task."""
+"""Entity-hash splits (docs/DATA.md, "Splits and leakage"): a key lands in the same bucket in every skill and task."""
 
 from __future__ import annotations
 

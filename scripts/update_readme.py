@@ -4,6 +4,7 @@
 
 - `<!-- results:quickstart -->`: benchmarks/results/quickstart.json (from `examples/quickstart.py`)
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
+- `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
 - `<!-- include:docs/DATA.md -->`: the data documentation
 """
 
@@ -73,6 +74,32 @@ def bench_router() -> str:
     return "\n".join(lines)
 
 
+def bench_data() -> str:
+    path = RESULTS / "data_build.json"
+    if not path.is_file():
+        return "_Run `python benchmarks/bench_data.py` to time the data build._"
+    data = json.loads(path.read_text())
+    n_skills = sum(k.startswith("skills/") for k in data["counts"])
+    n_tasks = sum(k.startswith("tasks/") for k in data["counts"])
+    lines = [
+        "### Speed: building the data (`benchmarks/bench_data.py`)",
+        "",
+        f"All {n_skills} skills and {n_tasks} tasks at the default sizes ({data['max_per_skill']:,} train examples",
+        f"per skill) from the downloaded wheels, {data['cpu_affinity']} CPU cores: **{data['total_seconds']:.0f} s**",
+        f"(target {data['target_seconds']} s). Reading each source:",
+        "",
+        "| source | seconds | records read | malformed |",
+        "|---|---|---|---|",
+    ]
+    per_file = data["records_per_source_file"]
+    for name, seconds in sorted(data["source_seconds"].items(), key=lambda kv: -kv[1]):
+        package = name.split(":", 1)[0]
+        files = [v for k, v in per_file.items() if k.split("==", 1)[0] == package]
+        read, bad = sum(f["read"] for f in files), sum(f["malformed"] for f in files)
+        lines.append(f"| {name} | {seconds:.2f} | {read:,} | {bad:,} |")
+    return "\n".join(lines)
+
+
 def include(path: str) -> str:
     return (ROOT / path).read_text().strip()
 
@@ -80,7 +107,11 @@ def include(path: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    blocks = {"results:quickstart": quickstart(), "results:bench_router": bench_router()}
+    blocks = {
+        "results:quickstart": quickstart(),
+        "results:bench_router": bench_router(),
+        "results:bench_data": bench_data(),
+    }
     for match in re.finditer(r"<!-- (include:[^ ]+) -->", text):
         blocks[match.group(1)] = include(match.group(1).split(":", 1)[1])
     for key, body in blocks.items():

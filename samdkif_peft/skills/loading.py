@@ -8,7 +8,6 @@ Every skill then contributes `ΔW x = B (A x)` per module, whatever it was train
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -50,14 +49,6 @@ class SkillFactors:
     @property
     def ranks(self) -> dict[str, int]:
         return {m: a.shape[0] for m, (a, _) in self.modules.items()}
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_adapter_config(directory: str) -> dict:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
+from ..utils import sha256_file
+
 
 _REPO_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_REF_RE = re.compile(rf"^(?P<repo>{_REPO_PART}/{_REPO_PART})(?P<sub>(/[^@]+)?)(@(?P<rev>[^@/][^@]*))?$")
@@ -102,8 +104,6 @@ def resolve_revision(repo_id: str, revision: str | None) -> str:
 
 def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
     """Fetch a skill's `adapter_config.json` and weights; safetensors only unless `allow_pickle`."""
-    from .loading import sha256_of
-
     if spec.is_local:
         directory, revision = spec.path, None
         config_path = os.path.join(directory, CONFIG_NAME)
@@ -122,7 +122,7 @@ def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
                 break
         weights = _pick_weights(spec, directory, allow_pickle)
     return ResolvedSkill(
-        spec=spec, directory=directory, weights_file=weights, revision=revision, sha256=sha256_of(weights)
+        spec=spec, directory=directory, weights_file=weights, revision=revision, sha256=sha256_file(weights)
     )
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from peft.config import PeftConfig
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 
+from ..utils import atomic_copy, atomic_write_text, sha256_file
 from .registration import SkillPeftType
 
 
@@ -202,48 +201,4 @@ def _count_parameters(safetensors_file: str) -> int:
     from safetensors import safe_open
 
     with safe_open(safetensors_file, framework="pt") as f:
-        return sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
-
-
-def _prod(shape: list[int]) -> int:
-    out = 1
-    for dim in shape:
-        out *= dim
-    return out
-
-
-def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename: readers see the old or the new file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_copy(src: str, dst: str) -> None:
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(dst))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())

@@ -1,0 +1,85 @@
+"""`samdkif router info ROUTER [--verify]`: what a router mixes, pinned to what, and whether its skills still match.
+
+Reads only `adapter_config.json` (and, with `--verify`, the skill weights): no base model is loaded, so it is a quick
+check before a long evaluation or after copying a router repo to an air-gapped site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
+    router = subparsers.add_parser("router", help="inspect and verify trained skill routers")
+    router_sub = router.add_subparsers(dest="router_command", required=True)
+    info = router_sub.add_parser("info", help="show a router's settings and pinned skills (local dir or Hub repo)")
+    info.add_argument("router", help="router directory or Hub repo id")
+    info.add_argument("--revision", default=None, help="branch, tag or commit of a Hub router")
+    info.add_argument("--subfolder", default=None, help="subfolder of the router inside the repo")
+    info.add_argument("--verify", action="store_true", help="fetch every skill and check it against its pinned sha256")
+    info.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    info.set_defaults(func=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Exit status 0; 1 when the router cannot be read or, with `--verify`, a skill is missing or changed."""
+    from peft import PeftConfig
+
+    from .config import SkillRouterConfig
+    from .model import _resolve
+
+    try:
+        config = PeftConfig.from_pretrained(args.router, revision=args.revision, subfolder=args.subfolder)
+    except (OSError, ValueError) as err:  # missing dir/repo, torn save
+        print(f"samdkif router info: error: {err}", file=sys.stderr)
+        return 1
+    if not isinstance(config, SkillRouterConfig):
+        kind = getattr(config.peft_type, "value", config.peft_type)
+        print(f"samdkif router info: error: {args.router!r} is a {kind} adapter, not a skill router", file=sys.stderr)
+        return 1
+    skills = {}
+    for name in config.skill_names:
+        lock = config.skill_lock.get(name, {})
+        row = {"reference": config.skills[name], **{k: lock.get(k) for k in ("revision", "sha256", "peft_type")}}
+        row["bundled"] = bool(lock.get("bundled"))
+        if args.verify and not lock.get("sha256"):
+            row["verified"], row["error"] = False, "not pinned: save the router through the model to pin it"
+        elif args.verify:
+            try:
+                row["verified"] = _resolve(config, name, config.skills[name]).sha256 == lock.get("sha256")
+            except (OSError, ValueError) as err:
+                row["verified"], row["error"] = False, str(err)
+        skills[name] = row
+    summary = {
+        "router": config.router,
+        "top_k": config.top_k,
+        "temperature": config.temperature,
+        "null_expert": config.null_expert,
+        "base_model_name_or_path": config.base_model_name_or_path,
+        "target_modules": sorted(config.target_modules or []),
+        "skills": skills,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_table(args.router, summary, args.verify)
+    return 0 if not args.verify or all(s["verified"] for s in skills.values()) else 1
+
+
+def _print_table(router: str, summary: dict, verify: bool) -> None:
+    options = ", ".join(f"{k}={summary[k]}" for k in ("top_k", "temperature", "null_expert"))
+    print(f"{router}: {summary['router']} router over {len(summary['skills'])} skills ({options})")
+    print(f"base model: {summary['base_model_name_or_path']}; modules: {', '.join(summary['target_modules'])}")
+    header = ["skill", "reference", "revision", "sha256", "type"] + (["check"] if verify else [])
+    rows = []
+    for name, s in summary["skills"].items():
+        revision = "bundled" if s["bundled"] else (s["revision"] or "local")[:12]
+        row = [name, s["reference"], revision, (s["sha256"] or "-")[:12], s["peft_type"] or "-"]
+        if verify:
+            row.append("ok" if s["verified"] else f"FAILED: {s.get('error', 'sha256 differs')}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

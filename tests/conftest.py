@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 import warnings
@@ -18,6 +20,7 @@ def _point_hub_clients_at_localhost() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     home = tempfile.mkdtemp(prefix="samdkif-hf-home-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ.update(
         HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HUB_DISABLE_XET="1", HF_TOKEN="hf_offline_test_token",
         HF_HUB_DISABLE_TELEMETRY="1", HF_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), HF_HUB_OFFLINE="0",

@@ -1,4 +1,4 @@
-"""`samdkif` command line: `samdkif router info ...`, `samdkif hub serve ...`, `samdkif data build ...`.
+"""`samdkif` command line: `router info`, `hub serve`, `data build` and `model prepare`.
 
 Each area owns its sub-commands in its own `cli.py` (`add_cli_parser(subparsers)` sets `func`), so this file only
 wires them together and keeps start-up light: heavy imports happen inside the chosen command.
@@ -12,7 +12,12 @@ import sys
 
 
 # Modules that expose `add_cli_parser(subparsers)`.
-_COMMAND_MODULES = ("samdkif_peft.tuner.cli", "samdkif_peft.hub.cli", "samdkif_peft.data.cli")
+_COMMAND_MODULES = (
+    "samdkif_peft.tuner.cli",
+    "samdkif_peft.hub.cli",
+    "samdkif_peft.data.cli",
+    "samdkif_peft.base_model",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "samdkif_peft.hub.cli",
     "samdkif_peft.data.cli",
     "samdkif_peft.base_model",
+    "samdkif_peft.training.cli",
 )
 
 

@@ -1,6 +1,27 @@
-"""Training helpers for skills and routers (the stock `Trainer` does the rest)."""
+"""Training for SA-MDKIF with the stock `Trainer`: skill adapters (`train_skill`) and skill routers (`train_router`).
 
-from .callbacks import AdaLoraAllocateCallback
+`DataCollatorForCompletion` turns records into `prompt + target + eos` with the loss on the answer only, and
+`AdaLoraAllocateCallback` runs AdaLoRA's rank allocation, which the Trainer never calls itself.
+"""
+
+from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
+from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
+from .common import DEFAULT_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
+from .train_router import train_router
+from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
 
-__all__ = ["AdaLoraAllocateCallback"]
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_TARGET_MODULES",
+    "ROUTER_TRAINING_DEFAULTS",
+    "SKILL_TRAINING_DEFAULTS",
+    "AdaLoraAllocateCallback",
+    "AdaLoraCheckpointCallback",
+    "DataCollatorForCompletion",
+    "default_skill_config",
+    "encode_completions",
+    "tokenize_dataset",
+    "train_router",
+    "train_skill",
+]

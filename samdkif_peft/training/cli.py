@@ -1,0 +1,156 @@
+"""`samdkif train skill NAME ...` and `samdkif train router TASK --skills name=path ...`.
+
+Imports stay inside the commands so `samdkif --help` starts fast. Bad input (unknown skill or task, data not built,
+missing skill or base model, a `max_length` too small for a record) is one `error:` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train skill adapters and skill routers with the stock Trainer")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+
+    skill = train_sub.add_parser("skill", help="train one skill adapter (AdaLoRA on q_proj/v_proj by default)")
+    skill.add_argument("name", help="skill name, e.g. entity_synonymy (build its data with `samdkif data build`)")
+    skill.add_argument("--peft-type", choices=("adalora", "lora"), default="adalora", help="adapter kind")
+    _add_common(skill)
+    skill.set_defaults(func=run_train_skill)
+
+    router = train_sub.add_parser("router", help="train a skill router over frozen skills for one downstream task")
+    router.add_argument("task", help="task name, e.g. elixhauser_comorbidity")
+    router.add_argument(
+        "--skills", nargs="+", required=True, metavar="NAME=PATH", help="skills to mix: name=adapter folder or Hub id"
+    )
+    router.add_argument("--router", choices=("sequence", "token", "static"), default="sequence", help="router kind")
+    router.add_argument("--top-k", type=int, default=None, help="keep only the top-k skills per decision")
+    router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
+    router.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")
+    _add_common(router)
+    router.set_defaults(func=run_train_router)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-model", default=None, help="base model folder or Hub id (default: the prepared SmolLM2)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints go to OUT/checkpoints)")
+    p.add_argument("--data-dir", default=None, help="built datasets folder (default <cache>/datasets)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (default: one epoch)")
+    p.add_argument("--num-train-epochs", type=float, default=None, help="epochs (default 1)")
+    p.add_argument("--learning-rate", type=float, default=None, help="default 1e-3 (skill) / 5e-3 (router)")
+    p.add_argument("--batch-size", type=int, default=None, help="per-device train batch size (default 8)")
+    p.add_argument("--save-steps", type=int, default=None, help="checkpoint (and evaluate) every N steps (100)")
+    p.add_argument("--max-train-samples", type=int, default=None, help="use the first N training records")
+    p.add_argument("--max-eval-samples", type=int, default=None, help="use the first N validation records")
+    p.add_argument("--max-length", type=int, default=256, help="longest sequence in tokens (default 256)")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="base model dtype")
+    p.add_argument("--seed", type=int, default=None, help="seed (default 42)")
+    p.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in OUT/checkpoints")
+
+
+def _training_overrides(args: argparse.Namespace) -> dict:
+    overrides = {
+        "max_steps": args.max_steps,
+        "num_train_epochs": args.num_train_epochs,
+        "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.batch_size,
+        "save_steps": args.save_steps,
+        "eval_steps": args.save_steps,
+        "seed": args.seed,
+    }
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _base_model(args: argparse.Namespace) -> str:
+    if args.base_model is not None:
+        return args.base_model
+    from samdkif_peft.base_model import prepare_base_model
+
+    return str(prepare_base_model())
+
+
+def _parse_skills(pairs: list[str]) -> dict[str, str]:
+    skills = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--skills expects NAME=PATH entries (e.g. ner=skills/ner), got {pair!r}")
+        if name in skills:
+            raise ValueError(f"--skills names skill {name!r} twice; give each skill once")
+        skills[name] = path
+    return skills
+
+
+def _errors():
+    from samdkif_peft.data.fetch import CorruptWheelError, SourceUnavailableError
+
+    # FileNotFoundError/OSError: data not built, missing skill or base model; ValueError/TypeError: bad names/values
+    return (ValueError, TypeError, OSError, SourceUnavailableError, CorruptWheelError)
+
+
+def run_train_skill(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from samdkif_peft.training.train_skill import DEFAULT_TARGET_MODULES, train_skill
+
+        peft_config = None
+        if args.peft_type == "lora":
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(
+                task_type="CAUSAL_LM",
+                r=8,
+                lora_alpha=16,
+                lora_dropout=0.05,
+                target_modules=list(DEFAULT_TARGET_MODULES),
+            )
+        path = train_skill(
+            args.name,
+            _base_model(args),
+            args.out,
+            peft_config=peft_config,
+            training_args=_training_overrides(args),
+            data_dir=args.data_dir,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            max_length=args.max_length,
+            dtype=args.dtype,
+            resume_from_checkpoint=args.resume,
+        )
+    except _errors() as err:
+        print(f"samdkif train skill: error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def run_train_router(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from samdkif_peft.training.train_router import train_router
+
+        path = train_router(
+            args.task,
+            _parse_skills(args.skills),
+            _base_model(args),
+            args.out,
+            router=args.router,
+            top_k=args.top_k,
+            null_expert=args.null_expert,
+            bundle_skills=args.bundle_skills,
+            training_args=_training_overrides(args),
+            data_dir=args.data_dir,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            max_length=args.max_length,
+            dtype=args.dtype,
+            resume_from_checkpoint=args.resume,
+        )
+    except _errors() as err:
+        print(f"samdkif train router: error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0

@@ -1,0 +1,156 @@
+"""`train_router`: SA-MDKIF skill adaptation, a SKILL_ROUTER over frozen skills trained on one downstream task.
+
+    path = train_router("elixhauser_comorbidity", {"ner": "skills/ner", "nli": "skills/nli"}, base, "routers/elix")
+
+Only the router trains (parameters prefixed `skill_router_`); skills and base model stay frozen. The same collator as
+skill training masks the prompt, which is also what the sequence router routes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .collators import DataCollatorForCompletion
+from .common import (
+    DEFAULT_MAX_LENGTH,
+    ROUTER_TRAINING_DEFAULTS,
+    build_training_arguments,
+    load_model_and_tokenizer,
+    prepare_splits,
+    resolve_checkpoint,
+    run_trainer,
+    write_results,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+def train_router(
+    task: str,
+    skills: Mapping[str, str | os.PathLike[str]],
+    base_model: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    router: str = "sequence",
+    top_k: int | None = None,
+    temperature: float = 1.0,
+    null_expert: bool = False,
+    bundle_skills: bool = False,
+    training_args: Any = None,
+    dataset: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    dtype: Any = "bfloat16",
+    tokenizer: Any = None,
+    resume_from_checkpoint: bool | str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> str:
+    """Train a skill router for `task` over `skills` and save it to `output_dir`; returns that path.
+
+    Args:
+        task (`str`): a task of `samdkif_peft.data.TASKS` (any name when `dataset` is given).
+        skills (`dict[str, str]`): skill name -> adapter folder or Hub reference (`org/repo[/sub][@rev]`), all
+            trained on `base_model` (e.g. by `train_skill`).
+        base_model (`str`): folder or Hub id of the skills' base model.
+        output_dir (`str`): where the router is saved; Trainer checkpoints go to `output_dir/checkpoints`.
+        router, top_k, temperature, null_expert, bundle_skills: `SkillRouterConfig` settings.
+        training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
+            `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
+        dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
+        Other arguments as in `train_skill`.
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import Trainer, set_seed
+
+    from ..tuner import SkillRouterConfig
+
+    # Cheap checks first: bad skills or task names fail before the base model loads.
+    config = SkillRouterConfig(
+        skills={name: _check_skill_reference(name, ref) for name, ref in _as_dict(skills).items()},
+        router=router,
+        top_k=top_k,
+        temperature=temperature,
+        null_expert=null_expert,
+        bundle_skills=bundle_skills,
+        task_type="CAUSAL_LM",
+    )
+    if dataset is None:
+        from ..data import load_task
+
+        dataset = load_task(task, data_dir)
+    model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
+    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples)
+    args = build_training_arguments(
+        output_dir,
+        training_args,
+        ROUTER_TRAINING_DEFAULTS,
+        bf16=model.dtype == torch.bfloat16,
+        has_eval=evaluation is not None,
+    )
+    set_seed(args.seed)
+    model = get_peft_model(model, config)
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    metrics = run_trainer(trainer, checkpoint)
+    output_dir = os.fspath(output_dir)
+    model.save_pretrained(output_dir)
+    write_results(
+        output_dir,
+        {
+            "task": task,
+            "skills": dict(config.skills),
+            "router": router,
+            "base_model": os.fspath(base_model),
+            "train_samples": len(train),
+            "eval_samples": len(evaluation) if evaluation is not None else 0,
+            "max_length": max_length,
+            "resumed_from_checkpoint": checkpoint,
+            "routing_summary": model.base_model.routing_summary(),
+            **metrics,
+        },
+    )
+    logger.info("router for %r saved to %s (%s)", task, output_dir, metrics)
+    return output_dir
+
+
+def _as_dict(skills: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(skills, Mapping) or not skills:
+        raise ValueError(
+            f"skills must be a non-empty dict of skill name -> adapter folder or Hub id, got {skills!r}; e.g. "
+            "{'ner': 'skills/ner', 'nli': 'skills/nli'} (CLI: --skills ner=skills/ner nli=skills/nli)"
+        )
+    return dict(skills)
+
+
+def _check_skill_reference(name: str, reference: str | os.PathLike[str]) -> str:
+    """A local folder must exist and hold an adapter; anything else is left to the Hub resolver."""
+    ref = os.fspath(reference)
+    local = os.path.isdir(ref) or ref.startswith((".", "/", "~")) or os.path.exists(os.path.dirname(ref) or ref)
+    if not local:
+        return ref
+    if not os.path.isdir(ref):
+        raise FileNotFoundError(
+            f"Skill {name!r}: adapter folder {ref!r} does not exist. Train it first (`samdkif train skill {name} "
+            f"--out {ref}`) or fix the path."
+        )
+    if not os.path.isfile(os.path.join(ref, "adapter_config.json")):
+        raise FileNotFoundError(
+            f"Skill {name!r}: {ref!r} has no adapter_config.json, so it is not a saved peft adapter (an unfinished "
+            f"training run keeps only checkpoints/). Finish it: `samdkif train skill {name} --out {ref} --resume`."
+        )
+    return ref

@@ -1,0 +1,206 @@
+"""`train_skill`: one SA-MDKIF skill adapter (AdaLoRA by default, as in the paper) with the stock `Trainer`.
+
+    path = train_skill("entity_synonymy", base_model, "skills/entity_synonymy")
+
+The data comes from `samdkif_peft.data.load_skill` (or a `Dataset`/`DatasetDict` you pass), every record goes through
+`format_example` with the loss on the answer only, and the saved adapter records the base model it was trained on,
+so a skill router can check that all its skills fit one model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
+from .collators import DataCollatorForCompletion
+from .common import (
+    DEFAULT_MAX_LENGTH,
+    SKILL_TRAINING_DEFAULTS,
+    build_training_arguments,
+    load_model_and_tokenizer,
+    prepare_splits,
+    resolve_checkpoint,
+    run_trainer,
+    write_results,
+)
+
+
+logger = logging.getLogger(__name__)
+
+# The router mixes skills per adapted module, so every skill of one router must adapt the same modules; q and v are
+# the cheapest useful pair on SmolLM2 (docs/base-model.md: AdaLoRA on all linear layers costs 2x a step).
+DEFAULT_TARGET_MODULES = ("q_proj", "v_proj")
+
+
+def default_skill_config(
+    total_step: int,
+    *,
+    init_r: int = 12,
+    target_r: int = 8,
+    lora_alpha: int = 16,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+):
+    """The paper's skill adapter: AdaLoRA from rank `init_r` pruned to an average of `target_r` per module.
+
+    Budget schedule: about 10% warm-up at full rank (`tinit`) and 10% at the final ranks (`tfinal`); AdaLoRA needs
+    `tinit < total_step - tfinal`, which holds for any `total_step >= 1`. `AdaLoraAllocateCallback` replaces
+    `total_step` by the Trainer's real step count at the start of training.
+    """
+    from peft import AdaLoraConfig
+
+    if total_step < 1:
+        raise ValueError(f"total_step must be >= 1, got {total_step}")
+    tfinal = max(1, total_step // 10) if total_step >= 2 else 0  # >= 1: the last phase forces the final budget
+    tinit = min(total_step // 10, total_step - tfinal - 1)
+    return AdaLoraConfig(
+        task_type="CAUSAL_LM",
+        init_r=init_r,
+        target_r=target_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=0.05,
+        target_modules=list(target_modules),
+        total_step=total_step,
+        tinit=tinit,
+        tfinal=tfinal,
+    )
+
+
+def estimate_total_steps(args: Any, n_train: int) -> int:
+    """Optimizer steps the Trainer will run for `n_train` examples (as `Trainer._get_training_steps` counts)."""
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    batches = math.ceil(n_train / (args.train_batch_size * max(1, args.world_size)))
+    per_epoch = max(1, math.ceil(batches / args.gradient_accumulation_steps))
+    return max(1, math.ceil(args.num_train_epochs * per_epoch))
+
+
+def train_skill(
+    skill: str,
+    base_model: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    peft_config: Any = None,
+    training_args: Any = None,
+    dataset: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    dtype: Any = "bfloat16",
+    tokenizer: Any = None,
+    resume_from_checkpoint: bool | str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> str:
+    """Train one skill adapter on its instruction data and save it to `output_dir`; returns that path.
+
+    Args:
+        skill (`str`): a skill of `samdkif_peft.data.SKILLS` (any slug when `dataset` is given).
+        base_model (`str`): folder or Hub id of the base causal LM (e.g. `prepare_base_model()`); recorded as the
+            adapter's `base_model_name_or_path`.
+        output_dir (`str`): where the adapter is saved; Trainer checkpoints go to `output_dir/checkpoints`.
+        peft_config (`LoraConfig` or `AdaLoraConfig`, *optional*): defaults to `default_skill_config` with
+            `total_step` from the training arguments and data size. AdaLoRA configs get `AdaLoraAllocateCallback`
+            (rank allocation) and `AdaLoraCheckpointCallback` (resumable checkpoints) added.
+        training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
+            `SKILL_TRAINING_DEFAULTS` (e.g. `{"max_steps": 50}`); a `TrainingArguments` is used as it is.
+        dataset (`Dataset` or `DatasetDict`, *optional*): records (`context`, `query`, `output`) or tokenized rows;
+            defaults to `load_skill(skill, data_dir)`. The `validation` split, if any, is evaluated (loss).
+        max_train_samples / max_eval_samples (`int`, *optional*): use only the first N examples of a split.
+        max_length (`int`, *optional*, defaults to 256): see `DataCollatorForCompletion`.
+        dtype (*optional*, defaults to `"bfloat16"`): base model dtype; bf16 weights also turn on bf16 autocast.
+        tokenizer (*optional*): defaults to the base model's own.
+        resume_from_checkpoint (`bool` or `str`, *optional*): `True` resumes from the newest checkpoint in
+            `output_dir/checkpoints` (or starts afresh if there is none); a path resumes from that checkpoint.
+        callbacks (*optional*): extra `TrainerCallback`s.
+    """
+    import torch
+    from peft import AdaLoraConfig, get_peft_model
+    from transformers import Trainer, set_seed
+
+    if dataset is None:  # unknown or unbuilt skills fail here, before a model is loaded
+        from ..data import load_skill
+
+        dataset = load_skill(skill, data_dir)
+    if peft_config is not None:
+        peft_config = _check_skill_config(peft_config)
+    model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
+    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples)
+    args = build_training_arguments(
+        output_dir,
+        training_args,
+        SKILL_TRAINING_DEFAULTS,
+        bf16=model.dtype == torch.bfloat16,
+        has_eval=evaluation is not None,
+    )
+    if peft_config is None:
+        peft_config = default_skill_config(estimate_total_steps(args, len(train)))
+    set_seed(args.seed)  # the adapter's initial factors depend on it
+    model = get_peft_model(model, peft_config)
+    model.peft_config["default"].base_model_name_or_path = os.fspath(base_model)
+
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
+    callbacks = list(callbacks)
+    if isinstance(peft_config, AdaLoraConfig):
+        if not any(isinstance(c, AdaLoraAllocateCallback) for c in callbacks):
+            callbacks.append(AdaLoraAllocateCallback())  # the Trainer never calls update_and_allocate itself
+        if not any(isinstance(c, AdaLoraCheckpointCallback) for c in callbacks):
+            callbacks.append(AdaLoraCheckpointCallback(checkpoint))  # peft's pruned checkpoints cannot be resumed
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    metrics = run_trainer(trainer, checkpoint)
+    output_dir = os.fspath(output_dir)
+    model.save_pretrained(output_dir)
+    write_results(
+        output_dir,
+        {
+            "skill": skill,
+            "base_model": os.fspath(base_model),
+            "peft_type": str(getattr(peft_config.peft_type, "value", peft_config.peft_type)),
+            "train_samples": len(train),
+            "eval_samples": len(evaluation) if evaluation is not None else 0,
+            "max_length": max_length,
+            "resumed_from_checkpoint": checkpoint,
+            **metrics,
+        },
+    )
+    logger.info("skill %r saved to %s (%s)", skill, output_dir, metrics)
+    return output_dir
+
+
+def _check_skill_config(peft_config: Any):
+    """Refuse, before hours of training, what the skill router cannot mix (it rejects these at load time)."""
+    from peft import LoraConfig
+
+    if not isinstance(peft_config, LoraConfig):  # AdaLoraConfig is a LoraConfig
+        raise TypeError(
+            f"A skill must be a LoRA or AdaLoRA adapter (the skill router mixes only those), got "
+            f"{type(peft_config).__name__}; pass a peft LoraConfig or AdaLoraConfig"
+        )
+    if getattr(peft_config, "use_dora", False):
+        raise ValueError("DoRA skills cannot be mixed by the skill router; please pass use_dora=False")
+    if peft_config.bias != "none":
+        raise ValueError(
+            f"Skills with bias={peft_config.bias!r} cannot be mixed by the skill router; pass bias='none'"
+        )
+    if peft_config.modules_to_save:
+        raise ValueError(
+            f"Skills with modules_to_save={peft_config.modules_to_save!r} cannot be mixed by the skill router (it "
+            "mixes low-rank factors only); pass modules_to_save=None"
+        )
+    peft_config = copy.deepcopy(peft_config)  # we set task_type and base_model_name_or_path on it
+    if peft_config.task_type is None:
+        peft_config.task_type = "CAUSAL_LM"
+    return peft_config

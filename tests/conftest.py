@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import socket
+import string
 import tempfile
 import warnings
 from pathlib import Path
@@ -37,6 +38,7 @@ import torch  # noqa: E402
 pytest_plugins = ["samdkif_peft.hub.testing"]
 
 VOCAB = 96
+EOS = "<|im_end|>"
 SKILL_TARGETS = ["q_proj", "v_proj"]
 
 
@@ -149,6 +151,20 @@ def randomize_router(model, std: float = 0.5, seed: int = 7) -> None:
         for name, param in model.named_parameters():
             if "skill_router_" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * std)
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer built offline; pad == eos and no BOS, like SmolLM2's."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate([EOS, "<|im_start|>", "<unk>", *string.printable])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one token per character
+    tok.decoder = decoders.Fuse()
+    # pad == eos and no BOS, as SmolLM2's tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token="<|im_start|>",
+                                   unk_token="<unk>")  # fmt: skip
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import string
 import warnings
 
 import pytest
@@ -26,23 +25,10 @@ from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset, t
 from samdkif_peft.utils import sha256_file
 
 from .conftest import _save_base, load_base
+from .conftest import char_tokenizer as _tokenizer
 
 
-EOS = "<|im_end|>"
 FAST = {"max_steps": 4, "per_device_train_batch_size": 4, "save_strategy": "no", "logging_steps": 1, "use_cpu": True}
-
-
-def _tokenizer():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate([EOS, "<|im_start|>", "<unk>", *string.printable])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one token per character
-    tok.decoder = decoders.Fuse()
-    # pad == eos and no BOS, as SmolLM2's tokenizer
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token="<|im_start|>",
-                                   unk_token="<unk>")  # fmt: skip
 
 
 def _records(kind: str, n: int, offset: int = 0) -> list[dict]:

@@ -1,4 +1,5 @@
-"""`samdkif` command line: `router info`, `hub serve`, `data build` and `model prepare`.
+"""`samdkif` command line: `pipeline run`, `router info`, `hub serve`, `data build`, `model prepare`,
+`train skill|router`.
 
 Each area owns its sub-commands in its own `cli.py` (`add_cli_parser(subparsers)` sets `func`), so this file only
 wires them together and keeps start-up light: heavy imports happen inside the chosen command.
@@ -17,6 +18,7 @@ _COMMAND_MODULES = (
     "samdkif_peft.hub.cli",
     "samdkif_peft.data.cli",
     "samdkif_peft.base_model",
+    "samdkif_peft.pipeline",
     "samdkif_peft.training.cli",
 )
 

@@ -123,18 +123,21 @@ def test_auto_model_from_pretrained_by_repo_id(hub_server, hub_repo_id):
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
 
 
-def test_info_refs_files_tree_and_branches(hub_server, hub_repo_id):
+def test_info_refs_files_tree_and_history(hub_server, hub_repo_id, tmp_path):
     api = HfApi()
     url = api.create_repo(hub_repo_id)
     assert url.repo_id == hub_repo_id and url.startswith(hub_server.endpoint)
-    first = api.upload_file(path_or_fileobj=b"one", path_in_repo="a/b/one.txt", repo_id=hub_repo_id).oid
-    card_data = ModelCardData(library_name="peft", tags=["medical"])
-    card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n# x")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "one.txt").write_bytes(b"one")
+    first = api.upload_folder(folder_path=tmp_path, repo_id=hub_repo_id).oid
+    card_data = ModelCardData(library_name="peft", tags=["medical"])  # YAML dates must not break model_info
+    card = ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\ntrained: 2024-05-01\n---\n# x")
     card.push_to_hub(hub_repo_id)
     second = api.upload_file(path_or_fileobj=b"two", path_in_repo="two.txt", repo_id=hub_repo_id).oid
 
     info = api.model_info(hub_repo_id)
     assert info.sha == second and info.card_data.library_name == "peft" and "medical" in info.tags
+    assert info.card_data.get("trained") == "2024-05-01"
     assert api.model_info(hub_repo_id, revision=first).sha == first
     assert api.model_info(hub_repo_id, revision=first[:10]).sha == first  # short shas resolve too
     assert api.list_repo_files(hub_repo_id) == [".gitattributes", "README.md", "a/b/one.txt", "two.txt"]
@@ -145,16 +148,15 @@ def test_info_refs_files_tree_and_branches(hub_server, hub_repo_id):
     assert api.repo_exists(hub_repo_id) and not api.repo_exists(hub_repo_id + "-nope")
     assert api.file_exists(hub_repo_id, "two.txt") and not api.file_exists(hub_repo_id, "two.txt", revision=first)
 
-    api.create_branch(hub_repo_id, branch="dev", revision=first)
-    api.create_tag(hub_repo_id, tag="v1", revision=second)
-    on_dev = api.upload_file(path_or_fileobj=b"dev", path_in_repo="dev.txt", repo_id=hub_repo_id, revision="dev")
     refs = api.list_repo_refs(hub_repo_id)
-    assert {b.name: b.target_commit for b in refs.branches} == {"main": second, "dev": on_dev.oid}
-    assert [(t.name, t.target_commit) for t in refs.tags] == [("v1", second)]
+    assert [(b.name, b.target_commit) for b in refs.branches] == [("main", second)] and refs.tags == []
     commits = [c.commit_id for c in api.list_repo_commits(hub_repo_id)]
     assert len(commits) == 4 and commits[0] == second and commits[2] == first  # initial, first, card, second
-    folder = snapshot_download(hub_repo_id, revision="v1")
-    assert sorted(os.listdir(folder)) == [".gitattributes", "README.md", "a", "two.txt"]
+    assert sorted(os.listdir(snapshot_download(hub_repo_id))) == [".gitattributes", "README.md", "a", "two.txt"]
+    assert sorted(os.listdir(snapshot_download(hub_repo_id, revision=first))) == [".gitattributes", "a"]
+    with pytest.raises(HfHubHTTPError) as err:  # everything lives on main here
+        api.create_branch(hub_repo_id, branch="dev")
+    assert err.value.response.status_code == 404
 
 
 def test_missing_repo_revision_and_entry_raise_the_hub_errors(lora_repo):
@@ -261,17 +263,23 @@ COMMIT = "/api/models/{repo}/commit/main"
 MALFORMED = [
     ("POST", "/api/repos/create", {"content": b"{not json"}, 400),
     ("POST", "/api/repos/create", {"json": {"name": "a--b"}}, 400),
+    ("POST", "/api/repos/create", {"json": {"name": "r", "type": ["model"]}}, 400),
+    ("POST", "/api/repos/create", {"content": iter([b'{"name": "chunked"}'])}, 411),  # no Content-Length
     ("POST", "/api/models/{repo}/preupload/main", {"json": {"files": "nope"}}, 400),
+    ("POST", "/api/models/{repo}/preupload/main", {"json": {"files": [{"path": "a", "sample": 5}]}}, 400),
+    ("POST", "/api/models/{repo}/preupload/main", {"content": b'{"files": [{"path": "a", "size": 1e400}]}'}, 400),
     ("POST", COMMIT, {"content": b"not ndjson\n"}, 400),
     ("POST", COMMIT, {"content": b'{"key": "file", "value": {}}\n'}, 400),
     ("POST", COMMIT, _ndjson('{"key": "file", "value": {"path": "../x", "content": ""}}'), 400),
     ("POST", COMMIT, _ndjson('{"key": "file", "value": {"path": "x", "content": "%%", "encoding": "base64"}}'), 400),
     ("POST", COMMIT, _ndjson('{"key": "lfsFile", "value": {"path": "x", "oid": "%s"}}' % ("a" * 64)), 400),
     ("POST", COMMIT, _ndjson('{"key": "rename", "value": {"path": "x"}}'), 400),
+    ("POST", COMMIT, {"content": b'{"key": "header", "value": {"parentCommit": 5}}\n'}, 412),
     ("POST", "/{repo}.git/info/lfs/objects/batch", {"json": {"operation": "upload", "objects": [{"oid": "x"}]}}, 400),
     ("PUT", "/_lfs/upload/forged-ticket", {"content": b"data"}, 403),
     ("POST", "/api/validate-yaml", {"json": {"content": "---\n- a: [\n---\n"}}, 400),
     ("GET", "/api/models/{repo}/tree/main/no/such/dir", {}, 404),
+    ("GET", "/{repo}/resolve/%00%0A/x", {}, 404),  # control characters never reach a header
     ("GET", "/api/nothing/here", {}, 404),
     ("PATCH", "/api/models/{repo}", {}, 501),
 ]

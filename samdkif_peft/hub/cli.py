@@ -6,6 +6,7 @@ Imports stay light here: the server module is only loaded when the command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 
@@ -29,15 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     from samdkif_peft.hub.server import HubServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = HubServer(args.root, host=args.host, port=args.port, token=args.token)
-
-    def ready(endpoint: str) -> None:  # the port is only known once bound (--port 0)
-        print(
-            f"Offline Hub at {endpoint} serving {os.path.abspath(args.root)}. Clients need, before importing "
-            f"huggingface_hub:\n  export HF_ENDPOINT={endpoint} HF_HUB_DISABLE_XET=1 HF_TOKEN=<any, or --token>\n"
-            "Ctrl-C stops.",
-            flush=True,
-        )
-
-    server.serve_forever(ready=ready)
+    server = HubServer(args.root, host=args.host, port=args.port, token=args.token)  # binds: the endpoint is known
+    print(
+        f"Offline Hub at {server.endpoint} serving {os.path.abspath(args.root)}. Clients need, before importing "
+        f"huggingface_hub:\n  export HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 HF_TOKEN=<any, or --token>\n"
+        "Ctrl-C stops.",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    server.stop()
     return 0

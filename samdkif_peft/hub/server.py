@@ -1,20 +1,18 @@
 """A small Hub-compatible HTTP server, so the real `huggingface_hub`, peft and transformers work without internet.
 
-It speaks the part of the Hub API that `huggingface_hub` 2.x uses for `create_repo`, `upload_folder`/`create_commit`
-(regular files inline, large or binary files through the basic LFS transfer), `hf_hub_download`,
-`snapshot_download`, `model_info`, `list_repo_refs`, `list_repo_tree`, branches and tags. Xet is not served:
-clients must set `HF_HUB_DISABLE_XET=1` (read at import). Models, datasets and spaces share one code path.
+It speaks the part of the Hub API that `huggingface_hub` 2.x uses to create repos, commit (small text files inline,
+large or binary ones through the basic LFS transfer), download, and read repo info, trees, refs and history; models,
+datasets and spaces alike. Xet is not served: clients set `HF_HUB_DISABLE_XET=1`. Left out, as nothing here needs
+them: deleting repos, creating branches and tags (all commits go to `main`), pull requests, `paths-info`.
 
 Storage (choice for issue 3): content-addressed blobs plus JSON commit records, no git. Under `root`:
-
 - `blobs/<sha256[:2]>/<sha256>`: file contents, shared by all repos, written to `tmp/` then `os.replace`d in.
-- `repos/<type>/<namespace>--<name>/repo.json`: repo metadata; `refs.json`: `{"branches": {...}, "tags": {...}}`.
-- `repos/.../commits/<sha>.json`: one immutable record per commit with its parents and the full file table
-  (`path -> sha256, size, git oid, lfs flag`). The sha is the sha1 of the record, so old shas stay loadable.
-
-A commit is applied under a per-repo lock: blobs first, then the record, then one atomic rewrite of `refs.json`.
-A request that fails anywhere before that last step leaves no commit (orphan blobs are harmless), and commits to
-different repos never share a lock. One server process per `root`: locks are in-process.
+- `repos/<type>/<namespace>--<name>/`: `repo.json` (metadata), `refs.json` (`{"branches": {}, "tags": {}}`) and
+  `commits/<sha>.json`, one immutable record per commit: parents and the full file table (`path -> sha256, size,
+  git oid, lfs flag`). The sha is the sha1 of the record, so any old sha stays loadable.
+A commit is applied under a per-repo lock: blobs, then the record, then one atomic rewrite of `refs.json`. A request
+that fails before that last step leaves no commit (orphan blobs are harmless); commits to different repos never
+share a lock. One server process per `root`: locks are in-process.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,13 +44,10 @@ USER = "user"  # the one account every accepted token maps to (`whoami`, default
 UNAUTHORIZED = "Invalid credentials in Authorization header"
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_NAME = r"[\w.-]{1,96}"
-REPO_ID_RE = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
+REPO_ID_RE = re.compile(r"^(?:\w[\w.-]{0,95}/)?\w[\w.-]{0,95}$")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
-GITATTRIBUTES = "".join(
-    f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n"
-    for ext in ("bin", "safetensors", "pt", "pth", "ckpt", "h5", "onnx", "parquet", "arrow", "npy", "npz", "zip")
-)
+LFS_EXTENSIONS = "bin safetensors pt pth ckpt h5 onnx parquet arrow npy npz zip".split()
+GITATTRIBUTES = "".join(f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n" for ext in LFS_EXTENSIONS)
 
 _T, _R = r"(?P<type>models|datasets|spaces)", r"(?P<repo>(?:[^/]+/)?[^/]+)"
 _P = r"(?:(?P<prefix>datasets|spaces)/)?"
@@ -62,24 +56,19 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     for m, p, h in [
         ("GET", r"^/api/whoami-v2$", "whoami"),
         ("POST", r"^/api/repos/create$", "create_repo"),
-        ("DELETE", r"^/api/repos/delete$", "delete_repo"),
         ("POST", r"^/api/validate-yaml$", "validate_yaml"),
         ("POST", rf"^/api/{_T}/{_R}/preupload/(?P<rev>[^/]+)$", "preupload"),
         ("POST", rf"^/api/{_T}/{_R}/commit/(?P<rev>[^/]+)$", "commit"),
-        ("POST", rf"^/api/{_T}/{_R}/paths-info/(?P<rev>[^/]+)$", "paths_info"),
-        ("POST", rf"^/api/{_T}/{_R}/branch/(?P<name>[^/]+)$", "create_branch"),
-        ("POST", rf"^/api/{_T}/{_R}/tag/(?P<rev>[^/]+)$", "create_tag"),
         ("GET", rf"^/api/{_T}/{_R}/refs$", "refs"),
         ("GET", rf"^/api/{_T}/{_R}/commits/(?P<rev>[^/]+)$", "commits"),
         ("GET", rf"^/api/{_T}/{_R}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$", "tree"),
-        ("GET", rf"^/api/{_T}/{_R}/revision/(?P<rev>[^/]+)$", "info"),
-        ("GET", rf"^/api/{_T}/{_R}$", "info"),
+        ("GET", rf"^/api/{_T}/{_R}(?:/revision/(?P<rev>[^/]+))?$", "info"),
         ("POST", rf"^/{_P}{_R}\.git/info/lfs/objects/batch$", "lfs_batch"),
         ("PUT", r"^/_lfs/upload/(?P<ticket>[\w-]+)$", "lfs_put"),  # no auth header: the ticket is the credential
         ("GET", rf"^/{_P}{_R}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$", "resolve"),
     ]
 ]
-WRITES = set("create_repo delete_repo preupload commit create_branch create_tag lfs_batch".split())
+WRITES = {"create_repo", "preupload", "commit", "lfs_batch"}
 
 
 class HubError(Exception):
@@ -104,25 +93,30 @@ def _lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
-def _int(value: str | bytes | int, base: int = 10) -> int:
+def _int(value: Any) -> int:
     try:
-        return int(value, base) if isinstance(value, str | bytes) else int(value)
-    except (TypeError, ValueError):
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
         raise HubError(400, f"Malformed length in request: {value!r:.50}") from None
 
 
 def _check_path(path: Any, folder: bool = False) -> str:
     path = path.rstrip("/") if folder and isinstance(path, str) else path  # clients send folders as `dir/`
     if not isinstance(path, str) or "\\" in path or any(p in ("", ".", "..") for p in path.split("/")):
-        raise HubError(400, f"Invalid path in repo: {path!r}")
+        raise HubError(400, f"Invalid path in repo: {path!r:.200}")
     return path
 
 
-def _write(path: Path, data: bytes, tmpdir: Path | None = None) -> None:
+def _write(path: Path, data: bytes | dict[str, Any], tmpdir: Path | None = None) -> None:
+    """Write atomically (a reader sees the old file or the new one, never half); a dict is written as JSON."""
     fd, tmp = tempfile.mkstemp(dir=tmpdir or path.parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        f.write(data if isinstance(data, bytes) else json.dumps(data).encode())
     os.replace(tmp, path)
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _card_meta(text: str) -> dict[str, Any]:
@@ -131,18 +125,15 @@ def _card_meta(text: str) -> dict[str, Any]:
 
     try:
         meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") and text.count("---") >= 2 else {}
-    except yaml.YAMLError as err:
-        raise HubError(400, f"Invalid YAML: {err}") from None
+    except (yaml.YAMLError, RecursionError) as err:  # absurdly deep nesting exhausts PyYAML's recursion
+        raise HubError(400, f"Invalid YAML: {err!s:.500}") from None
     if not isinstance(meta, dict | None):
         raise HubError(400, "Metadata must be a YAML mapping")
     return meta or {}
 
 
 class HubStore:
-    """Content-addressed blobs plus per-repo commit records and refs (layout in the module docstring).
-
-    Repos are addressed by their directory (`repo_dir`); callers check that the repo exists.
-    """
+    """Blobs, commit records and refs (layout in the module docstring); callers check that a repo exists."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
@@ -169,20 +160,12 @@ class HubStore:
         with self._locks_guard:
             return self._locks.setdefault(rdir, threading.RLock())
 
-    def meta(self, rdir: Path) -> dict[str, Any] | None:
-        path = rdir / "repo.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def refs(self, rdir: Path) -> dict[str, dict[str, str]]:
-        return json.loads((rdir / "refs.json").read_text())
-
     def record(self, rdir: Path, sha: str) -> dict[str, Any] | None:
-        path = rdir / "commits" / f"{sha}.json"
-        return json.loads(path.read_text()) if re.fullmatch(r"[0-9a-f]{40}", sha) and path.exists() else None
+        return _read(rdir / "commits" / f"{sha}.json") if re.fullmatch(r"[0-9a-f]{40}", sha) else None
 
     def resolve(self, rdir: Path, rev: str) -> dict[str, Any]:
         """Branch, tag (maybe as `refs/heads/...`), full or unique short sha -> commit record; 404 otherwise."""
-        refs, name = self.refs(rdir), re.sub(r"^refs/(heads|tags)/", "", rev)
+        refs, name = _read(rdir / "refs.json"), re.sub(r"^refs/(heads|tags)/", "", rev)
         sha = refs["branches"].get(name) or refs["tags"].get(name) or name
         if re.fullmatch(r"[0-9a-f]{7,39}", sha):
             found = list((rdir / "commits").glob(f"{sha}*.json"))
@@ -197,53 +180,31 @@ class HubStore:
             if (rdir / "repo.json").exists():
                 return False
             (rdir / "commits").mkdir(parents=True, exist_ok=True)
-            _write(rdir / "refs.json", json.dumps({"branches": {}, "tags": {}}).encode())
+            _write(rdir / "refs.json", {"branches": {}, "tags": {}})
             ops = [{"key": "file", "value": {"path": ".gitattributes", "content": GITATTRIBUTES}}]
             self.commit(rdir, "main", {"summary": "initial commit"}, ops, new_branch=True)
-            _write(rdir / "repo.json", json.dumps(meta).encode())  # last: the repo exists once complete
+            _write(rdir / "repo.json", meta)  # last: the repo exists once complete
         return True
-
-    def delete(self, rdir: Path) -> None:
-        trash = self.root / "tmp" / f"deleted-{secrets.token_hex(8)}"
-        with self.lock(rdir):
-            os.replace(rdir, trash)  # atomic disappearance, then the slow part
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def add_ref(self, rdir: Path, kind: str, name: str, sha: str) -> None:
-        """Add a branch or tag (`kind` is "branches" or "tags"); 409 if it exists, as on the Hub."""
-        with self.lock(rdir):
-            refs = self.refs(rdir)
-            if name in refs[kind]:
-                raise HubError(409, f"Reference {name!r} already exists")
-            refs[kind][name] = sha
-            _write(rdir / "refs.json", json.dumps(refs).encode())
 
     def commit(self, rdir: Path, branch: str, header: dict[str, Any], ops: list[Any], new_branch: bool = False) -> str:
         """Apply `ops` on top of `branch` and return the new commit sha; any error leaves the branch untouched."""
         branch = branch.removeprefix("refs/heads/")
         with self.lock(rdir):
-            refs = self.refs(rdir)
-            head = refs["branches"].get(branch)
-            if head is None and not new_branch:
+            refs = _read(rdir / "refs.json")
+            if (head := refs["branches"].get(branch)) is None and not new_branch:
                 raise HubError(404, f"Invalid rev id: {branch} (commits go to branches)", "RevisionNotFound")
-            parent = header.get("parentCommit")
-            if parent and head and not head.startswith(parent):
-                raise HubError(412, f"Parent commit {parent} is not the head of {branch} ({head})")
+            if (parent := header.get("parentCommit")) and head and not head.startswith(str(parent)):
+                raise HubError(412, f"Parent commit {parent!r:.50} is not the head of {branch} ({head})")
             files: dict[str, dict[str, Any]] = dict(self.record(rdir, head)["files"]) if head else {}
             for op in ops:
                 self._apply(files, op)
-            record = {
-                "parents": [head] if head else [],
-                "title": str(header.get("summary") or "Commit"),
-                "message": str(header.get("description") or ""),
-                "author": USER,
-                "date": _now(),
-                "files": dict(sorted(files.items())),
-            }
+            record = {"parents": [head] if head else [], "title": str(header.get("summary") or "Commit"),
+                      "message": str(header.get("description") or ""), "author": USER, "date": _now(),
+                      "files": dict(sorted(files.items()))}  # fmt: skip
             sha = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
-            _write(rdir / "commits" / f"{sha}.json", json.dumps({**record, "id": sha}).encode())
+            _write(rdir / "commits" / f"{sha}.json", {**record, "id": sha})
             refs["branches"][branch] = sha
-            _write(rdir / "refs.json", json.dumps(refs).encode())  # the commit becomes visible here, atomically
+            _write(rdir / "refs.json", refs)  # the commit becomes visible here, atomically
         return sha
 
     def _apply(self, files: dict[str, dict[str, Any]], op: Any) -> None:
@@ -252,57 +213,41 @@ class HubStore:
             raise HubError(400, f"Malformed commit operation: {op!r:.200}")
         path = _check_path(value.get("path"), folder=key == "deletedFolder")
         if key == "file":
-            content = value.get("content")
+            content, b64 = value.get("content"), value.get("encoding") == "base64"
             try:
-                data = (
-                    base64.b64decode(content, validate=True) if value.get("encoding") == "base64" else content.encode()
-                )
+                data = base64.b64decode(content, validate=True) if b64 else content.encode()
             except (AttributeError, TypeError, ValueError):
                 raise HubError(400, f"File {path!r} needs a string 'content' (valid base64 if so encoded)") from None
             files[path] = {"sha256": self.add_blob(data), "size": len(data), "oid": git_oid(data), "lfs": False}
         elif key == "lfsFile":
             oid = value.get("oid")
             ok = isinstance(oid, str) and SHA256_RE.fullmatch(oid) and value.get("algo", "sha256") == "sha256"
-            blob = self.blob_path(oid) if ok else None
-            if blob is None or not blob.exists():
+            if not ok or not (blob := self.blob_path(oid)).exists():
                 raise HubError(400, f"LFS object {oid!r:.80} for {path!r} was never uploaded; upload it first")
-            size = blob.stat().st_size
-            if value.get("size") not in (None, size):
-                raise HubError(400, f"LFS object {oid} has size {size}, not {value.get('size')}")
+            if value.get("size") not in (None, size := blob.stat().st_size):
+                raise HubError(400, f"LFS object {oid} has size {size}, not {value.get('size')!r:.50}")
             files[path] = {"sha256": oid, "size": size, "oid": git_oid(_lfs_pointer(oid, size)), "lfs": True}
         elif key in ("deletedFile", "deletedFolder"):
-            kind = "folder" if key == "deletedFolder" else "file"
-            gone = [p for p in files if p.startswith(f"{path}/")] if kind == "folder" else [path] * (path in files)
+            gone = [p for p in files if (p.startswith(f"{path}/") if key == "deletedFolder" else p == path)]
             if not gone:
-                raise HubError(404, f"A {kind} with this name doesn't exist: {path}", "EntryNotFound")
+                raise HubError(404, f"A {key[7:].lower()} with this name doesn't exist: {path}", "EntryNotFound")
             for p in gone:
                 del files[p]
         else:
-            raise HubError(400, f"Unknown commit operation key: {key!r}")
+            raise HubError(400, f"Unknown commit operation key: {key!r:.50}")
 
 
 def _lfs(info: dict[str, Any]) -> dict[str, Any] | None:
     """LFS details of a stored file: `oid` is what tree entries carry, `sha256` what model_info siblings carry."""
-    if not info["lfs"]:
-        return None
-    pointer_size = len(_lfs_pointer(info["sha256"], info["size"]))
-    return {"oid": info["sha256"], "sha256": info["sha256"], "size": info["size"], "pointerSize": pointer_size}
-
-
-def _entry(path: str, info: dict[str, Any]) -> dict[str, Any]:
-    """A tree/paths-info file entry as `huggingface_hub.hf_api.RepoFile` parses it."""
-    lfs = _lfs(info)
-    return {"type": "file", "oid": info["oid"], "size": info["size"], "path": path, **({"lfs": lfs} if lfs else {})}
-
-
-def _folder(path: str, commit: dict[str, Any]) -> dict[str, Any]:
-    oid = hashlib.sha1(f"{commit['id']}:{path}".encode()).hexdigest()  # stable per commit; no git trees here
-    return {"type": "directory", "oid": oid, "size": 0, "path": path}
+    sha, size = info["sha256"], info["size"]
+    lfs = {"oid": sha, "sha256": sha, "size": size, "pointerSize": len(_lfs_pointer(sha, size))}
+    return lfs if info["lfs"] else None
 
 
 def _listing(commit: dict[str, Any], base: str, recursive: bool) -> list[dict[str, Any]]:
+    """Tree entries under `base` as `huggingface_hub`'s `RepoFile`/`RepoFolder` parse them (folders are implied)."""
     prefix = f"{base.strip('/')}/" if base.strip("/") else ""
-    files, folders = [], set()
+    entries, folders = [], set()
     for path, info in commit["files"].items():
         if not path.startswith(prefix):
             continue
@@ -310,18 +255,20 @@ def _listing(commit: dict[str, Any], base: str, recursive: bool) -> list[dict[st
         for depth in range(1, len(rest) if recursive else min(len(rest), 2)):
             folders.add(prefix + "/".join(rest[:depth]))
         if recursive or len(rest) == 1:
-            files.append(_entry(path, info))
-    return sorted([_folder(p, commit) for p in folders] + files, key=lambda e: e["path"])
+            lfs = {"lfs": _lfs(info)} if info["lfs"] else {}
+            entries.append({"type": "file", "oid": info["oid"], "size": info["size"], "path": path, **lfs})
+    for path in folders:  # no git trees here: an oid that is stable per commit and folder
+        oid = hashlib.sha1(f"{commit['id']}:{path}".encode()).hexdigest()
+        entries.append({"type": "directory", "oid": oid, "size": 0, "path": path})
+    return sorted(entries, key=lambda e: e["path"])
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes requests by `ROUTES` to `do_<name>`; every failure leaves as a Hub-shaped JSON error.
-
-    For routes naming a repo, `_dispatch` checks it exists and is readable, and sets `rtype`, `repo`, `rdir`, `meta`.
-    """
+    """Routes requests by `ROUTES` to `do_<name>`; every failure leaves as a Hub-shaped JSON error. For a route
+    naming a repo, `_dispatch` first checks it exists and is readable, and sets `rtype`, `repo`, `rdir`, `meta`."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: httpx reuses connections
-    server: _HTTPServer
+    server: HubServer
     _body_done = True  # False while a request body is unread: then the connection cannot be reused
 
     # -- plumbing
@@ -344,27 +291,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self._send(
-            status, {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}, data
-        )
+        data = json.dumps(body, default=str).encode()  # default: YAML card data may hold dates
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}
+        self._send(status, headers, data)
 
     def _fail(self, err: HubError) -> None:
-        # X-Error-Message must be header-safe: ASCII, one line (a path from the URL may hold %0A), short.
-        message = " ".join(err.message.encode("ascii", "replace").decode().split())[:500]
+        # X-Error-Message must be header-safe: printable ASCII on one line (a path from the URL may hold %00), short.
+        message = re.sub(r"[^\x21-\x7e]+", " ", err.message).strip()[:500]
         headers = {**err.headers, "X-Error-Message": message, **({"X-Error-Code": err.code} if err.code else {})}
         self._reply(err.status, {"error": err.message, **(err.body or {})}, headers)
 
     def _iter_body(self) -> Iterator[bytes]:
-        self._body_done = True
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            while size := _int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                yield self.rfile.read(size)
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return
-        remaining = _int(self.headers.get("Content-Length") or 0)
+        """The request body in chunks; `huggingface_hub` always sends a `Content-Length`, so chunked bodies get 411."""
+        if "Transfer-Encoding" in self.headers:
+            raise HubError(411, "Chunked request bodies are not supported; send a Content-Length")
+        remaining, self._body_done = _int(self.headers.get("Content-Length") or 0), True
         while remaining > 0:
             if not (chunk := self.rfile.read(min(remaining, 1 << 20))):
                 raise HubError(400, "Request body ended early")
@@ -372,22 +313,18 @@ class _Handler(BaseHTTPRequestHandler):
             yield chunk
 
     def _body(self) -> bytes:
-        chunks, total = [], 0
-        for chunk in self._iter_body():
-            if (total := total + len(chunk)) > MAX_JSON_BODY:
-                self._body_done = False  # the rest is unread: close the connection after replying
-                raise HubError(413, f"Request body over {MAX_JSON_BODY} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if _int(self.headers.get("Content-Length") or 0) > MAX_JSON_BODY:  # left unread: the connection closes
+            raise HubError(413, f"Request body over {MAX_JSON_BODY} bytes")
+        return b"".join(self._iter_body())
 
-    def _json(self, key: str | None = None, kind: type = str, raw: bytes | None = None) -> Any:
-        """The JSON body; with `key`, it must be an object whose `key` is a non-empty `kind`."""
+    def _json(self, key: str | None = None, kind: type = str) -> dict[str, Any]:
+        """The body, a JSON object ({} if empty); with `key`, its `key` must be a non-empty `kind`."""
         try:
-            body = json.loads((self._body() if raw is None else raw) or b"null")
+            body = json.loads(self._body() or b"{}")
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise HubError(400, f"Body is not valid JSON: {err}") from None
-        if key is not None and not (isinstance(body, dict) and isinstance(body.get(key), kind) and body[key] != ""):
-            raise HubError(400, f"Expected a JSON object with a {kind.__name__} {key!r}")
+        if not isinstance(body, dict) or key is not None and (not isinstance(body.get(key), kind) or body[key] == ""):
+            raise HubError(400, "Expected a JSON object" + (f" with a {kind.__name__} {key!r}" if key else ""))
         return body
 
     def _flag(self, name: str) -> bool:
@@ -425,20 +362,19 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("Unhandled error for %s %s", self.command, self.path)
             self._fail(HubError(500, "Internal server error"))
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
+    do_GET = do_HEAD = do_POST = do_PUT = _dispatch
 
     def _open_repo(self, rtype: str, repo: str, exists: bool = True) -> None:
-        """Validate the id and, with `exists`, 404 unless the repo exists; private repos look missing without the
-        token, as on the Hub."""
+        """Check the id and, with `exists`, that the repo exists (a private one looks missing without the token)."""
         if not REPO_ID_RE.match(repo) or "--" in repo or ".." in repo:
             raise HubError(400, f"Invalid repo id {repo!r}: use 'namespace/name' with letters, digits, '-_.'")
         self.rtype, self.repo, self.rdir = rtype, repo, self.server.store.repo_dir(rtype, repo)
-        self.meta = self.server.store.meta(self.rdir) if exists else {}
+        self.meta = _read(self.rdir / "repo.json") if exists else {}
         if self.meta is None or self.meta.get("private") and not self._authorized():
             raise HubError(404, f"Repository {repo} not found", "RepoNotFound")
 
-    def _commit(self, rev: str) -> dict[str, Any]:
-        return self.server.store.resolve(self.rdir, rev)
+    def _commit(self, rev: Any) -> dict[str, Any]:
+        return self.server.store.resolve(self.rdir, str(rev))
 
     # -- account and repos
     def do_whoami(self) -> None:
@@ -447,27 +383,17 @@ class _Handler(BaseHTTPRequestHandler):
         auth = {"type": "access_token", "accessToken": {"displayName": "offline", "role": "write"}}
         self._reply(200, {"type": "user", "id": USER, "name": USER, "fullname": USER, "orgs": [], "auth": auth})
 
-    def _repo_from_body(self, exists: bool) -> dict[str, Any]:
-        body = self._json("name")
-        rtype = body.get("type") or "model"
-        if rtype not in URL_PREFIX:
-            raise HubError(400, f"Invalid repo type {rtype!r}; use one of {sorted(URL_PREFIX)}")
-        self._open_repo(rtype, f"{body.get('organization') or USER}/{body['name']}", exists)
-        return body
-
     def do_create_repo(self) -> None:
-        body = self._repo_from_body(exists=False)
-        url = f"{self._endpoint}/{URL_PREFIX[self.rtype]}{self.repo}"
+        body = self._json("name")
+        if (rtype := str(body.get("type") or "model")) not in URL_PREFIX:
+            raise HubError(400, f"Invalid repo type {rtype!r:.50}; use one of {sorted(URL_PREFIX)}")
+        self._open_repo(rtype, f"{body.get('organization') or USER}/{body['name']}", exists=False)
+        url = f"{self._endpoint}/{URL_PREFIX[rtype]}{self.repo}"
         private = bool(body.get("private")) or body.get("visibility") == "private"
-        meta = {"id": self.repo, "type": self.rtype, "private": private, "createdAt": _now()}
+        meta = {"id": self.repo, "type": rtype, "private": private, "createdAt": _now()}
         if not self.server.store.create(self.rdir, meta):  # 409 with the url: `exist_ok=True` reads it
-            raise HubError(409, f"You already created this {self.rtype} repo: {self.repo}", body={"url": url})
+            raise HubError(409, f"You already created this {rtype} repo: {self.repo}", body={"url": url})
         self._reply(200, {"url": url, "name": self.repo, "id": self.repo})
-
-    def do_delete_repo(self) -> None:
-        self._repo_from_body(exists=True)
-        self.server.store.delete(self.rdir)
-        self._reply(200, {})
 
     def do_validate_yaml(self) -> None:
         try:
@@ -478,18 +404,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- uploads
     def do_preupload(self, rev: str) -> None:
-        files = self._json("files", list)["files"]
-        try:
-            current = self._commit(rev)["files"]
-        except HubError:
-            current = {}  # a branch the commit may still create is fine at this stage
-        out = []
+        files, current, out = self._json("files", list)["files"], self._commit(rev)["files"], []
         for f in files:
             if not isinstance(f, dict) or not isinstance(f.get("path"), str):
                 raise HubError(400, "Expected {'files': [{'path', 'size', 'sample'}]}")
             try:
                 sample = base64.b64decode(f.get("sample") or "")
-            except ValueError:
+            except (TypeError, ValueError):
                 raise HubError(400, f"File {f['path']!r}: 'sample' is not base64") from None
             lfs = _int(f.get("size") or 0) > LFS_THRESHOLD or b"\0" in sample
             known = current.get(f["path"])
@@ -553,30 +474,16 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{self._endpoint}/{URL_PREFIX[self.rtype]}{self.repo}/commit/{sha}"
         self._reply(200, {"success": True, "commitOid": sha, "commitUrl": url, "pullRequestUrl": None})
 
-    def do_create_branch(self, name: str) -> None:
-        body = self._json()
-        self._add_ref("branches", name, (body if isinstance(body, dict) else {}).get("startingPoint") or "main")
-
-    def do_create_tag(self, rev: str) -> None:
-        self._add_ref("tags", self._json("tag")["tag"], rev)
-
-    def _add_ref(self, kind: str, name: str, rev: str) -> None:
-        self.server.store.add_ref(self.rdir, kind, name, self._commit(rev)["id"])
-        self._reply(200, {})
-
     # -- downloads
     def do_info(self, rev: str = "main") -> None:
-        commit, meta, readme = self._commit(rev), self.meta, None
-        extra = (
-            (lambda i: {"size": i["size"], "blobId": i["oid"], "lfs": _lfs(i)})
-            if self._flag("blobs")
-            else (lambda i: {})
-        )
-        siblings = [{"rfilename": p, **extra(i)} for p, i in commit["files"].items()]
-        with contextlib.suppress(KeyError, HubError):  # no README, or one without valid metadata
-            readme = self.server.store.blob_path(commit["files"]["README.md"]["sha256"])
-            card = _card_meta(readme.read_text(errors="replace"))
-        card = card if readme else {}
+        commit, meta, card, blobs = self._commit(rev), self.meta, {}, self._flag("blobs")
+        if readme := commit["files"].get("README.md"):
+            with contextlib.suppress(HubError):  # a README without valid metadata has no card data
+                card = _card_meta(self.server.store.blob_path(readme["sha256"]).read_text(errors="replace"))
+        siblings = [
+            {"rfilename": p, **({"size": i["size"], "blobId": i["oid"], "lfs": _lfs(i)} if blobs else {})}
+            for p, i in commit["files"].items()
+        ]
         self._reply(200, {
             "_id": self.repo, "id": self.repo, "modelId": self.repo, "author": self.repo.split("/")[0],
             "sha": commit["id"], "lastModified": commit["date"], "createdAt": meta["createdAt"],
@@ -586,12 +493,12 @@ class _Handler(BaseHTTPRequestHandler):
         })  # fmt: skip
 
     def do_refs(self) -> None:
-        refs = self.server.store.refs(self.rdir)
-        body = {
-            kind: [{"name": n, "ref": f"refs/{git}/{n}", "targetCommit": s} for n, s in sorted(refs[kind].items())]
-            for kind, git in (("branches", "heads"), ("tags", "tags"))
-        }
-        self._reply(200, {**body, "converts": [], "pullRequests": []})
+        refs, out = _read(self.rdir / "refs.json"), {"converts": [], "pullRequests": []}
+        for kind, git in (("branches", "heads"), ("tags", "tags")):
+            out[kind] = [
+                {"name": n, "ref": f"refs/{git}/{n}", "targetCommit": s} for n, s in sorted(refs[kind].items())
+            ]
+        self._reply(200, out)
 
     def do_commits(self, rev: str) -> None:
         commit, out = self._commit(rev), []
@@ -607,31 +514,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"{path} does not exist on {rev}", "EntryNotFound")
         self._reply(200, entries)
 
-    def do_paths_info(self, rev: str) -> None:
-        commit, raw = self._commit(rev), self._body()  # huggingface_hub sends a form; JSON is accepted too
-        form = self._json(raw=raw) if raw.startswith(b"{") else parse_qs(raw.decode(errors="replace"))
-        paths = form.get("paths") if isinstance(form, dict) else None
-        if not isinstance(paths := [paths] if isinstance(paths, str) else paths, list):
-            raise HubError(400, "Expected 'paths' in the form body")
-        out, files = [], commit["files"]
-        for p in (str(p).strip("/") for p in paths):
-            if p in files:
-                out.append(_entry(p, files[p]))
-            elif any(f.startswith(f"{p}/") for f in files):
-                out.append(_folder(p, commit))
-        self._reply(200, out)
-
     def do_resolve(self, rev: str, path: str) -> None:
         commit = self._commit(rev)
         if (info := commit["files"].get(path)) is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit["id"]})
-        etag, size = f'"{info["sha256"] if info["lfs"] else info["oid"]}"', info["size"]
-        headers = {"X-Repo-Commit": commit["id"], "ETag": etag, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}  # fmt: skip
-        if info["lfs"]:
-            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(size)})
-        status, start, end, rng = 200, 0, size - 1, self.headers.get("Range")
-        if rng:
+        etag = info["sha256"] if info["lfs"] else info["oid"]  # for LFS files, what the Hub's X-Linked-Etag holds
+        headers = {"X-Repo-Commit": commit["id"], "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}
+        status, size, start, end = 200, info["size"], 0, info["size"] - 1
+        if rng := self.headers.get("Range"):  # resumed downloads, safetensors metadata, HfFileSystem reads
             m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
             if m and m[1]:
                 start, end = int(m[1]), min(int(m[2]), end) if m[2] else end
@@ -640,20 +530,50 @@ class _Handler(BaseHTTPRequestHandler):
             if not m or not (m[1] or m[2]) or start > end:
                 raise HubError(416, f"Range {rng!r} not satisfiable", headers={"Content-Range": f"bytes */{size}"})
             status, headers["Content-Range"] = 206, f"bytes {start}-{end}/{size}"
-        self._send(status, {**headers, "Content-Length": str(end - start + 1)})
+        self._send(status, {**headers, "Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)})
         if self.command != "HEAD":
             with open(self.server.store.blob_path(info["sha256"]), "rb") as f:
                 self.connection.sendfile(f, start, end - start + 1)
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class HubServer(ThreadingHTTPServer):
+    """The offline Hub: serves `root` (created if missing) on `host:port`.
+
+    The port is bound on construction (`port=0` picks a free one; read `.endpoint`). Serve from a background thread
+    with `start()`/`stop()` or as a context manager, or (the CLI) call `serve_forever()`. With `token`, writes (and
+    reads of private repos) need `Authorization: Bearer <token>`, else 401; without it, any token is accepted.
+    """
+
     daemon_threads = True  # a stuck client never blocks shutdown
 
-    def __init__(self, hub: HubServer):
-        super().__init__((hub.host, hub.port), _Handler)
-        self.store, self.token = HubStore(hub.root), hub.token
+    def __init__(self, root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+        super().__init__((host, port), _Handler)
+        self.root, self.token, self.store = Path(root), token, HubStore(root)
         self.tickets: dict[str, tuple[str, int]] = {}  # LFS upload URL ticket -> (sha256, size)
-        self.connections: set[socket.socket] = set()
+        self.connections: set[socket.socket] = set()  # open ones, idle keep-alive included: `stop` closes them
+        self._thread = threading.Thread(target=self.serve_forever, name=f"hub-server-{self.server_port}", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL to put in `HF_ENDPOINT`, e.g. `http://127.0.0.1:8080`."""
+        host = self.server_address[0]
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.server_port}"
+
+    def start(self) -> HubServer:
+        self._thread.start()
+        logger.info("offline Hub serving %s at %s", self.root, self.endpoint)
+        return self
+
+    def stop(self) -> None:
+        """Stop the `start()` thread, if any, and close the socket and every connection (idle keep-alive ones too, or
+        pooled clients would still be answered)."""
+        if self._thread.is_alive():
+            self.shutdown()
+            self._thread.join(timeout=10)
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self.server_close()
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         self.connections.add(request)
@@ -662,57 +582,6 @@ class _HTTPServer(ThreadingHTTPServer):
     def shutdown_request(self, request: socket.socket) -> None:
         self.connections.discard(request)
         super().shutdown_request(request)
-
-
-class HubServer:
-    """The offline Hub, serving `root` on `host:port` (0 = a free port) from a background thread.
-
-    Args:
-        root (`str` or `os.PathLike`): storage directory (created if missing; see the module docstring).
-        host (`str`, *optional*, defaults to `"127.0.0.1"`): interface to bind; `"0.0.0.0"` for a site server.
-        port (`int`, *optional*, defaults to 0): TCP port; 0 picks a free one, read it back from `.endpoint`.
-        token (`str`, *optional*): if set, writes (and reads of private repos) need `Authorization: Bearer <token>`,
-            otherwise they get 401; reads of public repos stay open. If unset, any token is accepted.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, token: str | None = None):
-        self.root, self.host, self.port, self.token = Path(root), host, port, token
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """The URL to put in `HF_ENDPOINT`, e.g. `http://127.0.0.1:8080` (the real port once started)."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> HubServer:
-        if self._httpd is not None:
-            raise RuntimeError(f"HubServer on {self.endpoint} is already started; call stop() first")
-        self._httpd = httpd = _HTTPServer(self)
-        self.port = httpd.server_address[1]
-        self._thread = threading.Thread(target=httpd.serve_forever, name=f"hub-server-{self.port}", daemon=True)
-        self._thread.start()
-        logger.info("offline Hub serving %s at %s", self.root, self.endpoint)
-        return self
-
-    def serve_forever(self, ready: Callable[[str], object] | None = None) -> None:
-        """Serve until `KeyboardInterrupt` (the CLI); `ready(endpoint)` runs once the port is bound."""
-        with self, contextlib.suppress(KeyboardInterrupt):
-            if ready is not None:
-                ready(self.endpoint)
-            self._thread.join()  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if (httpd := self._httpd) is None:
-            return
-        httpd.shutdown()
-        for conn in list(httpd.connections):  # idle keep-alive ones too, or pooled clients stay served after stop()
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        self._thread.join(timeout=10)  # type: ignore[union-attr]
-        self._httpd = self._thread = None
 
     def __enter__(self) -> HubServer:
         return self.start()

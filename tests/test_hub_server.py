@@ -274,7 +274,9 @@ MALFORMED = [
     ("POST", COMMIT, _ndjson('{"key": "file", "value": {"path": "x", "content": "%%", "encoding": "base64"}}'), 400),
     ("POST", COMMIT, _ndjson('{"key": "lfsFile", "value": {"path": "x", "oid": "%s"}}' % ("a" * 64)), 400),
     ("POST", COMMIT, _ndjson('{"key": "rename", "value": {"path": "x"}}'), 400),
-    ("POST", COMMIT, {"content": b'{"key": "header", "value": {"parentCommit": 5}}\n'}, 412),
+    ("POST", COMMIT, {"content": b'{"key": "header", "value": {"parentCommit": 5}}\n'}, 400),
+    ("POST", COMMIT, {"content": b'{"key": "header", "value": {"parentCommit": "5"}}\n'}, 400),  # any head by prefix
+    ("POST", COMMIT, {"content": b'{"key": "header", "value": {"parentCommit": "%s"}}\n' % (b"0" * 40)}, 412),
     ("POST", "/{repo}.git/info/lfs/objects/batch", {"json": {"operation": "upload", "objects": [{"oid": "x"}]}}, 400),
     ("PUT", "/_lfs/upload/forged-ticket", {"content": b"data"}, 403),
     ("POST", "/api/validate-yaml", {"json": {"content": "---\n- a: [\n---\n"}}, 400),

@@ -193,8 +193,12 @@ class HubStore:
             refs = _read(rdir / "refs.json")
             if (head := refs["branches"].get(branch)) is None and not new_branch:
                 raise HubError(404, f"Invalid rev id: {branch} (commits go to branches)", "RevisionNotFound")
-            if (parent := header.get("parentCommit")) and head and not head.startswith(str(parent)):
-                raise HubError(412, f"Parent commit {parent!r:.50} is not the head of {branch} ({head})")
+            if (parent := header.get("parentCommit")) is not None and not (
+                isinstance(parent, str) and re.fullmatch(r"[0-9a-fA-F]{5,40}", parent)
+            ):  # the client's own rule (REGEX_COMMIT_OID); a bare "5" would match most heads by prefix
+                raise HubError(400, f"parentCommit must be a commit sha (5 to 40 hex digits), got {parent!r:.50}")
+            if parent and head and not head.startswith(parent.lower()):
+                raise HubError(412, f"Parent commit {parent} is not the head of {branch} ({head})")
             files: dict[str, dict[str, Any]] = dict(self.record(rdir, head)["files"]) if head else {}
             for op in ops:
                 self._apply(files, op)

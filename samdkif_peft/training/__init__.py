@@ -6,13 +6,14 @@
 
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
-from .common import DEFAULT_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
+from .common import DEFAULT_MAX_LENGTH, DEFAULT_ROUTER_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
 from .train_router import train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
+    "DEFAULT_ROUTER_MAX_LENGTH",
     "DEFAULT_TARGET_MODULES",
     "ROUTER_TRAINING_DEFAULTS",
     "SKILL_TRAINING_DEFAULTS",

@@ -45,7 +45,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint (and evaluate) every N steps (100)")
     p.add_argument("--max-train-samples", type=int, default=None, help="use the first N training records")
     p.add_argument("--max-eval-samples", type=int, default=None, help="use the first N validation records")
-    p.add_argument("--max-length", type=int, default=256, help="longest sequence in tokens (default 256)")
+    p.add_argument(
+        "--max-length", type=int, default=None, help="longest sequence in tokens (default 256 skill / 384 router)"
+    )
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="base model dtype")
     p.add_argument("--seed", type=int, default=None, help="seed (default 42)")
     p.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in OUT/checkpoints")
@@ -116,7 +118,7 @@ def run_train_skill(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             max_train_samples=args.max_train_samples,
             max_eval_samples=args.max_eval_samples,
-            max_length=args.max_length,
+            **({"max_length": args.max_length} if args.max_length else {}),
             dtype=args.dtype,
             resume_from_checkpoint=args.resume,
         )
@@ -145,7 +147,7 @@ def run_train_router(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             max_train_samples=args.max_train_samples,
             max_eval_samples=args.max_eval_samples,
-            max_length=args.max_length,
+            **({"max_length": args.max_length} if args.max_length else {}),
             dtype=args.dtype,
             resume_from_checkpoint=args.resume,
         )

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # Most skill records are well under 128 tokens; 256 keeps a PubMed abstract's head and tail (the collator cuts the
 # context in its middle) at 8 x 256 ~ 7 s a bf16 step on 2 cores, and short batches stay short (dynamic padding).
 DEFAULT_MAX_LENGTH = 256
+# Router tasks keep their whole instruction: the Elixhauser query lists all 39 flags (~300 tokens with the diagnosis).
+DEFAULT_ROUTER_MAX_LENGTH = 384
 CHECKPOINT_DIR = "checkpoints"  # Trainer checkpoints go below the adapter folder, so the adapter folder stays clean
 RESULTS_FILE = "train_results.json"
 

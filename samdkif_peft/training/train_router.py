@@ -15,7 +15,7 @@ from typing import Any
 
 from .collators import DataCollatorForCompletion
 from .common import (
-    DEFAULT_MAX_LENGTH,
+    DEFAULT_ROUTER_MAX_LENGTH,
     ROUTER_TRAINING_DEFAULTS,
     build_training_arguments,
     load_model_and_tokenizer,
@@ -45,7 +45,7 @@ def train_router(
     data_dir: str | os.PathLike[str] | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
-    max_length: int | None = DEFAULT_MAX_LENGTH,
+    max_length: int | None = DEFAULT_ROUTER_MAX_LENGTH,
     dtype: Any = "bfloat16",
     tokenizer: Any = None,
     resume_from_checkpoint: bool | str | None = None,

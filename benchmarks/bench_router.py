@@ -65,6 +65,24 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def paired(reference, fn, repeats: int, warmup: int = 1) -> tuple[float, float, float]:
+    """Median seconds of `fn`, of `reference`, and of their per-pair ratio.
+
+    Each repeat times the reference right before `fn`, so a machine that speeds up or slows down over the minutes a
+    benchmark takes (shared CPUs do) moves both and cancels in the ratio; timing the reference once at the start did
+    not (ratios below 1 for models doing strictly more work).
+    """
+    for _ in range(warmup):
+        reference()
+        fn()
+    times, refs = [], []
+    for _ in range(repeats):
+        refs.append(median_seconds(reference, 1, warmup=0))
+        times.append(median_seconds(fn, 1, warmup=0))
+    ratio = statistics.median(t / r for t, r in zip(times, refs))
+    return statistics.median(times), statistics.median(refs), ratio
+
+
 def build_base(preset: str, base_dir: str, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(**PRESETS[preset], pad_token_id=0)).to(dtype).save_pretrained(base_dir)
@@ -138,6 +156,17 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
 PRESET_HIDDEN = [0]
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return f"{name} ({', '.join(f for f in ('amx_bf16', 'avx512_bf16') if f in flags) or 'no bf16 units'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
@@ -145,7 +174,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/router_speed.json")
     args = parser.parse_args()
@@ -181,25 +210,28 @@ def main() -> None:
                                min_new_tokens=n, do_sample=False, use_cache=use_cache, pad_token_id=0)  # fmt: skip
 
         base = load(base_dir, dtype)
+        lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+        dec_repeats = max(1, args.repeats // 3)
         rows = {"base model": {"forward_s": median_seconds(lambda: forward(base), args.repeats)}}
         rows["base model"]["decode_ms_per_token"] = 1000 * median_seconds(lambda: decode(base), 1) / args.new_tokens
         # Train-step reference: one trainable LoRA r8 on q,v (what a router step is compared with).
-        lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
         rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 1)
+        rows["base model"].update(forward_ratio=1.0, decode_ratio=1.0)
         for name, (build, cache) in variants(base_dir, skills, dtype).items():
             model = build()
-            row = {"forward_s": median_seconds(lambda m=model: forward(m), args.repeats)}
-            row["decode_ms_per_token"] = (
-                1000 * median_seconds(lambda m=model, c=cache: decode(m, c), 1) / args.new_tokens
-            )
+            fwd, _, fwd_ratio = paired(lambda: forward(base), lambda m=model: forward(m), args.repeats)
+            dec, _, dec_ratio = paired(lambda: decode(base), lambda m=model, c=cache: decode(m, c), dec_repeats)
+            row = {"forward_s": fwd, "forward_ratio": fwd_ratio}
+            row.update(decode_ms_per_token=1000 * dec / args.new_tokens, decode_ratio=dec_ratio)
             if name.startswith(("X-LoRA", "SKILL_ROUTER")):
-                row["train_step_s"] = median_seconds(lambda m=model: train_step(m), 1)
+                step, _, step_ratio = paired(lambda: train_step(lora), lambda m=model: train_step(m), 1)
+                row.update(train_step_s=step, train_ratio_vs_1_lora=step_ratio)
             rows[name] = row
             print(f"{name}: {row}", flush=True)
             del model
 
         # Cost as skills are added: the fused layer vs peft's loop over active adapters.
-        scaling = {}
+        scaling, scaling_ratio = {}, {}
         for n in sorted({1, max(1, args.skills // 3), args.skills}):
             subset = dict(list(skills.items())[:n])
             ours = get_peft_model(load(base_dir, dtype), SkillRouterConfig(skills=subset, router="token",
@@ -209,20 +241,12 @@ def main() -> None:
                 peft_all.load_adapter(path, adapter_name=f"a{i}")
             peft_all.base_model.set_adapter([f"a{i}" for i in range(n)])
             peft_all.eval()
-            scaling[n] = {
-                "SKILL_ROUTER token": median_seconds(lambda m=ours: forward(m), args.repeats),
-                "peft adapters active": median_seconds(lambda m=peft_all: forward(m), args.repeats),
-            }
-            print(f"scaling n={n}: {scaling[n]}", flush=True)
+            scaling[n], scaling_ratio[n] = {}, {}
+            for label, model in (("SKILL_ROUTER token", ours), ("peft adapters active", peft_all)):
+                t, _, r = paired(lambda: forward(base), lambda m=model: forward(m), args.repeats)
+                scaling[n][label], scaling_ratio[n][label] = t, r
+            print(f"scaling n={n}: {scaling_ratio[n]}", flush=True)
 
-    base_fwd = rows["base model"]["forward_s"]
-    base_dec = rows["base model"]["decode_ms_per_token"]
-    base_train = rows["base model"]["train_step_s (1 LoRA r8 trainable)"]
-    for row in rows.values():
-        row["forward_ratio"] = row["forward_s"] / base_fwd
-        row["decode_ratio"] = row["decode_ms_per_token"] / base_dec
-        if "train_step_s" in row:
-            row["train_ratio_vs_1_lora"] = row["train_step_s"] / base_train
     result = {
         "preset": args.preset,
         "shape": PRESETS[args.preset],
@@ -231,10 +255,12 @@ def main() -> None:
         "skills": args.skills,
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
         "torch": torch.__version__,
         "rows": rows,
         "scaling_forward_s": scaling,
-        "scaling_forward_ratio": {n: {k: v / base_fwd for k, v in s.items()} for n, s in scaling.items()},
+        "scaling_forward_ratio": scaling_ratio,
+        "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model",
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

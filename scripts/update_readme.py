@@ -49,9 +49,12 @@ def bench_router() -> str:
         f"### Speed: mixing {data['skills']} skills (`benchmarks/bench_router.py`)",
         "",
         f"SmolLM2-135M shape ({s['num_hidden_layers']} layers, hidden {s['hidden_size']}), {data['dtype']}, "
-        f"{data['threads']} CPU threads, {data['skills']} LoRA r8 skills on q_proj/v_proj. Forward: batch "
+        f"{data['threads']} CPU threads of {data.get('cpu', 'an unrecorded CPU')}, {data['skills']} LoRA r8 skills on "
+        "q_proj/v_proj. Forward: batch "
         f"{b[0]}x{b[1]}; decode: batch 1, greedy; train step: forward + backward on the forward batch. Ratios are "
-        "to the base model (train: to one trainable LoRA r8) measured in the same run.",
+        "to the base model (train: to one trainable LoRA r8), each the median of per-repeat ratios with the base "
+        "timed right before the variant, so the drift of a shared machine cancels. bf16 speed depends on the CPU "
+        "(AMX, AVX-512): compare ratios from one run, not across machines.",
         "",
         "| variant | forward (x base) | decode ms/token (x base) | train step (x 1 LoRA) |",
         "|---|---|---|---|",

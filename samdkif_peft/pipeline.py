@@ -103,15 +103,16 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     return summary
 
 
-def _done(folder: Path, marker: str) -> bool:
-    return (folder / marker).is_file() and (folder / "train_results.json").is_file()
+def _done(folder: Path) -> bool:
+    """An adapter folder is complete once its results are written, which happens after the weights and config."""
+    return (folder / "adapter_config.json").is_file() and (folder / "train_results.json").is_file()
 
 
 def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, out: Path) -> str:
     from .training import train_skill
 
     folder = out / "skills" / name
-    if not _done(folder, "adapter_config.json"):
+    if not _done(folder):
         logger.info("training skill %s", name)
         args = {"max_steps": config.skill_max_steps, "seed": config.seed}
         train_skill(name, base, folder, training_args=args, data_dir=data_dir,
@@ -124,7 +125,7 @@ def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], bas
     from .training import train_router
 
     folder = out / "routers" / task
-    if not _done(folder, "adapter_config.json"):
+    if not _done(folder):
         logger.info("training the %s router for %s", config.router, task)
         args = {"max_steps": config.router_max_steps, "seed": config.seed}
         train_router(task, skills, base, folder, router=config.router, training_args=args, data_dir=data_dir,

@@ -66,6 +66,19 @@ def _training_overrides(args: argparse.Namespace) -> dict:
     return {k: v for k, v in overrides.items() if v is not None}
 
 
+def _common_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments `train_skill` and `train_router` share; an unset --max-length keeps each one's default."""
+    kwargs = dict(
+        training_args=_training_overrides(args),
+        data_dir=args.data_dir,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        dtype=args.dtype,
+        resume_from_checkpoint=args.resume,
+    )
+    return kwargs | ({"max_length": args.max_length} if args.max_length else {})
+
+
 def _base_model(args: argparse.Namespace) -> str:
     if args.base_model is not None:
         return args.base_model
@@ -87,10 +100,9 @@ def _parse_skills(pairs: list[str]) -> dict[str, str]:
 
 
 def _errors():
-    from samdkif_peft.data.fetch import CorruptWheelError, SourceUnavailableError
-
-    # FileNotFoundError/OSError: data not built, missing skill or base model; ValueError/TypeError: bad names/values
-    return (ValueError, TypeError, OSError, SourceUnavailableError, CorruptWheelError)
+    # OSError: data not built, missing skill, base model or source wheel (SourceUnavailableError is one);
+    # ValueError/TypeError: bad names/values, corrupt wheels (CorruptWheelError is a ValueError)
+    return (ValueError, TypeError, OSError)
 
 
 def run_train_skill(args: argparse.Namespace) -> int:
@@ -114,13 +126,7 @@ def run_train_skill(args: argparse.Namespace) -> int:
             _base_model(args),
             args.out,
             peft_config=peft_config,
-            training_args=_training_overrides(args),
-            data_dir=args.data_dir,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
-            **({"max_length": args.max_length} if args.max_length else {}),
-            dtype=args.dtype,
-            resume_from_checkpoint=args.resume,
+            **_common_kwargs(args),
         )
     except _errors() as err:
         print(f"samdkif train skill: error: {err}", file=sys.stderr)
@@ -143,13 +149,7 @@ def run_train_router(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             null_expert=args.null_expert,
             bundle_skills=args.bundle_skills,
-            training_args=_training_overrides(args),
-            data_dir=args.data_dir,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
-            **({"max_length": args.max_length} if args.max_length else {}),
-            dtype=args.dtype,
-            resume_from_checkpoint=args.resume,
+            **_common_kwargs(args),
         )
     except _errors() as err:
         print(f"samdkif train router: error: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..utils import atomic_write_text
-from .collators import tokenize_dataset
+from .collators import DataCollatorForCompletion, tokenize_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -181,6 +181,47 @@ def run_trainer(trainer: Any, checkpoint: str | None) -> dict[str, Any]:
     if evals:
         metrics["eval_loss"] = evals[-1]["eval_loss"]
     return metrics
+
+
+def fit_and_save(
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    train: Any,
+    evaluation: Any,
+    output_dir: str | os.PathLike[str],
+    *,
+    max_length: int | None,
+    checkpoint: str | None,
+    callbacks: list[Any],
+) -> tuple[str, dict[str, Any]]:
+    """Train with the stock `Trainer` and the completion collator, save the adapter; `(output_dir, run summary)`.
+
+    The summary (data sizes, checkpoint resumed from, train metrics) is what skills and routers both record in
+    `train_results.json`; callers add their own fields and write it with `write_results`.
+    """
+    from transformers import Trainer
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    metrics = run_trainer(trainer, checkpoint)
+    output_dir = os.fspath(output_dir)
+    model.save_pretrained(output_dir)
+    summary = {
+        "train_samples": len(train),
+        "eval_samples": len(evaluation) if evaluation is not None else 0,
+        "max_length": max_length,
+        "resumed_from_checkpoint": checkpoint,
+        **metrics,
+    }
+    return output_dir, summary
 
 
 def write_results(output_dir: str, results: Mapping[str, Any]) -> None:

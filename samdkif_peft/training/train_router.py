@@ -13,15 +13,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .collators import DataCollatorForCompletion
 from .common import (
     DEFAULT_ROUTER_MAX_LENGTH,
     ROUTER_TRAINING_DEFAULTS,
     build_training_arguments,
+    fit_and_save,
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
-    run_trainer,
     write_results,
 )
 
@@ -67,7 +66,7 @@ def train_router(
     """
     import torch
     from peft import get_peft_model
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from ..tuner import SkillRouterConfig
 
@@ -97,18 +96,10 @@ def train_router(
     set_seed(args.seed)
     model = get_peft_model(model, config)
     checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
-    metrics = run_trainer(trainer, checkpoint)
-    output_dir = os.fspath(output_dir)
-    model.save_pretrained(output_dir)
+    output_dir, summary = fit_and_save(
+        model, tokenizer, args, train, evaluation, output_dir,
+        max_length=max_length, checkpoint=checkpoint, callbacks=list(callbacks),
+    )  # fmt: skip
     write_results(
         output_dir,
         {
@@ -116,15 +107,11 @@ def train_router(
             "skills": dict(config.skills),
             "router": router,
             "base_model": os.fspath(base_model),
-            "train_samples": len(train),
-            "eval_samples": len(evaluation) if evaluation is not None else 0,
-            "max_length": max_length,
-            "resumed_from_checkpoint": checkpoint,
             "routing_summary": model.base_model.routing_summary(),
-            **metrics,
+            **summary,
         },
     )
-    logger.info("router for %r saved to %s (%s)", task, output_dir, metrics)
+    logger.info("router for %r saved to %s (%s)", task, output_dir, summary)
     return output_dir
 
 

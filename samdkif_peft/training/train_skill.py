@@ -17,15 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
-from .collators import DataCollatorForCompletion
 from .common import (
     DEFAULT_MAX_LENGTH,
     SKILL_TRAINING_DEFAULTS,
     build_training_arguments,
+    fit_and_save,
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
-    run_trainer,
     write_results,
 )
 
@@ -120,7 +119,7 @@ def train_skill(
     """
     import torch
     from peft import AdaLoraConfig, get_peft_model
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     if dataset is None:  # unknown or unbuilt skills fail here, before a model is loaded
         from ..data import load_skill
@@ -151,32 +150,13 @@ def train_skill(
         if not any(isinstance(c, AdaLoraCheckpointCallback) for c in callbacks):
             callbacks.append(AdaLoraCheckpointCallback(checkpoint))  # peft's pruned checkpoints cannot be resumed
 
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    metrics = run_trainer(trainer, checkpoint)
-    output_dir = os.fspath(output_dir)
-    model.save_pretrained(output_dir)
-    write_results(
-        output_dir,
-        {
-            "skill": skill,
-            "base_model": os.fspath(base_model),
-            "peft_type": str(getattr(peft_config.peft_type, "value", peft_config.peft_type)),
-            "train_samples": len(train),
-            "eval_samples": len(evaluation) if evaluation is not None else 0,
-            "max_length": max_length,
-            "resumed_from_checkpoint": checkpoint,
-            **metrics,
-        },
-    )
-    logger.info("skill %r saved to %s (%s)", skill, output_dir, metrics)
+    output_dir, summary = fit_and_save(
+        model, tokenizer, args, train, evaluation, output_dir,
+        max_length=max_length, checkpoint=checkpoint, callbacks=callbacks,
+    )  # fmt: skip
+    peft_type = str(getattr(peft_config.peft_type, "value", peft_config.peft_type))
+    write_results(output_dir, {"skill": skill, "base_model": os.fspath(base_model), "peft_type": peft_type, **summary})
+    logger.info("skill %r saved to %s (%s)", skill, output_dir, summary)
     return output_dir
 
 

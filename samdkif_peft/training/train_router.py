@@ -38,6 +38,8 @@ def train_router(
     top_k: int | None = None,
     temperature: float = 1.0,
     null_expert: bool = False,
+    task_rank: int = 0,
+    task_alpha: float | None = None,
     bundle_skills: bool = False,
     training_args: Any = None,
     dataset: Any = None,
@@ -58,7 +60,8 @@ def train_router(
             trained on `base_model` (e.g. by `train_skill`).
         base_model (`str`): folder or Hub id of the skills' base model.
         output_dir (`str`): where the router is saved; Trainer checkpoints go to `output_dir/checkpoints`.
-        router, top_k, temperature, null_expert, bundle_skills: `SkillRouterConfig` settings.
+        router, top_k, temperature, null_expert, task_rank, task_alpha, bundle_skills: `SkillRouterConfig`
+            settings; `task_rank > 0` trains a task LoRA jointly with the router (the hybrid).
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
             `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
         dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
@@ -77,6 +80,8 @@ def train_router(
         top_k=top_k,
         temperature=temperature,
         null_expert=null_expert,
+        task_rank=task_rank,
+        task_alpha=task_alpha,
         bundle_skills=bundle_skills,
         task_type="CAUSAL_LM",
     )
@@ -106,6 +111,7 @@ def train_router(
             "task": task,
             "skills": dict(config.skills),
             "router": router,
+            "task_rank": task_rank,
             "base_model": os.fspath(base_model),
             "routing_summary": model.base_model.routing_summary(),
             **summary,

@@ -50,6 +50,15 @@ class SkillRouterConfig(PeftConfig):
             Allow skills stored as pickled `adapter_model.bin`. Off: only safetensors are read.
         check_base_model (`bool`, *optional*, defaults to `True`):
             Refuse skills whose `base_model_name_or_path` differs from the model they are mixed into.
+        task_rank (`int`, *optional*, defaults to 0):
+            Rank of a task adapter trained jointly with the router (the "hybrid"): a LoRA on the same modules as the
+            skills, so the router decides how much of each skill to use while the task adapter learns what no skill
+            knows (an unseen label space). 0: router only, as in the paper.
+        task_alpha (`float`, *optional*):
+            Scale numerator of the task adapter (`task_alpha / task_rank`, as LoRA's `lora_alpha / r`); defaults to
+            `2 * task_rank`.
+        task_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout on the task adapter's input.
         skill_lock (`dict`, *optional*):
             Filled in at load time: resolved commit and sha256 of each skill's weights. Loading verifies them.
     """
@@ -61,6 +70,9 @@ class SkillRouterConfig(PeftConfig):
     top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
     null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
+    task_rank: int = field(default=0, metadata={"help": "Rank of a jointly trained task LoRA (0: router only)."})
+    task_alpha: float | None = field(default=None, metadata={"help": "Task LoRA alpha (default: 2 * task_rank)."})
+    task_dropout: float = field(default=0.0, metadata={"help": "Dropout on the task LoRA's input."})
     target_modules: list[str] | str | None = field(
         default=None, metadata={"help": "Filled from the skills: the module names they adapt (informational)."}
     )
@@ -104,11 +116,26 @@ class SkillRouterConfig(PeftConfig):
             )
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+        if isinstance(self.task_rank, bool) or not isinstance(self.task_rank, int) or self.task_rank < 0:
+            raise ValueError(f"task_rank must be an int >= 0 (0: no task adapter), got {self.task_rank!r}")
+        if self.task_alpha is not None and not (
+            isinstance(self.task_alpha, (int, float)) and math.isfinite(self.task_alpha) and self.task_alpha > 0
+        ):
+            raise ValueError(f"task_alpha must be a positive number or None (2 * task_rank), got {self.task_alpha!r}")
+        if not (isinstance(self.task_dropout, (int, float)) and 0.0 <= self.task_dropout < 1.0):
+            raise ValueError(f"task_dropout must be in [0, 1), got {self.task_dropout!r}")
         if isinstance(self.target_modules, list):
             self.target_modules = set(self.target_modules)
         unknown = set(self.skill_lock) - set(self.skills)
         if unknown:
             raise ValueError(f"skill_lock has entries for unknown skills {sorted(unknown)}; remove them")
+
+    @property
+    def task_scale(self) -> float:
+        """`task_alpha / task_rank`, the task adapter's output scale (0 when there is none)."""
+        if not self.task_rank:
+            return 0.0
+        return float(self.task_alpha if self.task_alpha is not None else 2 * self.task_rank) / self.task_rank
 
     @property
     def skill_names(self) -> list[str]:

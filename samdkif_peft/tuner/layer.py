@@ -2,10 +2,14 @@
 
 `y = W0 x + Σ_i g_i B_i A_i x` is computed as one matmul into the concatenated rank space, the gates expanded to the
 rank slots, and one matmul out, so the cost stays nearly flat as skills are added (no loop over skills).
+
+With `task_rank > 0` (the hybrid) a task LoRA trained jointly with the router is added on top:
+`y += (task_alpha / task_rank) · B_t A_t x`, B_t zero-initialised so that training starts from the router alone.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,12 +25,19 @@ from .router import RoutingState, get_router, routing_weights
 class SkillRouterLayer(BaseTunerLayer):
     # Trainable per-adapter containers: the router's gate for this layer. Skill factors are frozen, non-persistent
     # buffers, so the router checkpoint holds router weights only and `print_trainable_parameters` counts the router.
-    adapter_layer_names = ("skill_router_gate",)
-    other_param_names = ("skills_A", "skills_B", "skill_slots", "router_kind", "routing", "skill_names")
+    adapter_layer_names = ("skill_router_gate", "skill_router_task_A", "skill_router_task_B")
+    other_param_names = (
+        "skills_A", "skills_B", "skill_slots", "router_kind", "routing", "skill_names", "task_scale", "task_dropout",
+    )  # fmt: skip
 
     def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
         self.base_layer = base_layer
         self.skill_router_gate = nn.ModuleDict({})
+        # The hybrid's task LoRA (only for adapters with task_rank > 0), laid out like peft's lora_A / lora_B.
+        self.skill_router_task_A = nn.ModuleDict({})
+        self.skill_router_task_B = nn.ModuleDict({})
+        self.task_scale: dict[str, float] = {}
+        self.task_dropout = nn.ModuleDict({})
         self.skills_A = BufferDict({}, persistent=False)  # (K, in): all skills' A, scale folded into B
         self.skills_B = BufferDict({}, persistent=False)  # (out, K)
         self.skill_slots = BufferDict({}, persistent=False)  # (K,) skill index of each rank slot
@@ -62,6 +73,9 @@ class SkillRouterLayer(BaseTunerLayer):
         state: RoutingState,
         embed_dim: int | None,
         inference_mode: bool = False,
+        task_rank: int = 0,
+        task_scale: float = 0.0,
+        task_dropout: float = 0.0,
     ) -> None:
         if A.shape[1] != self.in_features or B.shape[0] != self.out_features:
             raise ValueError(
@@ -77,15 +91,30 @@ class SkillRouterLayer(BaseTunerLayer):
         self.routing[adapter_name] = dict(routing)
         self.skill_names[adapter_name] = list(skill_names)
         self._routing_state[adapter_name] = state
+        if task_rank > 0:
+            task_A = nn.Linear(self.in_features, task_rank, bias=False)
+            task_B = nn.Linear(task_rank, self.out_features, bias=False)
+            nn.init.kaiming_uniform_(task_A.weight, a=math.sqrt(5))  # peft LoRA's init: A random, B zero
+            nn.init.zeros_(task_B.weight)
+            self.skill_router_task_A[adapter_name] = task_A
+            self.skill_router_task_B[adapter_name] = task_B
+            self.task_scale[adapter_name] = float(task_scale)
+            self.task_dropout[adapter_name] = nn.Dropout(task_dropout) if task_dropout > 0 else nn.Identity()
         self._move_adapter_to_device_of_base_layer(adapter_name)
         # The router stays in float32 even for bf16 models: it is tiny and its softmax wants the precision. Skill
         # factors follow the base dtype here; peft's `autocast_adapter_dtype=True` (its default) upcasts them to
         # float32 afterwards, like LoRA weights, and `autocast_adapter_dtype=False` keeps bf16 for speed.
         self.skill_router_gate[adapter_name].float()
+        if adapter_name in self.skill_router_task_A:  # trainable like the router, so float32 like it
+            self.skill_router_task_A[adapter_name].float()
+            self.skill_router_task_B[adapter_name].float()
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)
+        self.task_scale.pop(adapter_name, None)
+        if adapter_name in self.task_dropout:
+            del self.task_dropout[adapter_name]
         self._routing_state.pop(adapter_name, None)
         self._last_gates.pop(adapter_name, None)
         self._merged_gates.pop(adapter_name, None)
@@ -110,12 +139,16 @@ class SkillRouterLayer(BaseTunerLayer):
         return self.skill_weights(adapter_name, self.skills_A[adapter_name]).detach()
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """ΔW = B diag(g) A for the static router (the only kind whose weights do not depend on the input)."""
+        """ΔW = B diag(g) A (+ the task LoRA's s B_t A_t) for the static router, whose gates do not depend on the
+        input."""
         return self._delta_from_weights(adapter_name, self._mergeable_gates(adapter_name))
 
     def _delta_from_weights(self, adapter_name: str, weights: torch.Tensor) -> torch.Tensor:
         slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(self.skills_B[adapter_name].dtype)
         delta = (self.skills_B[adapter_name] * slot_w) @ self.skills_A[adapter_name]
+        if adapter_name in self.skill_router_task_A:
+            task = self.skill_router_task_B[adapter_name].weight @ self.skill_router_task_A[adapter_name].weight
+            delta = delta + (task * self.task_scale[adapter_name]).detach().to(delta.dtype)
         return transpose(delta, self.fan_in_fan_out)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
@@ -175,7 +208,12 @@ class Linear(nn.Module, SkillRouterLayer):
             z = F.linear(x.to(A.dtype), A)  # (B, T, K): every skill's rank space at once
             # Added in the factors' dtype (float32 by default, as peft's autocast_adapter_dtype does for LoRA) and
             # rounded once: bf16 partial sums would round differently for cached and uncached decoding.
-            result = (result + F.linear(z * slot_w, B)).to(previous_dtype)
+            delta = F.linear(z * slot_w, B)
+            if name in self.skill_router_task_A:
+                task_A, task_B = self.skill_router_task_A[name], self.skill_router_task_B[name]
+                h = task_A(self.task_dropout[name](x).to(task_A.weight.dtype))
+                delta = delta + task_B(h).to(delta.dtype) * self.task_scale[name]
+            result = (result + delta).to(previous_dtype)
         return result
 
     def __repr__(self) -> str:

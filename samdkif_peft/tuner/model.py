@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -82,6 +83,9 @@ class SkillRouterModel(BaseTuner):
             state=state,
             embed_dim=embed_dim,
             inference_mode=peft_config.inference_mode,
+            task_rank=peft_config.task_rank,
+            task_scale=peft_config.task_scale,
+            task_dropout=float(peft_config.task_dropout),
         )
         if isinstance(target, SkillRouterLayer):
             target.update_layer(adapter_name, **kwargs)
@@ -96,8 +100,7 @@ class SkillRouterModel(BaseTuner):
     def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
         # Gate modules nest their own parameters (`skill_router_gate.<adapter>.proj.weight`), which peft's default only
         # strips when the adapter name is second to last; transformers' loader re-inserts it after the prefix part.
-        gate = "skill_router_gate"
-        return key.replace(f".{gate}.{adapter_name}.", f".{gate}.")
+        return re.sub(rf"(\.{PREFIX}[^.]*)\.{re.escape(adapter_name)}\.", r"\1.", key)
 
     # ------------------------------------------------------------------------------------------------------------
     # Forward

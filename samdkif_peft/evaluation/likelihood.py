@@ -1,0 +1,292 @@
+"""Constrained scoring of closed-answer tasks: rank the allowed answers by the model's log-likelihood.
+
+Free generation measures format as much as knowledge (a base model that rambles past the template scores 0 on a task
+it half knows). For tasks with a closed answer space (NLI, classification, multiple choice, DDI severity) the model
+instead scores every allowed answer `a` after the prompt `p` and picks the most likely one:
+
+    score(a | p) = Σ_t log P(a_t | p, a_<t)   over the answer's tokens followed by EOS      (`normalization="sum"`)
+    score(a | p) = score(a | p) / (len(a) + 1)                                              (`normalization="mean"`)
+
+`"sum"` (the default) is the probability of generating exactly that answer and stopping, which is what greedy
+decoding of a trained adapter approximates; EOS is included so that an answer that is a prefix of another ("code
+first" vs "code first, then ...") is not favoured. `"mean"` removes the bias towards short answers that a model not
+trained on the label space has (lm-evaluation-harness' `acc_norm` normalises by characters instead); both are
+returned, so a report can show either.
+
+The prompt's tokens carry label -100 in the scoring forward, so the sequence router routes on the prompt alone,
+exactly as it does in training and in `generate` (it pools the tokens before the first supervised label).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from samdkif_peft.data.tasks import TaskSpec
+from samdkif_peft.data.templates import format_prompt
+from samdkif_peft.evaluation.loading import load_metric
+from samdkif_peft.evaluation.parsing import parse_options, resolve_task, task_labels
+
+
+NORMALIZATIONS = ("sum", "mean")
+IGNORE_INDEX = -100
+
+
+def option_log_likelihoods(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[list[tuple[float, int]]]:
+    """`(sum of log-probabilities, number of tokens)` of every option (plus EOS) after its prompt.
+
+    Args:
+        prompts (`list[str]`): model inputs, ending where the answer starts (e.g. `format_prompt(record)`).
+        options (`list[list[str]]`): the allowed answers of each prompt (the same list for a closed label set).
+        batch_size (`int`): prompt + option sequences per forward; they are sorted by length to limit padding.
+    """
+    if len(prompts) != len(options):
+        raise ValueError(f"Got {len(prompts)} prompts but {len(options)} option lists; pass one list per prompt")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    if eos is None:
+        raise ValueError("The tokenizer has no eos_token; set tokenizer.eos_token to the token that ends an answer")
+    for i, opts in enumerate(options):
+        if isinstance(opts, str) or not opts or not all(isinstance(o, str) and o for o in opts):
+            raise ValueError(f"options[{i}] must be a non-empty list of non-empty strings, got {opts!r}")
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    distinct = sorted({o for opts in options for o in opts})
+    option_ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    rows = [(i, j, prompt_ids[i], [*option_ids[o], eos]) for i, opts in enumerate(options) for j, o in enumerate(opts)]
+    rows.sort(key=lambda r: len(r[2]) + len(r[3]))
+    scores: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(opts) for opts in options]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
+        for batch in tqdm(batches, desc="scoring options", disable=not progress):
+            width = max(len(p) + len(a) for _, _, p, a in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, (_, _, p, a) in enumerate(batch):
+                n = len(p) + len(a)
+                ids[r, :n] = torch.tensor(p + a)
+                labels[r, len(p) : n] = torch.tensor(a)
+                mask[r, :n] = 1
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            with torch.no_grad():
+                # labels mark the prompt for the sequence router; the loss itself is not used
+                logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits[:, :-1].float()
+            target = labels[:, 1:]
+            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            keep = target != IGNORE_INDEX
+            totals = (logprobs * keep).sum(-1).tolist()
+            counts = keep.sum(-1).tolist()
+            for (i, j, _, _), total, count in zip(batch, totals, counts):
+                scores[i][j] = (float(total), int(count))
+    finally:
+        model.train(was_training)
+    return scores
+
+
+def pick_options(
+    scores: Sequence[Sequence[tuple[float, int]]], normalization: str = "sum"
+) -> list[int]:  # fmt: skip
+    """Index of the best option per prompt under `normalization` (`"sum"` or `"mean"`; see the module docstring)."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if normalization == "sum":
+        return [max(range(len(row)), key=lambda j: row[j][0]) for row in scores]
+    return [max(range(len(row)), key=lambda j: row[j][0] / max(1, row[j][1])) for row in scores]
+
+
+def task_options(task: str | TaskSpec, record: Mapping[str, str]) -> list[str]:
+    """The allowed answers of one record: the task's label set, or the `(A) ...` option lines of its context."""
+    spec = resolve_task(task)
+    if spec.output_format == "option":
+        options = parse_options(record.get("context") or "")
+        if not options:
+            raise ValueError(f"{spec.name}: record {record.get('key', '?')!r} has no '(A) ...' option lines")
+        return [f"({letter}) {text}" for letter, text in options.items()]
+    if spec.output_format == "label":
+        labels = task_labels(spec)
+        if not labels:
+            raise ValueError(f"{spec.name}: the task has no closed label set to score")
+        return list(labels)
+    raise ValueError(
+        f"{spec.name}: option scoring needs a closed answer space (output_format 'label' or 'option'), got "
+        f"{spec.output_format!r}; score it by generation (evaluate_task)"
+    )
+
+
+def scoreable(task: str | TaskSpec) -> bool:
+    """Whether `evaluate_options` can score this task (a closed answer space)."""
+    spec = resolve_task(task)
+    return spec.output_format == "option" or (spec.output_format == "label" and bool(task_labels(spec)))
+
+
+def _answer_key(spec: TaskSpec, answer: str) -> str:
+    """What counts as the class of an answer: the option letter for multiple choice, else the label itself."""
+    if spec.output_format == "option":
+        return answer.strip()[1:2] if answer.strip().startswith("(") else answer.strip()[:1]
+    return answer
+
+
+def label_report(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    train_references: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 with percentile-bootstrap intervals, what was predicted how often, and the baselines.
+
+    The majority baseline always answers the most frequent label of `train_references` (what a user could do without
+    any model; the test majority when no training labels are given), chance is `1 / len(labels)`. Macro-F1 averages
+    over the labels present in `references`, as the packaged `classification` metric does.
+    """
+    import numpy as np
+
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references) or not references:
+        raise ValueError(
+            f"Need as many predictions as references (>= 1), got {len(predictions)} and {len(references)}"
+        )
+    labels = list(dict.fromkeys(labels or sorted(set(references))))
+    metric = load_metric("classification")
+
+    def compute(p: Sequence[str], r: Sequence[str]) -> dict[str, float]:
+        return metric.compute(predictions=list(p), references=list(r))
+
+    point = compute(predictions, references)
+    rng = np.random.default_rng(seed)
+    index = np.arange(len(references))
+    p_arr, r_arr = np.array(predictions, dtype=object), np.array(references, dtype=object)
+    samples: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(n_resamples):
+        pick = rng.choice(index, size=len(index), replace=True)
+        for key, value in _fast_scores(p_arr[pick], r_arr[pick]).items():
+            samples[key].append(value)
+    alpha = (1 - confidence) / 2
+    intervals = {k: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))] for k, v in samples.items()}
+    majority = Counter(train_references or references).most_common(1)[0][0]
+    majority_scores = compute([majority] * len(references), references)
+    return {
+        **point,
+        "intervals": intervals,
+        "confidence": confidence,
+        "prediction_counts": dict(Counter(predictions).most_common()),
+        "reference_counts": dict(Counter(references).most_common()),
+        "baselines": {
+            "majority": {"label": majority, **majority_scores},
+            "chance": {"accuracy": 1.0 / len(labels)} if labels else {},
+        },
+        "n": len(references),
+    }
+
+
+def _fast_scores(predictions: Any, references: Any) -> dict[str, float]:
+    """The packaged metric's accuracy and macro-F1, vectorised for the bootstrap (tested equal to it)."""
+    import numpy as np
+
+    correct = predictions == references
+    f1s = []
+    for label in np.unique(references):
+        tp = float(np.sum(correct & (references == label)))
+        fp = float(np.sum((predictions == label) & ~correct))
+        fn = float(np.sum((references == label) & ~correct))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {"accuracy": float(np.mean(correct)), "macro_f1": float(np.mean(f1s))}
+
+
+def evaluate_options(
+    model: Any,
+    tokenizer: Any,
+    task: str | TaskSpec,
+    dataset: Any = None,
+    *,
+    limit: int | None = None,
+    batch_size: int = 16,
+    normalization: str = "sum",
+    prompt_fn: Callable[[Mapping[str, str]], str] | None = None,
+    progress: bool = False,
+    n_resamples: int = 1000,
+) -> dict[str, Any]:
+    """Score a closed-answer task's test split by option log-likelihood; a `label_report` plus the raw scores.
+
+    Args:
+        dataset (`datasets.DatasetDict`, *optional*): the task's splits; defaults to `load_task(task)`. Its train
+            split gives the majority-label baseline.
+        normalization (`str`): `"sum"` (default) or `"mean"` picks the reported predictions; the report also
+            gives the accuracy under the other one (`accuracy_<other>`).
+        prompt_fn (*optional*): record -> prompt; defaults to the project's template (`format_prompt`). Pass e.g. a
+            chat-template or few-shot prompt for a fair base-model baseline.
+    """
+    spec = resolve_task(task)
+    if dataset is None:
+        from samdkif_peft.data import load_task
+
+        dataset = load_task(spec.name)
+    test = dataset["test"]
+    if limit is not None:
+        test = test.select(range(min(limit, len(test))))
+    records = list(test)
+    options = [task_options(spec, r) for r in records]
+    prompts = [(prompt_fn or format_prompt)(r) for r in records]
+    start = time.perf_counter()
+    scores = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
+    seconds = time.perf_counter() - start
+    picks = {norm: pick_options(scores, norm) for norm in NORMALIZATIONS}
+    key = lambda answer: _answer_key(spec, answer)  # noqa: E731
+    predictions = [key(opts[j]) for opts, j in zip(options, picks[normalization])]
+    references = [key(r["output"]) for r in records]
+    train_refs = [key(o) for o in dataset["train"]["output"]] if "train" in dataset else None
+    labels = [key(o) for o in (task_labels(spec) or ())] or None
+    report = label_report(
+        predictions, references, labels=labels, train_references=train_refs, n_resamples=n_resamples
+    )
+    for norm in NORMALIZATIONS:
+        if norm != normalization:
+            other = [key(opts[j]) for opts, j in zip(options, picks[norm])]
+            report[f"accuracy_{norm}"] = sum(p == r for p, r in zip(other, references)) / len(references)
+    return {
+        "scoring": f"option_log_likelihood/{normalization}",
+        "metrics": {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]},
+        "report": report,
+        "n": len(records),
+        "seconds": seconds,
+        "predictions": predictions,
+        "references": references,
+        "option_scores": [[round(s, 4) for s, _ in row] for row in scores],
+        "option_tokens": [[n for _, n in row] for row in scores],
+    }
+
+
+def bootstrap_mean_interval(values: Sequence[float], *, n_resamples: int = 1000, confidence: float = 0.95,
+                            seed: int = 0) -> list[float]:  # fmt: skip
+    """Percentile-bootstrap interval of a mean (per-record scores such as ROUGE-L or exact match)."""
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=float)
+    if values.size == 0 or not math.isfinite(values.sum()):
+        raise ValueError("bootstrap_mean_interval needs a non-empty list of finite numbers")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n_resamples, values.size), replace=True).mean(1)
+    alpha = (1 - confidence) / 2
+    return [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]

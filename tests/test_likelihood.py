@@ -1,0 +1,182 @@
+"""Option log-likelihood scoring: equals a direct computation, routes on the prompt only, and reports honestly."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from peft import get_peft_model
+
+from samdkif_peft import SkillRouterConfig
+from samdkif_peft.data.tasks import TASKS
+from samdkif_peft.data.templates import format_prompt
+from samdkif_peft.evaluation import load_metric
+from samdkif_peft.evaluation.likelihood import (
+    _fast_scores,
+    bootstrap_mean_interval,
+    evaluate_options,
+    label_report,
+    option_log_likelihoods,
+    pick_options,
+    scoreable,
+    task_options,
+)
+
+from .conftest import _save_base, char_tokenizer, load_base, make_lora_skill, randomize_router
+
+
+LABELS = ("contraindicated", "not recommended", "precaution for use", "take into account")
+SPEC = dataclasses.replace(TASKS["ddi_severity"], name="tiny_ddi")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    tok = char_tokenizer()
+    root = tmp_path_factory.mktemp("lik")
+    path = _save_base(root / "base", vocab_size=len(tok), eos_token_id=0, pad_token_id=0, bos_token_id=1,
+                      max_position_embeddings=256)  # fmt: skip
+    skills = {name: make_lora_skill(path, str(root / name), seed=i) for i, name in enumerate(("ner", "nli"), 1)}
+    return {"base": path, "tok": tok, "skills": skills}
+
+
+def _records(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    drugs = ["aspirin", "warfarin", "codeine", "insulin", "lithium", "digoxin"]
+    return [
+        {"context": f"{rng.choice(drugs)} + {rng.choice(drugs)}", "query": "How severe?", "output": rng.choice(LABELS)}
+        for _ in range(n)
+    ]
+
+
+def _direct(model, tok, prompt: str, option: str) -> float:
+    """Sum of log P(option tokens + EOS | prompt), one sequence, no padding."""
+    p = tok(prompt, add_special_tokens=True)["input_ids"]
+    a = [*tok(option, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    ids = torch.tensor([p + a])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+    return sum(logprobs[len(p) - 1 + t, tok_id].item() for t, tok_id in enumerate(a))
+
+
+def test_batched_scores_equal_direct_computation(assets):
+    model, tok = load_base(assets["base"]), assets["tok"]
+    records = _records(5)
+    prompts = [format_prompt(r) for r in records]
+    scores = option_log_likelihoods(model, tok, prompts, [LABELS] * len(prompts), batch_size=3)
+    for prompt, row in zip(prompts, scores):
+        for option, (total, count) in zip(LABELS, row):
+            assert count == len(option) + 1  # one token per character, plus EOS
+            assert total == pytest.approx(_direct(model, tok, prompt, option), abs=1e-3)
+
+
+def test_sequence_router_scores_with_prompt_gates(assets):
+    """The router must route on the prompt alone, as in training and generate, never on the option it scores."""
+    tok = assets["tok"]
+    config = SkillRouterConfig(skills=assets["skills"], router="sequence", task_type="CAUSAL_LM")
+    model = get_peft_model(load_base(assets["base"]), config).eval()
+    randomize_router(model)
+    prompt = format_prompt(_records(1)[0])
+    option_log_likelihoods(model, tok, [prompt], [["take into account"]])
+    scored = model.base_model.get_routing_weights()
+    with torch.no_grad():
+        model(**tok(prompt, return_tensors="pt"))
+    on_prompt = model.base_model.get_routing_weights()
+    for key, gates in on_prompt.items():
+        torch.testing.assert_close(scored[key], gates)
+    direct = option_log_likelihoods(model, tok, [prompt], [["take into account", "contraindicated"]])[0]
+    assert direct[0] != direct[1]
+
+
+def test_pick_options_normalisations():
+    scores = [[(-4.0, 2), (-5.0, 10)], [(-1.0, 1), (-3.0, 1)]]
+    assert pick_options(scores, "sum") == [0, 0]
+    assert pick_options(scores, "mean") == [1, 0]  # -0.5 per token beats -2.0
+    with pytest.raises(ValueError, match="normalization"):
+        pick_options(scores, "chars")
+
+
+def test_option_inputs_validated(assets):
+    model, tok = load_base(assets["base"]), assets["tok"]
+    with pytest.raises(ValueError, match="one list per prompt"):
+        option_log_likelihoods(model, tok, ["a", "b"], [["x"]])
+    with pytest.raises(ValueError, match=r"options\[0\]"):
+        option_log_likelihoods(model, tok, ["a"], ["xy"])
+    with pytest.raises(ValueError, match=r"options\[0\]"):
+        option_log_likelihoods(model, tok, ["a"], [["x", ""]])
+
+
+def test_task_options():
+    record = {"context": "Phenotypes: ...\n(A) Marfan syndrome\n(B) Noonan syndrome", "output": "(B) Noonan syndrome"}
+    assert task_options("rare_disease_diagnosis", record) == ["(A) Marfan syndrome", "(B) Noonan syndrome"]
+    assert task_options("icd10cm_excludes_nli", {}) == ["entailment", "neutral", "contradiction"]
+    assert len(task_options("icd10cm_chapter_classification", {})) == 22
+    assert scoreable("ddi_severity") and not scoreable("hpo_definition_qa")
+    with pytest.raises(ValueError, match="generation"):
+        task_options("hpo_definition_qa", {})
+    with pytest.raises(ValueError, match="option lines"):
+        task_options("rare_disease_diagnosis", {"context": "no options here"})
+
+
+def test_label_report_matches_packaged_metric_and_baselines():
+    rng = random.Random(3)
+    refs = [rng.choice("abc") for _ in range(200)]
+    preds = [r if rng.random() < 0.6 else rng.choice("abc") for r in refs]
+    report = label_report(preds, refs, labels="abc", train_references=["c"] * 5 + ["a"], n_resamples=200)
+    expected = load_metric("classification").compute(predictions=preds, references=refs)
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["macro_f1"] == pytest.approx(expected["macro_f1"])
+    for key in ("accuracy", "macro_f1"):
+        lo, hi = report["intervals"][key]
+        assert lo < report[key] < hi and hi - lo < 0.25
+    assert report["baselines"]["majority"]["label"] == "c"  # from the training labels, not the test ones
+    assert report["baselines"]["majority"]["accuracy"] == pytest.approx(refs.count("c") / len(refs))
+    assert report["baselines"]["chance"]["accuracy"] == pytest.approx(1 / 3)
+    assert sum(report["prediction_counts"].values()) == 200
+
+
+def test_collapsed_predictions_are_visible():
+    refs = ["a", "b", "c", "a"] * 25
+    report = label_report(["a"] * 100, refs, n_resamples=50)
+    assert report["prediction_counts"] == {"a": 100}
+    assert report["macro_f1"] == pytest.approx(load_metric("classification").compute(
+        predictions=["a"] * 100, references=refs)["macro_f1"])  # fmt: skip
+
+
+def test_fast_scores_equal_packaged_metric():
+    import numpy as np
+
+    rng = random.Random(5)
+    metric = load_metric("classification")
+    for _ in range(20):
+        refs = [rng.choice("abcd") for _ in range(rng.randint(1, 30))]
+        preds = [rng.choice("abcde") for _ in refs]
+        fast = _fast_scores(np.array(preds, dtype=object), np.array(refs, dtype=object))
+        slow = metric.compute(predictions=preds, references=refs)
+        assert fast == pytest.approx(slow)
+
+
+def test_bootstrap_mean_interval():
+    lo, hi = bootstrap_mean_interval([0.0, 1.0] * 50, n_resamples=500)
+    assert lo < 0.5 < hi
+    assert bootstrap_mean_interval([0.3] * 10) == pytest.approx([0.3, 0.3])
+    with pytest.raises(ValueError):
+        bootstrap_mean_interval([])
+
+
+def test_evaluate_options_end_to_end(assets):
+    model, tok = load_base(assets["base"]), assets["tok"]
+    data = DatasetDict({"train": Dataset.from_list(_records(30, 1)), "test": Dataset.from_list(_records(12, 2))})
+    result = evaluate_options(model, tok, SPEC, data, n_resamples=50)
+    assert result["n"] == 12 and len(result["predictions"]) == 12 and len(result["option_scores"][0]) == 4
+    # the report is a direct function of the predictions it returns
+    direct = load_metric("classification").compute(predictions=result["predictions"], references=result["references"])
+    assert result["metrics"] == pytest.approx(direct)
+    picks = pick_options([list(zip(s, n)) for s, n in zip(result["option_scores"], result["option_tokens"])])
+    assert [LABELS[j] for j in picks] == result["predictions"]
+    assert 0.0 <= result["report"]["accuracy_mean"] <= 1.0
+    assert result["references"] == [r["output"] for r in data["test"]]
+    few = evaluate_options(model, tok, SPEC, data, limit=3, prompt_fn=lambda r: "Q: " + format_prompt(r))
+    assert few["n"] == 3

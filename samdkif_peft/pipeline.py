@@ -6,10 +6,14 @@
 Stages, each skipped when its output is complete, so a stopped run picks up where it was:
 1. base model (`prepare_base_model`) and data (`build`), both cached;
 2. `skills/<skill>/`: one AdaLoRA skill per basic medical skill (`train_skill`);
-3. `routers/<task>/`: one sequence router over all skills per downstream task (`train_router`);
+3. `routers/<task>/`: one sequence router over all skills per downstream task (`train_router`); `hybrids/<task>/`:
+   the router plus a jointly trained rank-8 task LoRA (`task_rank=8`); `task_loras/<task>/`: a plain LoRA r8 on
+   the task alone, same data, steps and seed (what a user would pick instead);
 4. `eval/<variant>/<task>.json`: greedy answers on the task's test split, scored with its metrics, for
    `base` (the frozen LM), `uniform` (all skills averaged: the untrained, zero-initialised router), `own_skill`
-   (the skill of the task's type alone; seen tasks only) and `router` (SA-MDKIF);
+   (the skill of the task's type alone; seen tasks only), `router` (SA-MDKIF), `hybrid` and `task_lora`. Tasks
+   with a closed answer space are also scored by option log-likelihood (`options` in the same file: accuracy,
+   macro-F1, bootstrap intervals, prediction counts, majority baseline);
 5. `results.json`: every score plus the router's gain over the base model, absolute and relative.
 """
 
@@ -30,7 +34,9 @@ from .utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("base", "uniform", "own_skill", "router")
+VARIANTS = ("base", "uniform", "own_skill", "router", "hybrid", "task_lora")
+TRAINED_FOLDERS = {"router": "routers", "hybrid": "hybrids", "task_lora": "task_loras"}
+HYBRID_TASK_RANK = 8
 
 
 @dataclass
@@ -94,8 +100,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
 
     skills = {name: _train_skill(config, name, base, data_dir, out) for name in config.skills}
     for task in config.tasks:
-        if "router" in config.variants:
-            _train_router(config, task, skills, base, data_dir, out)
+        for variant in ("router", "hybrid"):
+            if variant in config.variants:
+                _train_router(config, task, skills, base, data_dir, out, variant)
+        if "task_lora" in config.variants:
+            _train_task_lora(config, task, base, data_dir, out)
         for variant in config.variants:
             _evaluate(config, variant, task, skills, base, data_dir, out)
     summary = summarize(out, config.tasks, config.variants)
@@ -121,22 +130,44 @@ def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, ou
     return str(folder.resolve())
 
 
-def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], base: str, data_dir: str, out: Path):
+def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], base: str, data_dir: str, out: Path,
+                  variant: str = "router") -> None:  # fmt: skip
     from .training import train_router
 
-    folder = out / "routers" / task
+    folder = out / TRAINED_FOLDERS[variant] / task
     if not _done(folder):
-        logger.info("training the %s router for %s", config.router, task)
+        logger.info("training the %s %s for %s", config.router, variant, task)
         args = {"max_steps": config.router_max_steps, "seed": config.seed}
-        train_router(task, skills, base, folder, router=config.router, training_args=args, data_dir=data_dir,
-                     max_train_samples=config.router_train_samples, max_eval_samples=64,
+        task_rank = HYBRID_TASK_RANK if variant == "hybrid" else 0
+        train_router(task, skills, base, folder, router=config.router, task_rank=task_rank, training_args=args,
+                     data_dir=data_dir, max_train_samples=config.router_train_samples, max_eval_samples=64,
                      resume_from_checkpoint=True)  # fmt: skip
+
+
+def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str, out: Path) -> None:
+    """The baseline a user would pick: a LoRA on the task alone, with the router's data, step budget and seed."""
+    from peft import LoraConfig
+
+    from .data import load_task
+    from .training import train_skill
+    from .training.train_skill import DEFAULT_TARGET_MODULES
+
+    folder = out / TRAINED_FOLDERS["task_lora"] / task
+    if not _done(folder):
+        logger.info("training the task LoRA for %s", task)
+        lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(DEFAULT_TARGET_MODULES),
+                          task_type="CAUSAL_LM")  # fmt: skip
+        args = {"max_steps": config.router_max_steps, "seed": config.seed}
+        train_skill(task, base, folder, peft_config=lora, training_args=args, dataset=load_task(task, data_dir),
+                    max_train_samples=config.router_train_samples, max_eval_samples=64,
+                    resume_from_checkpoint=True)  # fmt: skip
 
 
 def _evaluate(config: PipelineConfig, variant: str, task: str, skills: dict[str, str], base: str, data_dir: str,
               out: Path) -> None:  # fmt: skip
     from .data import TASKS, load_task
     from .evaluation.generation import evaluate_task
+    from .evaluation.likelihood import evaluate_options, scoreable
 
     spec = TASKS[task]
     path = out / "eval" / variant / f"{task}.json"
@@ -146,9 +177,13 @@ def _evaluate(config: PipelineConfig, variant: str, task: str, skills: dict[str,
     logger.info("evaluating %s on %s", variant, task)
     # the skill of the task's type alone: the same mixed model with the router overridden
     forced = model.base_model.force_skill_weights({spec.skill_type: 1.0}) if variant == "own_skill" else nullcontext()
+    dataset = load_task(task, data_dir=data_dir)
     with forced:
-        result = evaluate_task(model, tokenizer, spec, load_task(task, data_dir=data_dir),
-                               limit=config.eval_samples, batch_size=config.eval_batch_size)  # fmt: skip
+        result = evaluate_task(model, tokenizer, spec, dataset, limit=config.eval_samples,
+                               batch_size=config.eval_batch_size)  # fmt: skip
+        if scoreable(spec):  # knowledge, not format: rank the allowed answers
+            result["options"] = evaluate_options(model, tokenizer, spec, dataset, limit=config.eval_samples,
+                                                 batch_size=config.eval_batch_size)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(str(path), json.dumps({"variant": variant, "task": task, **result}, indent=2))
 
@@ -162,8 +197,8 @@ def _load_variant(variant: str, task: str, skills: dict[str, str], base: str, ou
     model, tokenizer = load_base_model(base)
     if variant == "base":
         return model, tokenizer
-    if variant == "router":
-        return PeftModel.from_pretrained(model, str(out / "routers" / task)), tokenizer
+    if variant in TRAINED_FOLDERS:
+        return PeftModel.from_pretrained(model, str(out / TRAINED_FOLDERS[variant] / task)), tokenizer
     config = SkillRouterConfig(skills=skills, router="static", task_type="CAUSAL_LM")  # zero-init: the uniform mix
     return get_peft_model(model, config), tokenizer
 
@@ -180,6 +215,14 @@ def summarize(out: str | os.PathLike[str], tasks: list[str], variants: list[str]
             if path.is_file():
                 result = json.loads(path.read_text())
                 row[variant] = {"metrics": result["metrics"], "n": result["n"], "seconds": result["seconds"]}
+                if "options" in result:
+                    options = result["options"]
+                    row[variant]["options"] = {
+                        **options["metrics"],
+                        "intervals": options["report"]["intervals"],
+                        "prediction_counts": options["report"]["prediction_counts"],
+                        "majority": options["report"]["baselines"]["majority"],
+                    }
         base, router = row.get("base"), row.get("router")
         gain = {}
         if base and router:

@@ -70,6 +70,9 @@ def test_batched_scores_equal_direct_computation(assets):
         for option, (total, count) in zip(LABELS, row):
             assert count == len(option) + 1  # one token per character, plus EOS
             assert total == pytest.approx(_direct(model, tok, prompt, option), abs=1e-3)
+    ragged = [list(LABELS[: 1 + i % 4]) for i in range(len(prompts))]  # multiple choice: options differ per record
+    for prompt, opts, row in zip(prompts, ragged, option_log_likelihoods(model, tok, prompts, ragged, batch_size=4)):
+        assert [round(t, 3) for t, _ in row] == [round(_direct(model, tok, prompt, o), 3) for o in opts]
 
 
 def test_sequence_router_scores_with_prompt_gates(assets):

@@ -52,12 +52,19 @@ def test_every_stage_and_variant(tiny_run):
     run = json.loads((Path(config.out_dir) / "results.json").read_text())
     assert run == summary
     seen, unseen = summary["tasks"]["icd10cm_excludes_nli"], summary["tasks"]["ddi_severity"]
-    assert set(seen["scores"]) == {"base", "uniform", "own_skill", "router"}
-    assert set(unseen["scores"]) == {"base", "uniform", "router"} and unseen["unseen"] and not seen["unseen"]
+    assert set(seen["scores"]) == {"base", "uniform", "own_skill", "router", "hybrid", "task_lora"}
+    assert set(unseen["scores"]) == {"base", "uniform", "router", "hybrid", "task_lora"}
+    assert unseen["unseen"] and not seen["unseen"]
+    run_dir = Path(config.out_dir)
+    assert json.loads((run_dir / "hybrids" / "ddi_severity" / "adapter_config.json").read_text())["task_rank"] == 8
+    assert json.loads((run_dir / "task_loras" / "ddi_severity" / "adapter_config.json").read_text())["r"] == 8
     for row in (seen, unseen):
         assert row["metric"] == "accuracy" and set(row["router_gain"]) == {"absolute", "relative"}
         for scores in row["scores"].values():
             assert scores["n"] == 2 and 0.0 <= scores["metrics"]["accuracy"] <= 1.0
+            options = scores["options"]  # closed label sets are also ranked by likelihood
+            assert sum(options["prediction_counts"].values()) == 2 and 0.0 <= options["accuracy"] <= 1.0
+            assert options["majority"]["accuracy"] == 1.0  # every tiny record has the same label
         gain = row["scores"]["router"]["metrics"]["accuracy"] - row["scores"]["base"]["metrics"]["accuracy"]
         assert row["router_gain"]["absolute"] == pytest.approx(gain)
 

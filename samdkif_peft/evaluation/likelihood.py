@@ -13,8 +13,9 @@ first" vs "code first, then ...") is not favoured. `"mean"` removes the bias tow
 trained on the label space has (lm-evaluation-harness' `acc_norm` normalises by characters instead); both are
 returned, so a report can show either.
 
-The prompt's tokens carry label -100 in the scoring forward, so the sequence router routes on the prompt alone,
-exactly as it does in training and in `generate` (it pools the tokens before the first supervised label).
+Each prompt runs once through the model (left-padded, its KV cache kept) and every option continues from that cache,
+so scoring 22 chapter titles costs one prompt forward plus 22 short ones. The sequence router therefore routes on the
+prompt alone, exactly as in training and in `generate`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from samdkif_peft.evaluation.parsing import parse_options, resolve_task, task_la
 
 
 NORMALIZATIONS = ("sum", "mean")
-IGNORE_INDEX = -100
 
 
 def option_log_likelihoods(
@@ -68,38 +68,68 @@ def option_log_likelihoods(
     prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     distinct = sorted({o for opts in options for o in opts})
     option_ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
-    rows = [(i, j, prompt_ids[i], [*option_ids[o], eos]) for i, opts in enumerate(options) for j, o in enumerate(opts)]
-    rows.sort(key=lambda r: len(r[2]) + len(r[3]))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     scores: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(opts) for opts in options]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
+        batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="scoring options", disable=not progress):
-            width = max(len(p) + len(a) for _, _, p, a in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, (_, _, p, a) in enumerate(batch):
-                n = len(p) + len(a)
-                ids[r, :n] = torch.tensor(p + a)
-                labels[r, len(p) : n] = torch.tensor(a)
-                mask[r, :n] = 1
-            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            with torch.no_grad():
-                # labels mark the prompt for the sequence router; the loss itself is not used
-                logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits[:, :-1].float()
-            target = labels[:, 1:]
-            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            keep = target != IGNORE_INDEX
-            totals = (logprobs * keep).sum(-1).tolist()
-            counts = keep.sum(-1).tolist()
-            for (i, j, _, _), total, count in zip(batch, totals, counts):
-                scores[i][j] = (float(total), int(count))
+            answers = [[[*option_ids[o], eos] for o in options[i]] for i in batch]
+            for i, rows in zip(batch, _score_batch(model, [prompt_ids[i] for i in batch], answers, pad, device)):
+                scores[i] = rows
     finally:
         model.train(was_training)
     return scores
+
+
+@torch.no_grad()
+def _score_batch(model: Any, prompts: list[list[int]], answers: list[list[list[int]]], pad: int, device: Any):
+    """One prompt forward (left-padded, KV cache kept), then one short forward per option slot on that cache.
+
+    Every prompt is processed once however many options it has; the cache is cropped back to the prompt after each
+    option, so it stays the object the sequence router remembered the prompt's gates for.
+    """
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p) :] = torch.tensor(p)
+        mask[r, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the answer's first token
+    cache = out.past_key_values
+    next_position = positions[:, -1:] + 1
+    results: list[list[tuple[float, int]]] = [[] for _ in prompts]
+    for slot in range(max(len(a) for a in answers)):
+        rows = [r for r, a in enumerate(answers) if slot < len(a)]
+        length = max(len(answers[r][slot]) for r in rows)
+        cont = torch.full((len(prompts), length), pad, dtype=torch.long)
+        cont_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+        for r in rows:
+            tokens = answers[r][slot]
+            cont[r, : len(tokens)] = torch.tensor(tokens)
+            cont_mask[r, : len(tokens)] = 1
+        cont, cont_mask = cont.to(device), cont_mask.to(device)
+        total = first.gather(-1, cont[:, :1]).squeeze(-1)  # (B,)
+        if length > 1:
+            # the last answer token predicts nothing we score, so it is not fed
+            step = model(
+                input_ids=cont[:, :-1],
+                attention_mask=torch.cat([mask, cont_mask[:, :-1]], dim=-1),
+                position_ids=next_position + torch.arange(length - 1, device=device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logprobs = torch.log_softmax(step.logits.float(), dim=-1).gather(-1, cont[:, 1:, None]).squeeze(-1)
+            total = total + (logprobs * cont_mask[:, 1:]).sum(-1)
+            cache.crop(-(length - 1))  # back to the prompt: negative = tokens to remove
+        for r in rows:
+            results[r].append((float(total[r]), len(answers[r][slot])))
+    return results
 
 
 def pick_options(

@@ -140,7 +140,7 @@ class RoutingState:
     def _pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         inputs_embeds = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5.x renames it `cache`
         past_len = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         batch = (inputs_embeds if inputs_embeds is not None else input_ids).shape[0]
         session = self._session

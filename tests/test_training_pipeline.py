@@ -261,6 +261,33 @@ def test_train_router_trains_only_the_router_and_reloads_identically(assets, tmp
         assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
 
 
+def test_train_hybrid_gives_the_task_lora_its_own_rate_and_resumes(assets, tmp_path):
+    """The hybrid's task LoRA trains at task_learning_rate, the router at the Trainer's rate; both move, both save."""
+    seen = {}
+
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, model=None, **kwargs):
+            seen["rates"] = sorted(group["lr"] for group in optimizer.param_groups)
+            seen["model"] = model
+
+    args = {**FAST, "max_steps": 3, "learning_rate": 5e-3, "lr_scheduler_type": "constant", "warmup_steps": 0}
+    path = train_router("toy", assets["skills"], assets["base"], tmp_path / "hybrid", task_rank=2,
+                        task_learning_rate=1e-3, dataset=_dataset(["upper", "reverse"], 16, 4), dtype=torch.float32,
+                        training_args=args, callbacks=[Snapshot()])  # fmt: skip
+    assert seen["rates"] == [1e-3, 5e-3]
+    model = seen["model"]
+    task_B = [p for n, p in model.named_parameters() if "skill_router_task_B" in n]
+    assert task_B and all(p.abs().sum() > 0 for p in task_B)  # moved off its zero init
+    results = json.loads(open(os.path.join(path, "train_results.json")).read())
+    assert results["task_rank"] == 2 and results["task_learning_rate"] == 1e-3
+    batch = DataCollatorForCompletion(_tokenizer())(_records("upper", 2))
+    reloaded = AutoPeftModelForCausalLM.from_pretrained(path).eval()
+    with torch.no_grad():
+        assert torch.equal(model.eval()(**batch).logits, reloaded(**batch).logits)
+
+
 def test_train_router_bad_input(assets, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"Skill 'ghost': adapter folder .* does not exist. Train it first"):
         train_router("toy", {**assets["skills"], "ghost": str(tmp_path / "ghost")}, assets["base"], tmp_path / "r",

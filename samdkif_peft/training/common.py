@@ -194,14 +194,22 @@ def fit_and_save(
     max_length: int | None,
     checkpoint: str | None,
     callbacks: list[Any],
+    learning_rates: Mapping[str, float] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Train with the stock `Trainer` and the completion collator, save the adapter; `(output_dir, run summary)`.
 
     The summary (data sizes, checkpoint resumed from, train metrics) is what skills and routers both record in
     `train_results.json`; callers add their own fields and write it with `write_results`.
+
+    `learning_rates` maps a parameter-name substring to its own learning rate (e.g. the hybrid's task LoRA trains at
+    the LoRA rate while its router keeps the router rate); the rest use `args.learning_rate`. The optimizer is the
+    Trainer's default AdamW with those groups, passed through the stock `optimizers=` argument.
     """
     from transformers import Trainer
 
+    optimizers = (None, None)
+    if learning_rates:
+        optimizers = (_grouped_adamw(model, args, learning_rates), None)
     trainer = Trainer(
         model=model,
         args=args,
@@ -210,6 +218,7 @@ def fit_and_save(
         data_collator=DataCollatorForCompletion(tokenizer, max_length=max_length),
         processing_class=tokenizer,
         callbacks=callbacks,
+        optimizers=optimizers,
     )
     metrics = run_trainer(trainer, checkpoint)
     output_dir = os.fspath(output_dir)
@@ -222,6 +231,24 @@ def fit_and_save(
         **metrics,
     }
     return output_dir, summary
+
+
+def _grouped_adamw(model: Any, args: Any, learning_rates: Mapping[str, float]):
+    """AdamW (the Trainer's default optimizer and settings) with one parameter group per learning rate."""
+    import torch
+
+    groups: dict[float, list[Any]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            lr = next((rate for key, rate in learning_rates.items() if key in name), args.learning_rate)
+            groups.setdefault(lr, []).append(param)
+    return torch.optim.AdamW(
+        [{"params": params, "lr": lr} for lr, params in groups.items()],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        weight_decay=args.weight_decay,
+    )
 
 
 def write_results(output_dir: str, results: Mapping[str, Any]) -> None:

@@ -27,6 +27,9 @@ from .common import (
 
 logger = logging.getLogger(__name__)
 
+# The hybrid's task LoRA learns at the usual LoRA rate (the skills' and task LoRA's default), not the router's.
+TASK_LEARNING_RATE = 1e-3
+
 
 def train_router(
     task: str,
@@ -40,6 +43,7 @@ def train_router(
     null_expert: bool = False,
     task_rank: int = 0,
     task_alpha: float | None = None,
+    task_learning_rate: float | None = TASK_LEARNING_RATE,
     bundle_skills: bool = False,
     training_args: Any = None,
     dataset: Any = None,
@@ -62,6 +66,8 @@ def train_router(
         output_dir (`str`): where the router is saved; Trainer checkpoints go to `output_dir/checkpoints`.
         router, top_k, temperature, null_expert, task_rank, task_alpha, bundle_skills: `SkillRouterConfig`
             settings; `task_rank > 0` trains a task LoRA jointly with the router (the hybrid).
+        task_learning_rate (`float`, *optional*, defaults to 1e-3): the hybrid's task LoRA trains at this rate
+            (the rate of a plain task LoRA), the router at the training arguments' rate. `None`: one rate for both.
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
             `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
         dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
@@ -104,6 +110,7 @@ def train_router(
     output_dir, summary = fit_and_save(
         model, tokenizer, args, train, evaluation, output_dir,
         max_length=max_length, checkpoint=checkpoint, callbacks=list(callbacks),
+        learning_rates={"skill_router_task_": task_learning_rate} if task_rank and task_learning_rate else None,
     )  # fmt: skip
     write_results(
         output_dir,
@@ -112,6 +119,7 @@ def train_router(
             "skills": dict(config.skills),
             "router": router,
             "task_rank": task_rank,
+            "task_learning_rate": task_learning_rate if task_rank else None,
             "base_model": os.fspath(base_model),
             "routing_summary": model.base_model.routing_summary(),
             **summary,

@@ -177,10 +177,13 @@ def main() -> None:
             print(f"{task:28s} {variant:12s} acc={report['accuracy']:.3f} "
                   f"[{report['intervals']['accuracy'][0]:.3f}, {report['intervals']['accuracy'][1]:.3f}] "
                   f"macro-F1={report['macro_f1']:.3f} preds={report['prediction_counts']}", flush=True)  # fmt: skip
-    payload = {"k": args.k, "seed": args.seed, "skills_dir": os.fspath(args.skills_dir), "tasks": rows,
-               "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}}
-    Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
-
+    # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
+    path = Path(args.json)
+    payload = json.loads(path.read_text()) if path.is_file() else {}
+    payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}", {}).update(rows)
+    payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir), scoring="option log-likelihood, sum",
+                   machine={"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()})
+    path.write_text(json.dumps(payload, indent=1) + "\n")
 
 if __name__ == "__main__":
     main()

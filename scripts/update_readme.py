@@ -5,6 +5,7 @@
 - `<!-- results:quickstart -->`: benchmarks/results/quickstart.json (from `examples/quickstart.py`)
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
 - `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
+- `<!-- results:label_tasks -->`: benchmarks/results/label_tasks.json (from `benchmarks/study_label_tasks.py`)
 - `<!-- include:docs/DATA.md -->`: the data documentation
 """
 
@@ -103,6 +104,50 @@ def bench_data() -> str:
     return "\n".join(lines)
 
 
+LABEL_VARIANTS = {
+    "base": "base, project template",
+    "base_chat": "base, its chat template",
+    "base_3shot": "base, 3-shot",
+    "uniform": "uniform mix of the 12 skills",
+    "own_skill": "own skill alone",
+    "router": "sequence router (SA-MDKIF)",
+    "hybrid": "hybrid: router + task LoRA r8",
+    "task_lora": "task LoRA r8 (what a user picks instead)",
+    "task_adalora": "task AdaLoRA (the skills' recipe)",
+}
+
+
+def label_tasks() -> str:
+    path = RESULTS / "label_tasks.json"
+    if not path.is_file():
+        return "_Run `python benchmarks/study_label_tasks.py` to score the closed-answer tasks._"
+    data = json.loads(path.read_text())
+    lines = [
+        "### Closed-answer tasks, every baseline (`benchmarks/study_label_tasks.py`)",
+        "",
+        f"All test records, answers ranked by option log-likelihood ({data['scoring']}), 95 % bootstrap intervals; "
+        f"seed {data['seed']}; skills: the 12 reference AdaLoRA skills. `k` is the number of training records.",
+        "",
+        "| task | k | variant | accuracy [95 % CI] | macro-F1 | predicted labels |",
+        "|---|---|---|---|---|---|",
+    ]
+    for budget, tasks in data["runs"].items():
+        for task, variants in tasks.items():
+            majority = variants.get("_baselines", {}).get("majority")
+            if majority:
+                lines.append(f"| {task} | {budget[2:]} | majority label ({majority['label']}) | "
+                             f"{majority['accuracy']:.3f} | {majority['macro_f1']:.3f} | - |")  # fmt: skip
+            for variant, label in LABEL_VARIANTS.items():
+                row = variants.get(variant)
+                if row is None:
+                    continue
+                lo, hi = row["intervals"]["accuracy"]
+                counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
+                lines.append(f"| {task} | {budget[2:]} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
+                             f"{row['macro_f1']:.3f} | {counts} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def include(path: str) -> str:
     return (ROOT / path).read_text().strip()
 
@@ -114,6 +159,7 @@ def main() -> None:
         "results:quickstart": quickstart(),
         "results:bench_router": bench_router(),
         "results:bench_data": bench_data(),
+        "results:label_tasks": label_tasks(),
     }
     for match in re.finditer(r"<!-- (include:[^ ]+) -->", text):
         blocks[match.group(1)] = include(match.group(1).split(":", 1)[1])

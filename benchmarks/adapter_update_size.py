@@ -62,8 +62,9 @@ def main() -> None:
     rows = {}
     for adapter in args.adapters:
         rows[adapter] = row = update_size(adapter, base)
-        print(f"{adapter:60s} {row['peft_type']:8s} steps={row['steps']} mean ‖ΔW‖/‖W0‖={row['mean_relative_update']:.2e} "
-              f"max={row['max_relative_update']:.2e} eval_loss={row['eval_loss']}")  # fmt: skip
+        print(f"{adapter:60s} {row['peft_type']:8s} steps={row['steps']} "
+              f"mean ‖ΔW‖/‖W0‖={row['mean_relative_update']:.2e} max={row['max_relative_update']:.2e} "
+              f"eval_loss={row['eval_loss']}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -11,7 +11,9 @@ Variants (same data, same steps, same seed for everything that trains):
 - `router`: the sequence router (`train_router` defaults); `hybrid`: the router plus a rank-8 task LoRA trained
   jointly (`task_rank=8`); `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
   `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task.
-Each result is cached in `<out>/<task>/<variant>.json` (predictions and option scores included): rerunning resumes.
+Each result is cached in `<out>/k=<k>/seed=<seed>/<task>/<variant>[@tag].json` (predictions and option scores
+included): rerunning resumes. `--tag` names a configuration (e.g. `--tag lr5e-3 --training-args '{"learning_rate":
+5e-3}'`), so its results sit next to the defaults'.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def subsample(dataset, k: int | None, seed: int):
 
 
 def train_variant(variant, task, data, skills, base, folder, args):
+    variant = variant.split("@")[0]
     from peft import LoraConfig
 
     from samdkif_peft.training import train_router, train_skill
@@ -81,7 +84,9 @@ def train_variant(variant, task, data, skills, base, folder, args):
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
     if variant in ("router", "hybrid"):
-        extra = {"task_rank": args.task_rank} if variant == "hybrid" else {}
+        extra = {}
+        if variant == "hybrid":
+            extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         return train_router(task, skills, base, folder, training_args=overrides, **extra, **common)
     if variant == "task_lora":
         config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
@@ -91,6 +96,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
 
 
 def load_variant(variant, task, skills, base, folder):
+    variant = variant.split("@")[0]
     from peft import PeftModel, get_peft_model
 
     from samdkif_peft import SkillRouterConfig
@@ -109,27 +115,29 @@ def run_variant(variant, task, skills, base, args, out: Path):
     from contextlib import nullcontext
 
     spec = TASKS[task]
+    name, variant = variant, variant + (f"@{args.tag}" if args.tag else "")
     path = out / task / f"{variant}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    if variant == "own_skill" and spec.skill_type not in skills:
+    if name == "own_skill" and spec.skill_type not in skills:
         return None
     data = subsample(load_task(task), args.k, args.seed)
     folder = str(out / task / "adapters" / variant)
     train_seconds = None
-    if variant in TRAINED:
+    if name in TRAINED:
         start = time.perf_counter()
         if not (Path(folder) / "train_results.json").is_file():
             train_variant(variant, task, data, skills, base, folder, args)
         train_seconds = time.perf_counter() - start
     model, tokenizer = load_variant(variant, task, skills, base, folder)
-    prompt_fn = {"base_chat": chat_prompt(tokenizer), "base_3shot": few_shot_prompt(data["train"])}.get(variant)
-    forced = model.base_model.force_skill_weights({spec.skill_type: 1.0}) if variant == "own_skill" else nullcontext()
+    prompt_fn = {"base_chat": chat_prompt(tokenizer), "base_3shot": few_shot_prompt(data["train"])}.get(name)
+    forced = model.base_model.force_skill_weights({spec.skill_type: 1.0}) if name == "own_skill" else nullcontext()
     with forced:
         result = evaluate_options(model, tokenizer, spec, data, limit=args.limit, prompt_fn=prompt_fn,
                                   batch_size=args.batch_size, progress=True)  # fmt: skip
-    result.update(variant=variant, task=task, train_seconds=train_seconds, k=args.k, seed=args.seed)
-    if variant in ("router", "hybrid"):
+    result.update(variant=variant, task=task, train_seconds=train_seconds, k=args.k, seed=args.seed, tag=args.tag,
+                  training_args=json.loads(args.training_args))  # fmt: skip
+    if name in ("router", "hybrid"):
         result["train_results"] = json.loads((Path(folder) / "train_results.json").read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
@@ -148,7 +156,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=0, help="0: one epoch")
     parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA")
+    parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
+    parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
     parser.add_argument("--limit", type=int, default=None, help="test records (default: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
@@ -160,7 +170,7 @@ def main() -> None:
     base = str(Path(args.base_model or prepare_base_model()).resolve())
     folders = sorted(Path(args.skills_dir).iterdir())
     skills = {p.name: str(p.resolve()) for p in folders if (p / "adapter_config.json").is_file()}
-    out = Path(args.out)
+    out = Path(args.out) / f"k={args.k or 'all'}" / f"seed={args.seed}"
     rows = {}
     for task in args.tasks:
         for variant in args.variants:
@@ -168,19 +178,21 @@ def main() -> None:
             if result is None:
                 continue
             report = result["report"]
-            rows.setdefault(task, {})[variant] = {
+            rows.setdefault(task, {})[result["variant"]] = {
                 "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "intervals": report["intervals"],
                 "accuracy_mean": report.get("accuracy_mean"), "prediction_counts": report["prediction_counts"],
                 "n": result["n"], "train_seconds": result["train_seconds"], "eval_seconds": result["seconds"],
             }  # fmt: skip
             rows[task]["_baselines"] = report["baselines"]
-            print(f"{task:28s} {variant:12s} acc={report['accuracy']:.3f} "
+            print(f"{task:28s} {result['variant']:12s} acc={report['accuracy']:.3f} "
                   f"[{report['intervals']['accuracy'][0]:.3f}, {report['intervals']['accuracy'][1]:.3f}] "
                   f"macro-F1={report['macro_f1']:.3f} preds={report['prediction_counts']}", flush=True)  # fmt: skip
     # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
     path = Path(args.json)
     payload = json.loads(path.read_text()) if path.is_file() else {}
-    payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}", {}).update(rows)
+    budget = payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}, seed={args.seed}", {})
+    for task, variants in rows.items():
+        budget.setdefault(task, {}).update(variants)
     payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir), scoring="option log-likelihood, sum",
                    machine={"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()})
     path.write_text(json.dumps(payload, indent=1) + "\n")

@@ -126,26 +126,32 @@ def label_tasks() -> str:
         "### Closed-answer tasks, every baseline (`benchmarks/study_label_tasks.py`)",
         "",
         f"All test records, answers ranked by option log-likelihood ({data['scoring']}), 95 % bootstrap intervals; "
-        f"seed {data['seed']}; skills: the 12 reference AdaLoRA skills. `k` is the number of training records.",
+        "skills: the 12 reference AdaLoRA skills. `k`: training records (one epoch over them), `seed`: data order "
+        "and init.",
         "",
-        "| task | k | variant | accuracy [95 % CI] | macro-F1 | predicted labels |",
+        "| task | budget | variant | accuracy [95 % CI] | macro-F1 | predicted labels |",
         "|---|---|---|---|---|---|",
     ]
     for budget, tasks in data["runs"].items():
         for task, variants in tasks.items():
             majority = variants.get("_baselines", {}).get("majority")
             if majority:
-                lines.append(f"| {task} | {budget[2:]} | majority label ({majority['label']}) | "
+                lines.append(f"| {task} | {budget} | majority label ({majority['label']}) | "
                              f"{majority['accuracy']:.3f} | {majority['macro_f1']:.3f} | - |")  # fmt: skip
-            for variant, label in LABEL_VARIANTS.items():
-                row = variants.get(variant)
-                if row is None:
-                    continue
+            for variant in sorted((v for v in variants if v != "_baselines"), key=_variant_order):
+                row = variants[variant]
+                name, _, tag = variant.partition("@")
+                label = LABEL_VARIANTS.get(name, name) + (f" ({tag})" if tag else "")
                 lo, hi = row["intervals"]["accuracy"]
                 counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
-                lines.append(f"| {task} | {budget[2:]} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
+                lines.append(f"| {task} | {budget} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
                              f"{row['macro_f1']:.3f} | {counts} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    name = variant.partition("@")[0]
+    return (list(LABEL_VARIANTS).index(name) if name in LABEL_VARIANTS else len(LABEL_VARIANTS), variant)
 
 
 def include(path: str) -> str:

@@ -331,6 +331,11 @@ def test_cli_train_skill_and_router(assets, tmp_path, capsys):
     argv = ["train", "router", "ddi_severity", "--skills", *skills, "--router", "token", "--out", str(router_out)]
     assert samdkif_main([*argv, *common, "--dtype", "float32"]) == 0
     assert json.loads((router_out / "adapter_config.json").read_text())["router"] == "token"
+    hybrid_out = tmp_path / "hybrid"
+    hybrid = ["train", "router", "ddi_severity", "--skills", *skills, "--task-rank", "2", "--out", str(hybrid_out)]
+    assert samdkif_main([*hybrid, *common, "--dtype", "float32", "--task-learning-rate", "2e-3"]) == 0
+    assert json.loads((hybrid_out / "adapter_config.json").read_text())["task_rank"] == 2
+    assert json.loads((hybrid_out / "train_results.json").read_text())["task_learning_rate"] == 2e-3
 
     assert samdkif_main(["train", "skill", "nope", "--out", str(tmp_path / "x"), *common]) == 1
     assert "samdkif train skill: error: Unknown skill 'nope'" in capsys.readouterr().err

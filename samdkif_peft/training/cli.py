@@ -29,6 +29,8 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     router.add_argument("--router", choices=("sequence", "token", "static"), default="sequence", help="router kind")
     router.add_argument("--top-k", type=int, default=None, help="keep only the top-k skills per decision")
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
+    router.add_argument("--task-rank", type=int, default=0, help="hybrid: rank of a joint task LoRA (0: off)")
+    router.add_argument("--task-learning-rate", type=float, default=None, help="hybrid: task LoRA rate (1e-3)")
     router.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")
     _add_common(router)
     router.set_defaults(func=run_train_router)
@@ -148,6 +150,8 @@ def run_train_router(args: argparse.Namespace) -> int:
             router=args.router,
             top_k=args.top_k,
             null_expert=args.null_expert,
+            task_rank=args.task_rank,
+            **({"task_learning_rate": args.task_learning_rate} if args.task_learning_rate is not None else {}),
             bundle_skills=args.bundle_skills,
             **_common_kwargs(args),
         )

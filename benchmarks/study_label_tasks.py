@@ -9,7 +9,9 @@ Variants (same data, same steps, same seed for everything that trains):
   three training examples in front (the fair prompts a user would try first);
 - `uniform`: all skills averaged (the untrained router); `own_skill`: the skill of the task's type alone;
 - `router`: the sequence router (`train_router` defaults); `hybrid`: the router plus a rank-8 task LoRA trained
-  jointly (`task_rank=8`); `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
+  jointly (`task_rank=8`); `hybrid_noskills`: that hybrid evaluated with the skills switched off
+  (`force_skill_weights({})`: base + its task LoRA), the ablation that says whether the skills contribute;
+  `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
   `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task.
 Each result is cached in `<out>/k=<k>/seed=<seed>/<task>/<variant>[@tag].json` (predictions and option scores
 included): rerunning resumes. `--tag` names a configuration (e.g. `--tag lr5e-3 --training-args '{"learning_rate":
@@ -35,7 +37,8 @@ from samdkif_peft.evaluation.likelihood import evaluate_options
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "router", "hybrid", "task_lora", "task_adalora")
+VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "router", "hybrid", "hybrid_noskills",
+            "task_lora", "task_adalora")
 TRAINED = ("router", "hybrid", "task_lora", "task_adalora")
 logger = logging.getLogger("study")
 
@@ -84,7 +87,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
     if variant in ("router", "hybrid"):
-        extra = {}
+        extra = {"temperature": args.temperature}
         if variant == "hybrid":
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         return train_router(task, skills, base, folder, training_args=overrides, **extra, **common)
@@ -122,7 +125,7 @@ def run_variant(variant, task, skills, base, args, out: Path):
     if name == "own_skill" and spec.skill_type not in skills:
         return None
     data = subsample(load_task(task), args.k, args.seed)
-    folder = str(out / task / "adapters" / variant)
+    folder = str(out / task / "adapters" / variant.replace("hybrid_noskills", "hybrid"))
     train_seconds = None
     if name in TRAINED:
         start = time.perf_counter()
@@ -131,7 +134,13 @@ def run_variant(variant, task, skills, base, args, out: Path):
         train_seconds = time.perf_counter() - start
     model, tokenizer = load_variant(variant, task, skills, base, folder)
     prompt_fn = {"base_chat": chat_prompt(tokenizer), "base_3shot": few_shot_prompt(data["train"])}.get(name)
-    forced = model.base_model.force_skill_weights({spec.skill_type: 1.0}) if name == "own_skill" else nullcontext()
+    forced = nullcontext()
+    if name == "own_skill":
+        forced = model.base_model.force_skill_weights({spec.skill_type: 1.0})
+    elif name == "hybrid_noskills":
+        if not (Path(folder) / "train_results.json").is_file():
+            raise SystemExit(f"{variant}: train the hybrid first (it is evaluated from {folder})")
+        forced = model.base_model.force_skill_weights({})
     with forced:
         result = evaluate_options(model, tokenizer, spec, data, limit=args.limit, prompt_fn=prompt_fn,
                                   batch_size=args.batch_size, progress=True)  # fmt: skip
@@ -157,6 +166,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="0: one epoch")
     parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA")
     parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
+    parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature")
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
     parser.add_argument("--limit", type=int, default=None, help="test records (default: all)")
@@ -182,6 +192,7 @@ def main() -> None:
                 "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "intervals": report["intervals"],
                 "accuracy_mean": report.get("accuracy_mean"), "prediction_counts": report["prediction_counts"],
                 "n": result["n"], "train_seconds": result["train_seconds"], "eval_seconds": result["seconds"],
+                "skills_dir": os.fspath(args.skills_dir),
             }  # fmt: skip
             rows[task]["_baselines"] = report["baselines"]
             print(f"{task:28s} {result['variant']:12s} acc={report['accuracy']:.3f} "

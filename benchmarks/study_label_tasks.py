@@ -33,7 +33,7 @@ import torch
 
 from samdkif_peft.data import TASKS, load_task
 from samdkif_peft.data.templates import format_messages, format_prompt
-from samdkif_peft.evaluation.likelihood import evaluate_options
+from samdkif_peft.evaluation.likelihood import evaluate_options, paired_difference
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,6 +153,20 @@ def run_variant(variant, task, skills, base, args, out: Path):
     return result
 
 
+def paired_comparisons(folder: Path) -> dict[str, dict]:
+    """`hybrid[@tag] - task_lora[@tag]` for every tag both were run with, from the cached predictions."""
+    results = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    pairs = {}
+    for name, result in results.items():
+        other = name.replace("hybrid", "task_lora", 1)
+        if name.startswith("hybrid@") or name == "hybrid":
+            if other in results:
+                pairs[f"{name} - {other}"] = paired_difference(
+                    result["predictions"], results[other]["predictions"], result["references"]
+                )
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills-dir", required=True, help="folder of skill adapters, one sub-folder per skill")
@@ -198,6 +212,8 @@ def main() -> None:
             print(f"{task:28s} {result['variant']:12s} acc={report['accuracy']:.3f} "
                   f"[{report['intervals']['accuracy'][0]:.3f}, {report['intervals']['accuracy'][1]:.3f}] "
                   f"macro-F1={report['macro_f1']:.3f} preds={report['prediction_counts']}", flush=True)  # fmt: skip
+    for task in rows:  # hybrid vs task LoRA at the same rate, paired on the same test records
+        rows[task]["_paired"] = paired_comparisons(out / task)
     # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
     path = Path(args.json)
     payload = json.loads(path.read_text()) if path.is_file() else {}

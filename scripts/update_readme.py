@@ -129,7 +129,7 @@ def label_tasks() -> str:
         "skills: the 12 reference AdaLoRA skills. `k`: training records (one epoch over them), `seed`: data order "
         "and init.",
         "",
-        "| task | budget | variant | accuracy [95 % CI] | macro-F1 | predicted labels |",
+        "| task | budget | variant | accuracy [95 % CI] | macro-F1 [95 % CI] | predicted labels |",
         "|---|---|---|---|---|---|",
     ]
     for budget, tasks in data["runs"].items():
@@ -138,14 +138,36 @@ def label_tasks() -> str:
             if majority:
                 lines.append(f"| {task} | {budget} | majority label ({majority['label']}) | "
                              f"{majority['accuracy']:.3f} | {majority['macro_f1']:.3f} | - |")  # fmt: skip
-            for variant in sorted((v for v in variants if v != "_baselines"), key=_variant_order):
+            for variant in sorted((v for v in variants if not v.startswith("_")), key=_variant_order):
                 row = variants[variant]
                 name, _, tag = variant.partition("@")
                 label = LABEL_VARIANTS.get(name, name) + (f" ({tag})" if tag else "")
                 lo, hi = row["intervals"]["accuracy"]
                 counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
+                flo, fhi = row["intervals"]["macro_f1"]
                 lines.append(f"| {task} | {budget} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
-                             f"{row['macro_f1']:.3f} | {counts} |")  # fmt: skip
+                             f"{row['macro_f1']:.3f} [{flo:.3f}, {fhi:.3f}] | {counts} |")  # fmt: skip
+    paired = [
+        (budget, task, name, diff)
+        for budget, tasks in data["runs"].items()
+        for task, variants in tasks.items()
+        for name, diff in variants.get("_paired", {}).items()
+    ]
+    if paired:
+        lines += [
+            "",
+            "Hybrid minus task LoRA trained at the same rate, paired bootstrap over the same test records:",
+            "",
+            "| task | budget | comparison | accuracy difference [95 % CI] | macro-F1 difference [95 % CI] |",
+            "|---|---|---|---|---|",
+        ]
+        for budget, task, name, diff in paired:
+            acc, f1 = diff["accuracy"], diff["macro_f1"]
+            lines.append(
+                f"| {task} | {budget} | {name} | {acc['difference']:+.3f} [{acc['interval'][0]:+.3f}, "
+                f"{acc['interval'][1]:+.3f}] | {f1['difference']:+.3f} [{f1['interval'][0]:+.3f}, "
+                f"{f1['interval'][1]:+.3f}] |"
+            )
     return "\n".join(lines)
 
 

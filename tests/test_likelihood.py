@@ -20,6 +20,7 @@ from samdkif_peft.evaluation.likelihood import (
     evaluate_options,
     label_report,
     option_log_likelihoods,
+    paired_difference,
     pick_options,
     scoreable,
     task_options,
@@ -183,3 +184,18 @@ def test_evaluate_options_end_to_end(assets):
     assert result["references"] == [r["output"] for r in data["test"]]
     few = evaluate_options(model, tok, SPEC, data, limit=3, prompt_fn=lambda r: "Q: " + format_prompt(r))
     assert few["n"] == 3
+
+
+def test_paired_difference():
+    rng = random.Random(9)
+    refs = [rng.choice("abc") for _ in range(300)]
+    good = [r if rng.random() < 0.8 else "a" for r in refs]
+    bad = ["a"] * 300
+    diff = paired_difference(good, bad, refs, n_resamples=300)
+    acc = diff["accuracy"]
+    assert acc["difference"] == pytest.approx(sum(g == r for g, r in zip(good, refs)) / 300 - refs.count("a") / 300)
+    assert 0 < acc["interval"][0] < acc["difference"] < acc["interval"][1]
+    same = paired_difference(good, good, refs, n_resamples=50)
+    assert same["macro_f1"] == {"difference": 0.0, "interval": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="equally long"):
+        paired_difference(["a"], ["a", "b"], ["a"])

@@ -98,6 +98,7 @@ def test_save_load_roundtrip(tiny_assets, tmp_path, inputs, router):
     assert sum(v.numel() for v in saved.values()) == sum(v.numel() for v in state.values())
     config = json.loads((tmp_path / "hybrid" / "adapter_config.json").read_text())
     assert (config["task_rank"], config["task_alpha"]) == (3, 5)
+    assert "a task LoRA of rank 3 (alpha 5)" in (tmp_path / "hybrid" / "README.md").read_text()
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no missing or unexpected adapter keys

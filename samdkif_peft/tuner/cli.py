@@ -57,6 +57,7 @@ def run_info(args: argparse.Namespace) -> int:
         "top_k": config.top_k,
         "temperature": config.temperature,
         "null_expert": config.null_expert,
+        "task_rank": config.task_rank,
         "base_model_name_or_path": config.base_model_name_or_path,
         "target_modules": sorted(config.target_modules or []),
         "skills": skills,
@@ -69,7 +70,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def _print_table(router: str, summary: dict, verify: bool) -> None:
-    options = ", ".join(f"{k}={summary[k]}" for k in ("top_k", "temperature", "null_expert"))
+    options = ", ".join(f"{k}={summary[k]}" for k in ("top_k", "temperature", "null_expert", "task_rank"))
     print(f"{router}: {summary['router']} router over {len(summary['skills'])} skills ({options})")
     print(f"base model: {summary['base_model_name_or_path']}; modules: {', '.join(summary['target_modules'])}")
     header = ["skill", "reference", "revision", "sha256", "type"] + (["check"] if verify else [])

@@ -1,0 +1,62 @@
+"""Train a skill router (or the hybrid: router + task LoRA) for one task with the stock `Trainer` (SA-MDKIF stage 2).
+
+    python examples/train_router.py --task ddi_severity --skills_dir runs/skills --output_dir runs/routers/ddi \
+        [--task_rank 8] [--router sequence] [--max_steps 20]
+
+Only the router (and the hybrid's task LoRA) trains; base model and skills stay frozen. The saved folder loads with
+`PeftModel.from_pretrained(base, folder)` or `AutoPeftModelForCausalLM.from_pretrained(folder)` after
+`import samdkif_peft`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peft import get_peft_model
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+
+import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER with peft)
+from samdkif_peft import SkillRouterConfig
+from samdkif_peft.base_model import load_base_model, prepare_base_model
+from samdkif_peft.data import load_task
+from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset
+
+
+@dataclass
+class RouterArguments:
+    task: str = field(default="ddi_severity", metadata={"help": "One of samdkif_peft.data.TASKS."})
+    skills_dir: str = field(default="runs/skills", metadata={"help": "Skill adapters, one per sub-folder."})
+    router: str = field(default="sequence", metadata={"help": "'sequence', 'token' or 'static'."})
+    task_rank: int = field(default=0, metadata={"help": "Hybrid: rank of a jointly trained task LoRA (0: off)."})
+    base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})
+    max_length: int = field(default=384, metadata={"help": "Longest sequence (the Elixhauser prompt is ~300)."})
+
+
+def main() -> None:
+    args, training_args = HfArgumentParser((RouterArguments, TrainingArguments)).parse_args_into_dataclasses()
+    skills = {p.name: str(p) for p in sorted(Path(args.skills_dir).iterdir()) if (p / "adapter_config.json").is_file()}
+    if not skills:
+        raise SystemExit(f"No skill adapters in {args.skills_dir!r}; train some with examples/train_skill.py")
+    model, tokenizer = load_base_model(args.base_model or prepare_base_model())
+    data = load_task(args.task)
+    train = data["train"]
+    if args.max_train_samples:
+        train = train.select(range(min(args.max_train_samples, len(train))))
+    config = SkillRouterConfig(skills=skills, router=args.router, task_rank=args.task_rank, task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
+    model.print_trainable_parameters()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenize_dataset(train, tokenizer, args.max_length),
+        data_collator=DataCollatorForCompletion(tokenizer, max_length=args.max_length),
+    )
+    trainer.train()
+    model.save_pretrained(training_args.output_dir)
+    print({"routing": {k: round(v, 3) for k, v in model.base_model.routing_summary().items()}})
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ from samdkif_peft.training.train_skill import DEFAULT_TARGET_MODULES, default_sk
 @dataclass
 class SkillArguments:
     skill: str = field(default="nli", metadata={"help": "One of samdkif_peft.data.SKILLS."})
-    peft_type: str = field(default="adalora", metadata={"help": "'adalora' (the paper) or 'lora'."})
+    peft_type: str = field(default="lora", metadata={"help": "'lora' (default) or 'adalora' (the paper)."})
     base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})
     max_length: int = field(default=256, metadata={"help": "Longest sequence; contexts are cut in the middle."})

@@ -5,7 +5,7 @@
 
 Stages, each skipped when its output is complete, so a stopped run picks up where it was:
 1. base model (`prepare_base_model`) and data (`build`), both cached;
-2. `skills/<skill>/`: one AdaLoRA skill per basic medical skill (`train_skill`);
+2. `skills/<skill>/`: one skill adapter per basic medical skill (`train_skill`: LoRA r8; AdaLoRA on request);
 3. `routers/<task>/`: one sequence router over all skills per downstream task (`train_router`); `hybrids/<task>/`:
    the router plus a jointly trained rank-8 task LoRA (`task_rank=8`); `task_loras/<task>/`: a plain LoRA r8 on
    the task alone, same data, steps and seed (what a user would pick instead);

@@ -63,7 +63,7 @@ def assets(tmp_path_factory):
     tokenizer.save_pretrained(base)
     skills = {
         "upper": train_skill("upper", base, root / "skill-upper", dataset=_dataset(["upper"]), dtype=torch.float32,
-                             training_args={**FAST, "max_steps": 6}),  # AdaLoRA, the default
+                             training_args={**FAST, "max_steps": 6}, peft_type="adalora"),  # the paper's recipe
         "reverse": train_skill("reverse", base, root / "skill-reverse", dataset=_dataset(["reverse"]),
                                dtype=torch.float32, training_args=FAST,
                                peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])),

@@ -87,7 +87,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
     if variant in ("router", "hybrid"):
-        extra = {"temperature": args.temperature}
+        extra = {"temperature": args.temperature, "task_rank": 0}
         if variant == "hybrid":
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         return train_router(task, skills, base, folder, training_args=overrides, **extra, **common)

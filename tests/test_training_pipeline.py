@@ -237,10 +237,10 @@ def test_train_router_trains_only_the_router_and_reloads_identically(assets, tmp
 
     path = train_router("toy", assets["skills"], assets["base"], tmp_path / "router",
                         dataset=_dataset(["upper", "reverse"], 16, 4), dtype=torch.float32,
-                        training_args={**FAST, "max_steps": 3}, callbacks=[Snapshot()])  # fmt: skip
+                        training_args={**FAST, "max_steps": 3}, callbacks=[Snapshot()], task_rank=0)  # fmt: skip
     model = seen["model"]
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("skill_router_" in n for n in trainable)
+    assert trainable and all("skill_router_gate" in n for n in trainable)
     assert any(
         p.abs().sum() > 0 for n, p in model.named_parameters() if n.endswith("proj.weight") and "skill_router_" in n
     )
@@ -330,7 +330,8 @@ def test_cli_train_skill_and_router(assets, tmp_path, capsys):
     skills = [f"nli={skill_out}", f"reverse={assets['skills']['reverse']}"]
     argv = ["train", "router", "ddi_severity", "--skills", *skills, "--router", "token", "--out", str(router_out)]
     assert samdkif_main([*argv, *common, "--dtype", "float32"]) == 0
-    assert json.loads((router_out / "adapter_config.json").read_text())["router"] == "token"
+    router_config = json.loads((router_out / "adapter_config.json").read_text())
+    assert router_config["router"] == "token" and router_config["task_rank"] == 8  # the hybrid by default
     hybrid_out = tmp_path / "hybrid"
     hybrid = ["train", "router", "ddi_severity", "--skills", *skills, "--task-rank", "2", "--out", str(hybrid_out)]
     assert samdkif_main([*hybrid, *common, "--dtype", "float32", "--task-learning-rate", "2e-3"]) == 0

@@ -150,6 +150,7 @@ def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str
 
     from .data import load_task
     from .training import train_skill
+    from .training.train_router import TASK_LEARNING_RATE
     from .training.train_skill import DEFAULT_TARGET_MODULES
 
     folder = out / TRAINED_FOLDERS["task_lora"] / task
@@ -157,7 +158,8 @@ def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str
         logger.info("training the task LoRA for %s", task)
         lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(DEFAULT_TARGET_MODULES),
                           task_type="CAUSAL_LM")  # fmt: skip
-        args = {"max_steps": config.router_max_steps, "seed": config.seed}
+        # the same rate as the hybrid's task LoRA: 5e-3 was also the better task-LoRA rate (docs/MEDICAL_VALUE.md)
+        args = {"max_steps": config.router_max_steps, "seed": config.seed, "learning_rate": TASK_LEARNING_RATE}
         train_skill(task, base, folder, peft_config=lora, training_args=args, dataset=load_task(task, data_dir),
                     max_train_samples=config.router_train_samples, max_eval_samples=64,
                     resume_from_checkpoint=True)  # fmt: skip

@@ -31,7 +31,7 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     router.add_argument("--top-k", type=int, default=None, help="keep only the top-k skills per decision")
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
     router.add_argument("--task-rank", type=int, default=8, help="rank of the joint task LoRA (0: router only)")
-    router.add_argument("--task-learning-rate", type=float, default=None, help="hybrid: task LoRA rate (1e-3)")
+    router.add_argument("--task-learning-rate", type=float, default=None, help="hybrid: task LoRA rate (5e-3)")
     router.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")
     _add_common(router)
     router.set_defaults(func=run_train_router)

@@ -110,10 +110,16 @@ LABEL_VARIANTS = {
     "base_3shot": "base, 3-shot",
     "uniform": "uniform mix of the 12 skills",
     "own_skill": "own skill alone",
-    "router": "sequence router (SA-MDKIF)",
-    "hybrid": "hybrid: router + task LoRA r8",
-    "task_lora": "task LoRA r8 (what a user picks instead)",
+    "router": "sequence router (SA-MDKIF), lr 5e-3",
+    "hybrid": "hybrid: router 5e-3 + task LoRA r8 1e-3",
+    "hybrid_noskills": "that hybrid, skills switched off",
+    "task_lora": "task LoRA r8, lr 1e-3 (what a user picks instead)",
     "task_adalora": "task AdaLoRA (the skills' recipe)",
+}
+TAGS = {
+    "lr5e-3": "task LoRA at lr 5e-3",
+    "T24": "temperature 24",
+    "lora-skill": "the nli skill retrained as LoRA r8",
 }
 
 
@@ -125,8 +131,10 @@ def label_tasks() -> str:
     lines = [
         "### Closed-answer tasks, every baseline (`benchmarks/study_label_tasks.py`)",
         "",
-        f"All test records, answers ranked by option log-likelihood ({data['scoring']}), 95 % bootstrap intervals; "
-        "skills: the 12 reference AdaLoRA skills. `k`: training records (one epoch over them), `seed`: data order "
+        "All test records, answers ranked by option log-likelihood (sum over the answer and EOS), 95 % bootstrap "
+        "intervals; "
+        "skills: the 12 reference AdaLoRA skills. `k=all`: one epoch over every training record, smaller `k`: that "
+        "many records for 60 steps; `seed`: data order "
         "and init.",
         "",
         "| task | budget | variant | accuracy [95 % CI] | macro-F1 [95 % CI] | predicted labels |",
@@ -141,7 +149,7 @@ def label_tasks() -> str:
             for variant in sorted((v for v in variants if not v.startswith("_")), key=_variant_order):
                 row = variants[variant]
                 name, _, tag = variant.partition("@")
-                label = LABEL_VARIANTS.get(name, name) + (f" ({tag})" if tag else "")
+                label = LABEL_VARIANTS.get(name, name) + (f" [{TAGS.get(tag, tag)}]" if tag else "")
                 lo, hi = row["intervals"]["accuracy"]
                 counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
                 flo, fhi = row["intervals"]["macro_f1"]

@@ -78,8 +78,6 @@ def subsample(dataset, k: int | None, seed: int):
 
 def train_variant(variant, task, data, skills, base, folder, args):
     variant = variant.split("@")[0]
-    from peft import LoraConfig
-
     from samdkif_peft.training import train_router, train_skill
 
     common = dict(dataset=data, max_eval_samples=64, resume_from_checkpoint=True)
@@ -91,11 +89,9 @@ def train_variant(variant, task, data, skills, base, folder, args):
         if variant == "hybrid":
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         return train_router(task, skills, base, folder, training_args=overrides, **extra, **common)
-    if variant == "task_lora":
-        config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
-                            task_type="CAUSAL_LM")  # fmt: skip
-        return train_skill(task, base, folder, peft_config=config, training_args=overrides, **common)
-    return train_skill(task, base, folder, training_args=overrides, **common)  # the skills' AdaLoRA recipe
+    if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`)
+        return train_skill(task, base, folder, peft_type="lora", training_args=overrides, **common)
+    return train_skill(task, base, folder, peft_type="adalora", training_args=overrides, **common)  # the paper's
 
 
 def load_variant(variant, task, skills, base, folder):

@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 VARIANTS = ("base", "uniform", "own_skill", "router", "hybrid", "task_lora")
 TRAINED_FOLDERS = {"router": "routers", "hybrid": "hybrids", "task_lora": "task_loras"}
-HYBRID_TASK_RANK = 8
 
 
 @dataclass
@@ -133,12 +132,13 @@ def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, ou
 def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], base: str, data_dir: str, out: Path,
                   variant: str = "router") -> None:  # fmt: skip
     from .training import train_router
+    from .training.train_router import DEFAULT_TASK_RANK
 
     folder = out / TRAINED_FOLDERS[variant] / task
     if not _done(folder):
         logger.info("training the %s %s for %s", config.router, variant, task)
         args = {"max_steps": config.router_max_steps, "seed": config.seed}
-        task_rank = HYBRID_TASK_RANK if variant == "hybrid" else 0
+        task_rank = DEFAULT_TASK_RANK if variant == "hybrid" else 0
         train_router(task, skills, base, folder, router=config.router, task_rank=task_rank, training_args=args,
                      data_dir=data_dir, max_train_samples=config.router_train_samples, max_eval_samples=64,
                      resume_from_checkpoint=True)  # fmt: skip
@@ -146,21 +146,16 @@ def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], bas
 
 def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str, out: Path) -> None:
     """The baseline a user would pick: a LoRA on the task alone, with the router's data, step budget and seed."""
-    from peft import LoraConfig
-
     from .data import load_task
     from .training import train_skill
     from .training.train_router import TASK_LEARNING_RATE
-    from .training.train_skill import DEFAULT_TARGET_MODULES
 
     folder = out / TRAINED_FOLDERS["task_lora"] / task
     if not _done(folder):
         logger.info("training the task LoRA for %s", task)
-        lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(DEFAULT_TARGET_MODULES),
-                          task_type="CAUSAL_LM")  # fmt: skip
         # the same rate as the hybrid's task LoRA: 5e-3 was also the better task-LoRA rate (docs/MEDICAL_VALUE.md)
         args = {"max_steps": config.router_max_steps, "seed": config.seed, "learning_rate": TASK_LEARNING_RATE}
-        train_skill(task, base, folder, peft_config=lora, training_args=args, dataset=load_task(task, data_dir),
+        train_skill(task, base, folder, peft_type="lora", training_args=args, dataset=load_task(task, data_dir),
                     max_train_samples=config.router_train_samples, max_eval_samples=64,
                     resume_from_checkpoint=True)  # fmt: skip
 

@@ -79,6 +79,20 @@ def answer_budget(tokenizer: Any, references: Sequence[str], quantile: float = 0
     return lengths[min(len(lengths) - 1, math.ceil(quantile * len(lengths)) - 1)] + 1 + margin
 
 
+def load_test_split(task: str | TaskSpec, dataset: Any = None, limit: int | None = None):
+    """`(spec, dataset, test)`: the task's splits (`load_task` when `dataset` is None) and the first `limit` test
+    records (the test split is already shuffled with a fixed seed at build time)."""
+    spec = resolve_task(task)
+    if dataset is None:
+        from samdkif_peft.data import load_task
+
+        dataset = load_task(spec.name)
+    test = dataset["test"]
+    if limit is not None:
+        test = test.select(range(min(limit, len(test))))
+    return spec, dataset, test
+
+
 def evaluate_task(
     model: Any,
     tokenizer: Any,
@@ -98,14 +112,7 @@ def evaluate_task(
             already shuffled with a fixed seed at build time).
         max_new_tokens (`int`, *optional*): defaults to `answer_budget` over the task's train answers.
     """
-    spec = resolve_task(task)
-    if dataset is None:
-        from samdkif_peft.data import load_task
-
-        dataset = load_task(spec.name)
-    test = dataset["test"]
-    if limit is not None:
-        test = test.select(range(min(limit, len(test))))
+    spec, dataset, test = load_test_split(task, dataset, limit)
     if max_new_tokens is None:
         max_new_tokens = answer_budget(tokenizer, dataset["train"]["output"])
     start = time.perf_counter()

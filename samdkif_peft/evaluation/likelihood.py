@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from samdkif_peft.data.tasks import TaskSpec
 from samdkif_peft.data.templates import format_prompt
+from samdkif_peft.evaluation.generation import load_test_split
 from samdkif_peft.evaluation.loading import load_metric
 from samdkif_peft.evaluation.parsing import parse_options, resolve_task, task_labels
 
@@ -213,8 +214,7 @@ def label_report(
         pick = rng.choice(index, size=len(index), replace=True)
         for key, value in _fast_scores(p_arr[pick], r_arr[pick]).items():
             samples[key].append(value)
-    alpha = (1 - confidence) / 2
-    intervals = {k: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))] for k, v in samples.items()}
+    intervals = {k: _percentile_interval(v, confidence) for k, v in samples.items()}
     majority = Counter(train_references or references).most_common(1)[0][0]
     majority_scores = compute([majority] * len(references), references)
     return {
@@ -258,12 +258,8 @@ def paired_difference(
         sa, sb = _fast_scores(a[pick], r[pick]), _fast_scores(b[pick], r[pick])
         for key in diffs:
             diffs[key].append(sa[key] - sb[key])
-    alpha = (1 - confidence) / 2
     return {
-        key: {
-            "difference": point_a[key] - point_b[key],
-            "interval": [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))],
-        }
+        key: {"difference": point_a[key] - point_b[key], "interval": _percentile_interval(v, confidence)}
         for key, v in diffs.items()
     }
 
@@ -305,14 +301,7 @@ def evaluate_options(
         prompt_fn (*optional*): record -> prompt; defaults to the project's template (`format_prompt`). Pass e.g. a
             chat-template or few-shot prompt for a fair base-model baseline.
     """
-    spec = resolve_task(task)
-    if dataset is None:
-        from samdkif_peft.data import load_task
-
-        dataset = load_task(spec.name)
-    test = dataset["test"]
-    if limit is not None:
-        test = test.select(range(min(limit, len(test))))
+    spec, dataset, test = load_test_split(task, dataset, limit)
     records = list(test)
     options = [task_options(spec, r) for r in records]
     prompts = [(prompt_fn or format_prompt)(r) for r in records]
@@ -355,5 +344,12 @@ def bootstrap_mean_interval(values: Sequence[float], *, n_resamples: int = 1000,
         raise ValueError("bootstrap_mean_interval needs a non-empty list of finite numbers")
     rng = np.random.default_rng(seed)
     means = rng.choice(values, size=(n_resamples, values.size), replace=True).mean(1)
+    return _percentile_interval(means, confidence)
+
+
+def _percentile_interval(samples: Any, confidence: float) -> list[float]:
+    """The central `confidence` interval of bootstrap samples (percentile method)."""
+    import numpy as np
+
     alpha = (1 - confidence) / 2
-    return [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+    return [float(np.quantile(samples, alpha)), float(np.quantile(samples, 1 - alpha))]

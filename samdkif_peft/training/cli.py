@@ -15,7 +15,7 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train skill adapters and skill routers with the stock Trainer")
     train_sub = train.add_subparsers(dest="train_command", required=True)
 
-    skill = train_sub.add_parser("skill", help="train one skill adapter (AdaLoRA on q_proj/v_proj by default)")
+    skill = train_sub.add_parser("skill", help="train one skill adapter (LoRA r8 on q_proj/v_proj by default)")
     skill.add_argument("name", help="skill name, e.g. entity_synonymy (build its data with `samdkif data build`)")
     skill.add_argument("--peft-type", choices=("lora", "adalora"), default="lora",
                        help="lora (default, measured better) or adalora (the paper's recipe)")  # fmt: skip

@@ -111,16 +111,12 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     return summary
 
 
-def _done(folder: Path) -> bool:
-    """An adapter folder is complete once its results are written, which happens after the weights and config."""
-    return (folder / "adapter_config.json").is_file() and (folder / "train_results.json").is_file()
-
-
 def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, out: Path) -> str:
     from .training import train_skill
+    from .training.common import training_finished
 
     folder = out / "skills" / name
-    if not _done(folder):
+    if not training_finished(folder):
         logger.info("training skill %s", name)
         args = {"max_steps": config.skill_max_steps, "seed": config.seed}
         train_skill(name, base, folder, training_args=args, data_dir=data_dir,
@@ -132,10 +128,11 @@ def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, ou
 def _train_router(config: PipelineConfig, task: str, skills: dict[str, str], base: str, data_dir: str, out: Path,
                   variant: str = "router") -> None:  # fmt: skip
     from .training import train_router
+    from .training.common import training_finished
     from .training.train_router import DEFAULT_TASK_RANK
 
     folder = out / TRAINED_FOLDERS[variant] / task
-    if not _done(folder):
+    if not training_finished(folder):
         logger.info("training the %s %s for %s", config.router, variant, task)
         args = {"max_steps": config.router_max_steps, "seed": config.seed}
         task_rank = DEFAULT_TASK_RANK if variant == "hybrid" else 0
@@ -148,10 +145,11 @@ def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str
     """The baseline a user would pick: a LoRA on the task alone, with the router's data, step budget and seed."""
     from .data import load_task
     from .training import train_skill
+    from .training.common import training_finished
     from .training.train_router import TASK_LEARNING_RATE
 
     folder = out / TRAINED_FOLDERS["task_lora"] / task
-    if not _done(folder):
+    if not training_finished(folder):
         logger.info("training the task LoRA for %s", task)
         # the same rate as the hybrid's task LoRA: 5e-3 was also the better task-LoRA rate (docs/MEDICAL_VALUE.md)
         args = {"max_steps": config.router_max_steps, "seed": config.seed, "learning_rate": TASK_LEARNING_RATE}

@@ -288,6 +288,7 @@ def evaluate_options(
     batch_size: int = 16,
     normalization: str = "sum",
     prompt_fn: Callable[[Mapping[str, str]], str] | None = None,
+    options_fn: Callable[[Mapping[str, str]], list[str]] | None = None,
     progress: bool = False,
     n_resamples: int = 1000,
 ) -> dict[str, Any]:
@@ -300,10 +301,12 @@ def evaluate_options(
             gives the accuracy under the other one (`accuracy_<other>`).
         prompt_fn (*optional*): record -> prompt; defaults to the project's template (`format_prompt`). Pass e.g. a
             chat-template or few-shot prompt for a fair base-model baseline.
+        options_fn (*optional*): record -> its allowed answers; defaults to `task_options` (the label set, or the
+            `(A) ...` lines of a multiple-choice context). E.g. bare letters for data whose answers are `B`.
     """
     spec, dataset, test = load_test_split(task, dataset, limit)
     records = list(test)
-    options = [task_options(spec, r) for r in records]
+    options = [(options_fn or (lambda r: task_options(spec, r)))(r) for r in records]
     prompts = [(prompt_fn or format_prompt)(r) for r in records]
     start = time.perf_counter()
     scores = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
@@ -314,9 +317,7 @@ def evaluate_options(
     references = [key(r["output"]) for r in records]
     train_refs = [key(o) for o in dataset["train"]["output"]] if "train" in dataset else None
     labels = [key(o) for o in (task_labels(spec) or ())] or None
-    report = label_report(
-        predictions, references, labels=labels, train_references=train_refs, n_resamples=n_resamples
-    )
+    report = label_report(predictions, references, labels=labels, train_references=train_refs, n_resamples=n_resamples)
     for norm in NORMALIZATIONS:
         if norm != normalization:
             other = [key(opts[j]) for opts, j in zip(options, picks[norm])]
@@ -329,6 +330,7 @@ def evaluate_options(
         "seconds": seconds,
         "predictions": predictions,
         "references": references,
+        "options": options,
         "option_scores": [[round(s, 4) for s, _ in row] for row in scores],
         "option_tokens": [[n for _, n in row] for row in scores],
     }

@@ -251,5 +251,13 @@ def _grouped_adamw(model: Any, args: Any, learning_rates: Mapping[str, float]):
     )
 
 
+def training_finished(folder: str | os.PathLike[str]) -> bool:
+    """Whether a training stage is complete: `write_results` runs last, after the adapter is saved."""
+    folder = os.fspath(folder)
+    return os.path.isfile(os.path.join(folder, "adapter_config.json")) and os.path.isfile(
+        os.path.join(folder, RESULTS_FILE)
+    )
+
+
 def write_results(output_dir: str, results: Mapping[str, Any]) -> None:
     atomic_write_text(os.path.join(output_dir, RESULTS_FILE), json.dumps(dict(results), indent=2, default=str) + "\n")

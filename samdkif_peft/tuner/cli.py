@@ -21,6 +21,9 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--verify", action="store_true", help="fetch every skill and check it against its pinned sha256")
     info.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     info.set_defaults(func=run_info)
+    from ..task_router.cli import add_train_parser
+
+    add_train_parser(router_sub)
 
 
 def run_info(args: argparse.Namespace) -> int:

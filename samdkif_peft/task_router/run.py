@@ -1,0 +1,256 @@
+"""`train_task_router`: a user's own medical task in one call (CLI: `samdkif router train`).
+
+    result = train_task_router("my_train.jsonl", "my_test.jsonl", "runs/my-task", baseline="task-lora")
+    result.metrics["router"]["accuracy"], result.report_path
+
+Stages, each skipped when its output exists, so a stopped run resumes where it was (training resumes from its last
+checkpoint): read and check the data (before any model loads) -> score the base model -> train the router (the
+hybrid by default) and score it -> train and score the task LoRA (`baseline="task-lora"`) -> write the report.
+Everything lands in `output_dir`: the router itself (`PeftModel.from_pretrained(base, output_dir)`), its card,
+`eval/<variant>.json`, `predictions.jsonl`, `report.json`, `report.md` and `routing.png`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write_text
+from .inputs import TaskDataError, check_splits, read_split
+from .kinds import detect_kind, label_summary, task_spec
+
+
+logger = logging.getLogger(__name__)
+
+# "hybrid" is the sequence router plus a jointly trained rank-8 task LoRA (the default: it beat the router alone and a
+# plain task LoRA in docs/MEDICAL_VALUE.md); the other three train the router alone.
+ROUTER_CHOICES = ("hybrid", "sequence", "token", "static")
+BASELINES = ("task-lora",)
+EVAL_DIR = "eval"
+TASK_LORA_DIR = os.path.join("baselines", "task_lora")
+TASK_FILE = "task.json"
+
+
+@dataclass
+class TaskRouterResult:
+    """What `train_task_router` produced; every path is inside `output_dir`."""
+
+    output_dir: str
+    kind: str
+    report: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Variant ("base", "router", "task_lora") -> metric -> value."""
+        return self.report["metrics"]
+
+    @property
+    def report_path(self) -> str:
+        return os.path.join(self.output_dir, "report.md")
+
+    @property
+    def predictions_path(self) -> str:
+        return os.path.join(self.output_dir, "predictions.jsonl")
+
+    @property
+    def figure_path(self) -> str:
+        return os.path.join(self.output_dir, "routing.png")
+
+
+def train_task_router(
+    train: Any,
+    test: Any,
+    output_dir: str | os.PathLike[str],
+    *,
+    validation: Any = None,
+    skills: Mapping[str, str] | Sequence[str] | None = None,
+    router: str = "hybrid",
+    baseline: str | None = None,
+    kind: str | None = None,
+    columns: Mapping[str, str] | str | None = None,
+    name: str | None = None,
+    base_model: str | os.PathLike[str] | None = None,
+    max_steps: int | None = None,
+    seed: int = 42,
+    eval_limit: int | None = None,
+    bundle_skills: bool = False,
+    push_to_hub: str | None = None,
+    progress: bool = True,
+) -> TaskRouterResult:
+    """Train a skill router on a user's task, score it against the base model (and a task LoRA), write a report.
+
+    Args:
+        train, test, validation: a `.jsonl`/`.csv`/`.parquet` file, a `save_to_disk` folder, a `datasets` id
+            (`org/name:split`), a `Dataset` or a list of dicts, with `context`, `query`, `output`.
+        skills: `{name: reference}`, or `--skills` style entries (`samdkif_peft.skills.shipped`); default: the
+            twelve released skills.
+        router: `"hybrid"` (sequence router + rank-8 task LoRA), `"sequence"`, `"token"` or `"static"`.
+        baseline: `"task-lora"` also trains a plain LoRA r8 on the same data, steps and seed.
+        kind: `"label"`, `"multiple_choice"` or `"generation"`; detected from the data when None.
+        columns: maps our column names to yours, e.g. `{"context": "note", "output": "label"}`.
+        max_steps: optimizer steps for the router and the baseline (default: one epoch at batch 8).
+        eval_limit: score only the first N test records (quick checks; reports say so).
+        push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
+            bundled with `bundle_skills=True`).
+    """
+    from ..skills.shipped import parse_skill_arguments
+    from ..training.train_router import _check_skill_reference
+
+    out = Path(output_dir)
+    if router not in ROUTER_CHOICES:
+        raise ValueError(f"router={router!r}; choose from: {', '.join(ROUTER_CHOICES)}")
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"baseline={baseline!r}; choose from: {', '.join(BASELINES)} (or None)")
+    # 1. data and skills, checked before any model loads
+    names = {s: _display(src, s) for s, src in (("train", train), ("test", test), ("validation", validation))}
+    train_ds, test_ds = read_split(train, "train", columns), read_split(test, "test", columns)
+    validation_ds = read_split(validation, "validation", columns) if validation is not None else None
+    check_splits(train_ds, test_ds, validation_ds, names=names)
+    kind = kind or detect_kind(train_ds, test_ds)
+    spec = task_spec(name or out.resolve().name, kind, train_ds)
+    skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
+    skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
+    if push_to_hub and not bundle_skills:
+        _refuse_local_skills(skill_refs)
+    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router)
+    logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
+    import datasets
+
+    splits = {"train": train_ds, "test": test_ds, **({"validation": validation_ds} if validation_ds else {})}
+    dataset = datasets.DatasetDict(splits)
+    base = os.fspath(base_model) if base_model else _default_base_model()
+    from .scoring import evaluate_variant
+
+    evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
+    # 2. the router (hybrid by default) on the frozen skills
+    _train_router(out, spec, dataset, skill_refs, base, router, max_steps, seed, bundle_skills)
+    evaluated["router"] = evaluate_variant(out, "router", spec, dataset, base, limit=eval_limit, progress=progress)
+    # 3. what a user would pick instead
+    if baseline == "task-lora":
+        _train_task_lora(out, spec, dataset, base, max_steps, seed)
+        evaluated["task_lora"] = evaluate_variant(out, "task_lora", spec, dataset, base, limit=eval_limit,
+                                                  progress=progress)  # fmt: skip
+    from .report import write_report
+
+    report = write_report(out, spec, kind, dataset, evaluated, router=router)
+    if push_to_hub:
+        _push(out, push_to_hub)
+    return TaskRouterResult(output_dir=str(out), kind=kind, report=report)
+
+
+def _display(source: Any, split: str) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"the {split} dataset"
+
+
+def _default_base_model() -> str:
+    from ..base_model import prepare_base_model
+
+    return str(Path(prepare_base_model()).resolve())
+
+
+def _fingerprint(*splits) -> str:
+    digest = hashlib.sha256()
+    for split in splits:
+        for record in split if split is not None else ():
+            digest.update(json.dumps([record["context"], record["query"], record["output"]]).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Mapping[str, str], router: str) -> None:
+    """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills or router kind."""
+    record = {
+        "name": spec.name,
+        "kind": kind,
+        "labels": list(spec.labels),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_validation": len(validation) if validation is not None else 0,
+        "data_sha256": _fingerprint(train, test, validation),
+        "skills": dict(sorted(skills.items())),
+        "router": router,
+    }
+    path = out / TASK_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = [k for k in ("data_sha256", "kind", "skills", "router") if previous.get(k) != record[k]]
+        if changed:
+            raise TaskDataError(
+                f"{out}: holds a run with other {', '.join(changed)} (task.json); pass a new --out, or delete the "
+                "folder to start over"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(str(path), json.dumps(record, indent=2))
+
+
+def _refuse_local_skills(skills: Mapping[str, str]) -> None:
+    local = [n for n, ref in skills.items() if os.path.isdir(ref)]
+    if local:
+        raise TaskDataError(
+            f"--push-to-hub: skill(s) {', '.join(local)} are local folders, so the pushed router could not load them "
+            "anywhere else; push the skills first (`samdkif skills push`) and pass their repo ids with --skills, or "
+            "add --bundle-skills to copy them into the router repo"
+        )
+
+
+def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool):
+    from ..training.common import training_finished
+    from ..training.train_router import DEFAULT_TASK_RANK, train_router
+
+    if training_finished(out):
+        return
+    start = time.perf_counter()
+    args = {"seed": seed, **({"max_steps": max_steps} if max_steps else {})}
+    kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == "hybrid" else (router, 0)
+    train_router(spec.name, skills, base, out, router=kind, task_rank=task_rank, bundle_skills=bundle,
+                 training_args=args, dataset=dataset, resume_from_checkpoint=True)  # fmt: skip
+    _add_seconds(out, time.perf_counter() - start)
+
+
+def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int) -> None:
+    """A plain LoRA r8 on the same data, steps and seed, at the hybrid's task-LoRA rate (docs/MEDICAL_VALUE.md)."""
+    from ..training import train_skill
+    from ..training.common import DEFAULT_ROUTER_MAX_LENGTH, training_finished
+    from ..training.train_router import TASK_LEARNING_RATE
+
+    folder = out / TASK_LORA_DIR
+    if training_finished(folder):
+        return
+    start = time.perf_counter()
+    args = {"seed": seed, "learning_rate": TASK_LEARNING_RATE, **({"max_steps": max_steps} if max_steps else {})}
+    train_skill(spec.name, base, folder, peft_type="lora", training_args=args, dataset=dataset,
+                max_length=DEFAULT_ROUTER_MAX_LENGTH, resume_from_checkpoint=True)  # fmt: skip
+    _add_seconds(folder, time.perf_counter() - start)
+
+
+def _add_seconds(folder: Path, seconds: float) -> None:
+    """Wall time of the training stage, beside the Trainer's own numbers in train_results.json."""
+    from ..training.common import RESULTS_FILE
+
+    path = folder / RESULTS_FILE
+    results = json.loads(path.read_text())
+    results["stage_seconds"] = round(seconds, 1)
+    atomic_write_text(str(path), json.dumps(results, indent=2))
+
+
+def _push(out: Path, repo_id: str) -> None:
+    """Upload the router, its card, report and figure (not checkpoints, evaluations or baselines)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(out),
+        ignore_patterns=["checkpoints/*", "baselines/*", f"{EVAL_DIR}/*", "predictions.jsonl", TASK_FILE],
+        commit_message="samdkif router train",
+    )
+    logger.info("pushed the router to %s", repo_id)

@@ -1,0 +1,248 @@
+"""`samdkif router train` / `train_task_router`: a user's own task end to end on a tiny Llama with tiny skills.
+
+Three tasks written here (not one of the nine): a label task, a multiple-choice task and a generation task, each
+through the CLI; the report's numbers are recomputed from `predictions.jsonl`; every bad input gets its one-line
+message before a model loads; a stopped run resumes without redoing finished stages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER)
+from samdkif_peft.cli import main as samdkif_main
+from samdkif_peft.task_router import TaskDataError, detect_kind, read_split, train_task_router
+
+from .conftest import _save_base, make_lora_skill
+from .conftest import char_tokenizer as _tokenizer
+
+
+WORDS = (
+    "heart lung renal fever drug liver bone skin gene cell brain blood nerve vein joint gland colon spine tooth ear "
+    "eye lip hip rib toe arm"
+).split()
+LABELS = {0: "low", 1: "medium", 2: "high"}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own-task")
+    tokenizer = _tokenizer()
+    base = _save_base(root / "base", vocab_size=len(tokenizer), eos_token_id=0, pad_token_id=0, bos_token_id=1,
+                      max_position_embeddings=256)  # fmt: skip
+    tokenizer.save_pretrained(base)
+    skills = root / "skills"
+    for i, name in enumerate(("upper", "reverse")):
+        make_lora_skill(base, str(skills / f"skill-{name}"), seed=10 + i)
+    return {"root": root, "base": base, "skills": str(skills)}
+
+
+def _write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _label_rows(words):
+    return [{"context": f"finding: {w}", "query": "risk level?", "output": LABELS[WORDS.index(w) % 3]} for w in words]
+
+
+def _choice_rows(words, seed):
+    rng = random.Random(seed)
+    rows = []
+    for w in words:
+        options = rng.sample(WORDS, 3)
+        if w not in options:
+            options[rng.randrange(3)] = w
+        letter = "ABC"[options.index(w)]
+        context = "\n".join(f"({x}) {o}" for x, o in zip("ABC", options))
+        rows.append({"context": context, "query": f"which one is {w.upper()}?", "output": f"({letter}) {w}"})
+    return rows
+
+
+def _generation_rows(words):
+    return [{"context": "", "query": f"reverse {w}", "output": w[::-1]} for w in words]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    train_words, test_words = WORDS[:18], WORDS[18:]
+    out = {}
+    for kind, make in (("label", _label_rows), ("choice", lambda w: _choice_rows(w, len(w))),
+                       ("generation", _generation_rows)):  # fmt: skip
+        out[kind] = (_write_jsonl(root / f"{kind}_train.jsonl", make(train_words)),
+                     _write_jsonl(root / f"{kind}_test.jsonl", make(test_words)))  # fmt: skip
+    return out
+
+
+def _cli(assets, train, test, out, *extra):
+    argv = ["router", "train", "--train", train, "--test", test, "--out", str(out), "--skills", assets["skills"],
+            "--base-model", assets["base"], "--max-steps", "2", "--quiet", *extra]  # fmt: skip
+    return samdkif_main(argv)
+
+
+def _predictions(out):
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def _accuracy(predictions, references):
+    return sum(p == r for p, r in zip(predictions, references)) / len(references)
+
+
+def test_label_task_end_to_end_with_task_lora_baseline(assets, files, tmp_path, capsys):
+    from peft import PeftModel
+
+    out = tmp_path / "label-task"
+    assert _cli(assets, *files["label"], out, "--baseline", "task-lora") == 0
+    printed = capsys.readouterr().out
+    assert "| router |" in printed and "| task LoRA |" in printed and "| majority label" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "label" and report["n_test"] == 8 and set(report["labels"]) == set(LABELS.values())
+    assert set(report["metrics"]) == {"base", "router", "task_lora"}
+    rows = _predictions(out)
+    assert len(rows) == 8 and all(set(r["option_scores"]) == set(LABELS.values()) for r in rows)
+    assert all(max(r["option_scores"], key=r["option_scores"].get) == r["prediction"] for r in rows)
+    references = [r["reference"] for r in rows]
+    # the report's numbers are the predictions' numbers
+    assert report["metrics"]["router"]["accuracy"] == pytest.approx(_accuracy([r["prediction"] for r in rows],
+                                                                              references))  # fmt: skip
+    for variant in ("base", "task_lora"):
+        got = [r[f"{variant}_prediction"] for r in rows]
+        assert report["metrics"][variant]["accuracy"] == pytest.approx(_accuracy(got, references))
+    counts = report["prediction_counts"]["router"]
+    assert sum(counts.values()) == 8
+    assert sum(sum(row.values()) for row in report["confusion"]["router"].values()) == 8
+    lo, hi = report["intervals"]["router"]["accuracy"]
+    assert lo <= report["metrics"]["router"]["accuracy"] <= hi
+    train_labels = [json.loads(line)["output"] for line in open(files["label"][0])]
+    majority = max(set(train_labels), key=train_labels.count)
+    assert report["baselines"]["majority"]["label"] == majority
+    # the router is an ordinary peft adapter folder with a card that carries the results
+    assert (out / "routing.png").stat().st_size > 1000
+    assert "## Results on the task" in (out / "README.md").read_text()
+    routing = report["routing"]
+    assert routing["skills"] == ["reverse", "upper"] and len(routing["weights"]) == 2
+    assert all(abs(sum(row) - 1) < 1e-3 for row in routing["weights"])
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(assets["base"]), str(out))
+    assert json.loads((out / "adapter_config.json").read_text())["task_rank"] == 8  # hybrid by default
+    assert model.peft_config["default"].router == "sequence"
+
+
+def test_multiple_choice_and_generation_tasks(assets, files, tmp_path):
+    out = tmp_path / "choice"
+    assert _cli(assets, *files["choice"], out, "--router", "static") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "multiple_choice" and report["labels"] == ["A", "B", "C"]
+    rows = _predictions(out)
+    assert all(r["reference"] in "ABC" and r["prediction"] in "ABC" and len(r["option_scores"]) == 3 for r in rows)
+    assert report["metrics"]["router"]["accuracy"] == pytest.approx(
+        _accuracy([r["prediction"] for r in rows], [r["reference"] for r in rows])
+    )
+    assert json.loads((out / "adapter_config.json").read_text())["task_rank"] == 0
+
+    out = tmp_path / "generation"
+    assert _cli(assets, *files["generation"], out, "--router", "token") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "generation" and set(report["metrics"]["router"]) == {"rouge_l", "exact_match",
+                                                                                   "token_f1"}  # fmt: skip
+    from samdkif_peft.evaluation.scoring import score_task
+    from samdkif_peft.task_router import task_spec
+
+    rows = _predictions(out)
+    spec = task_spec("generation", "generation", read_split(files["generation"][0], "train"))
+    direct = score_task(spec, [r["prediction"] for r in rows], [r["reference"] for r in rows])
+    for key, value in direct.items():  # the mean of per-record scores equals the corpus score for these metrics
+        assert report["metrics"]["router"][key] == pytest.approx(value)
+
+
+def test_kind_detection_and_override(files):
+    kinds = {k: detect_kind(read_split(tr, "train"), read_split(te, "test")) for k, (tr, te) in files.items()}
+    assert kinds == {"label": "label", "choice": "multiple_choice", "generation": "generation"}
+
+
+def test_resume_skips_finished_stages(assets, files, tmp_path, monkeypatch):
+    import samdkif_peft.task_router.run as run
+
+    out = tmp_path / "resume"
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the user pressed Ctrl-C during router training
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("samdkif_peft.training.train_router"), "train_router", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"], max_steps=2,
+                          progress=False)  # fmt: skip
+    base_eval = out / "eval" / "base.json"
+    stamp = base_eval.stat().st_mtime_ns
+    monkeypatch.undo()
+    result = train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"],
+                               max_steps=2, progress=False)  # fmt: skip
+    assert base_eval.stat().st_mtime_ns == stamp  # the base model was not scored again
+    trained = (out / "train_results.json").stat().st_mtime_ns
+    again = train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"],
+                              max_steps=2, progress=False)  # fmt: skip
+    assert (out / "train_results.json").stat().st_mtime_ns == trained  # nothing retrained
+    assert again.metrics == result.metrics
+    # another task into the same folder is refused instead of mixing two runs
+    with pytest.raises(TaskDataError, match="holds a run with other data_sha256"):
+        train_task_router(*files["generation"], out, skills=[assets["skills"]], base_model=assets["base"])
+    assert run.TASK_FILE == "task.json"
+
+
+def _bad(tmp_path, rows, name="train.jsonl"):
+    path = tmp_path / name
+    path.write_text(rows if isinstance(rows, str) else "".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_bad_inputs_get_one_line_errors_before_any_model_loads(assets, files, tmp_path, capsys, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setattr("samdkif_peft.base_model.load_base_model", no_model)
+    good_train, good_test = files["label"]
+    rows = _label_rows(WORDS[:18])
+    cases = [
+        (_bad(tmp_path, [{"context": "x", "question": "q", "output": "low"}] * 9, "cols.jsonl"), good_test,
+         "missing column(s) query (has: context, output, question)"),
+        (_bad(tmp_path, rows[:3] + [{**rows[3], "output": " "}] + rows[4:], "empty.jsonl"), good_test,
+         "empty.jsonl: line 4 has an empty output"),
+        (_bad(tmp_path, "\n".join(json.dumps(r) for r in rows[:5]) + "\n{not json\n", "broken.jsonl"), good_test,
+         "broken.jsonl: line 6 is not valid JSON"),
+        (_bad(tmp_path, rows[:5], "short.jsonl"), good_test, "short.jsonl: 5 training rows; at least 8"),
+        (good_train, _bad(tmp_path, _label_rows(WORDS[16:20]), "leak.jsonl"),
+         "leak.jsonl: row 1 has the same context and query as"),
+        (str(tmp_path / "nope.jsonl"), good_test, "nope.jsonl: no such file"),
+        (_bad(tmp_path, "a,b\n", "data.txt"), good_test, "unknown file type '.txt'"),
+    ]  # fmt: skip
+    for train, test, message in cases:
+        assert _cli(assets, train, test, tmp_path / "out") == 1, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    # --columns maps other names; a CSV works the same
+    csv = tmp_path / "mapped.csv"
+    csv.write_text("note,question,label\n" + "".join(f"{r['context']},{r['query']},{r['output']}\n" for r in rows))
+    data = read_split(str(csv), "train", "context=note,query=question,output=label")
+    assert data.column_names == ["context", "query", "output"] and data[0]["output"] == rows[0]["output"]
+    with pytest.raises(TaskDataError, match="--columns: 'context' is not NAME=COLUMN"):
+        read_split(str(csv), "train", "context")
+
+
+def test_push_to_hub_refuses_local_skills(assets, files, tmp_path, capsys):
+    assert _cli(assets, *files["label"], tmp_path / "push", "--push-to-hub", "me/router") == 1
+    err = capsys.readouterr().err
+    assert "are local folders" in err and "--bundle-skills" in err
+    assert not (tmp_path / "push" / "eval").exists()  # refused before anything ran
+
+
+def test_dtype_of_task_files_survives_numbers(tmp_path):
+    rows = [{"context": i, "query": "q", "output": i % 2} for i in range(10)]
+    data = read_split(_bad(tmp_path, rows, "numbers.jsonl"), "train")
+    assert data[3] == {"context": "3", "query": "q", "output": "1"}

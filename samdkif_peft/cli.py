@@ -1,5 +1,5 @@
 """`samdkif` command line: `pipeline run`, `router info`, `hub serve`, `data build`, `model prepare`,
-`train skill|router`.
+`train skill|router`, `skills release|push`.
 
 Each area owns its sub-commands in its own `cli.py` (`add_cli_parser(subparsers)` sets `func`), so this file only
 wires them together and keeps start-up light: heavy imports happen inside the chosen command.
@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "samdkif_peft.base_model",
     "samdkif_peft.pipeline",
     "samdkif_peft.training.cli",
+    "samdkif_peft.release.cli",
 )
 
 

@@ -97,7 +97,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         logger.info("building the data (%s missing)", ", ".join(missing))
         build(DataBuildConfig(out_dir=data_dir))
 
-    skills = {name: _train_skill(config, name, base, data_dir, out) for name in config.skills}
+    skills = {name: ensure_skill(config, name, base, data_dir, out) for name in config.skills}
     for task in config.tasks:
         for variant in ("router", "hybrid"):
             if variant in config.variants:
@@ -111,7 +111,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     return summary
 
 
-def _train_skill(config: PipelineConfig, name: str, base: str, data_dir: str, out: Path) -> str:
+def ensure_skill(config: PipelineConfig, name: str, base: str, data_dir: str, out: Path) -> str:
+    """`<out>/skills/<name>`, trained (or resumed) unless already finished; also the release's training stage."""
     from .training import train_skill
     from .training.common import training_finished
 

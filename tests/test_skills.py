@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from peft import IA3Config, LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import load_file
 
 import samdkif_peft
 from samdkif_peft import SkillRouterConfig
@@ -223,14 +224,30 @@ def test_skills_with_different_targets_rejected(tiny_assets, tmp_path):
 
 
 def test_skill_from_other_base_model_rejected(tiny_assets, tmp_path):
+    """Weights decide, not names: a fingerprinted skill from other weights is refused, the same weights under another
+    name load, and a skill without a fingerprint whose base name differs loads with a warning."""
+    from samdkif_peft.skills.fingerprint import read_fingerprint, stamp_skill
+
     other_base = _save_base(tmp_path / "other-base", seed=5)
     path = make_lora_skill(other_base, str(tmp_path / "s"), seed=1)
-    named = f"different base models: {{'alpha': {tiny_assets['base']!r}, 'other': {other_base!r}}}"
-    with pytest.raises(ValueError, match=re.escape(named)):  # names each skill and the base it was trained on
-        make_router(tiny_assets, skills={"alpha": tiny_assets["skills"]["alpha"], "other": path})
-    with pytest.raises(ValueError, match="trained on .*other-base.* but the model is"):
+    with pytest.warns(UserWarning, match=r"name another base model .*other-base.* no weights fingerprint"):
         make_router(tiny_assets, skills={"other": path})
+    weights = os.path.join(path, "adapter_model.safetensors")
+    before = load_file(weights)
+    stamp_skill(path, load_base(other_base))
+    assert all(torch.equal(before[k], v) for k, v in load_file(weights).items())  # tensors untouched
+    assert read_fingerprint(weights)
+    with pytest.raises(ValueError, match=r"Skill\(s\) \['other'\] were trained on other base weights"):
+        make_router(tiny_assets, skills={"alpha": tiny_assets["skills"]["alpha"], "other": path})
     make_router(tiny_assets, skills={"other": path}, check_base_model=False)  # same shapes: allowed when opted out
+    # the tiny base copied elsewhere: another name, the same weights -> no error, no warning
+    copy = shutil.copytree(tiny_assets["base"], tmp_path / "renamed-base")
+    same = make_lora_skill(str(copy), str(tmp_path / "same"), seed=1)
+    stamp_skill(same, load_base(str(copy)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_router(tiny_assets, skills={"same": same})
+    assert not [w for w in caught if "base model" in str(w.message)]
 
 
 def test_skill_with_wrong_shapes_rejected(tiny_assets, tmp_path):

@@ -18,6 +18,7 @@ from peft.utils import CONFIG_NAME
 from peft.utils.other import get_pattern_key
 from safetensors.torch import load_file
 
+from .fingerprint import read_fingerprint
 from .spec import ResolvedSkill
 
 
@@ -44,6 +45,7 @@ class SkillFactors:
     name: str
     peft_type: str
     base_model_name_or_path: str | None
+    base_fingerprint: str | None = None  # skills.fingerprint: what the base weights looked like in training
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
@@ -81,7 +83,12 @@ def load_skill_factors(skill: ResolvedSkill, allow_pickle: bool = False) -> Skil
         module, part = _split_key(name, key, peft_type)
         grouped.setdefault(module, {})[part] = tensor
 
-    factors = SkillFactors(name=name, peft_type=peft_type, base_model_name_or_path=cfg.get("base_model_name_or_path"))
+    factors = SkillFactors(
+        name=name,
+        peft_type=peft_type,
+        base_model_name_or_path=cfg.get("base_model_name_or_path"),
+        base_fingerprint=read_fingerprint(skill.weights_file),
+    )
     for module, parts in sorted(grouped.items()):
         expected = {"lora_A", "lora_B"} | ({"lora_E"} if peft_type == "ADALORA" else set())
         if set(parts) != expected:

@@ -228,6 +228,8 @@ def fit_and_save(
         "eval_samples": len(evaluation) if evaluation is not None else 0,
         "max_length": max_length,
         "resumed_from_checkpoint": checkpoint,
+        **{k: getattr(args, k) for k in ("learning_rate", "per_device_train_batch_size", "seed")},
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         **metrics,
     }
     return output_dir, summary

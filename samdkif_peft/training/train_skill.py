@@ -22,6 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..skills.fingerprint import stamp_skill
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .common import (
     DEFAULT_MAX_LENGTH,
@@ -176,7 +177,10 @@ def train_skill(
         max_length=max_length, checkpoint=checkpoint, callbacks=callbacks,
     )  # fmt: skip
     peft_type = str(getattr(peft_config.peft_type, "value", peft_config.peft_type))
-    write_results(output_dir, {"skill": skill, "base_model": os.fspath(base_model), "peft_type": peft_type, **summary})
+    # routers check this against the model they mix the skill into (names alone cannot tell weights apart)
+    fingerprint = stamp_skill(output_dir, model.get_base_model())
+    write_results(output_dir, {"skill": skill, "base_model": os.fspath(base_model), "peft_type": peft_type,
+                               "base_model_fingerprint": fingerprint, **summary})  # fmt: skip
     logger.info("skill %r saved to %s (%s)", skill, output_dir, summary)
     return output_dir
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -295,19 +296,8 @@ def _check_compatible(config: SkillRouterConfig, model: nn.Module, factors: list
                 f"{_short(only_f)}, only {ref.name!r} has {_short(only_ref)}. Train all skills with the same "
                 "target_modules."
             )
-    base_names = {f.name: f.base_model_name_or_path for f in factors}
-    if config.check_base_model and len(set(base_names.values())) > 1:
-        raise ValueError(
-            f"Skills were trained on different base models: {base_names}. Mix only skills of one base model, or "
-            "pass check_base_model=False if these names point to the same weights."
-        )
-    model_name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    skill_base = ref.base_model_name_or_path
-    if config.check_base_model and model_name and skill_base and _norm(model_name) != _norm(skill_base):
-        raise ValueError(
-            f"The skills were trained on {skill_base!r} but the model is {model_name!r}. Load the skills' base model, "
-            "or pass check_base_model=False if both names point to the same weights."
-        )
+    if config.check_base_model:
+        _check_same_base_weights(model, factors)
     named = dict(model.named_modules())
     for module in sorted(ref.modules):
         if module not in named:
@@ -331,6 +321,34 @@ def _check_compatible(config: SkillRouterConfig, model: nn.Module, factors: list
                     f"Skill {f.name!r} does not fit module {module!r}: its factors map {a.shape[1]} -> {b.shape[0]} "
                     f"features, the model's layer maps {in_f} -> {out_f}. It was trained on a different base model."
                 )
+
+
+def _check_same_base_weights(model: nn.Module, factors: list[SkillFactors]) -> None:
+    """Refuse skills whose recorded base-weight fingerprint differs from the model's (or each other's); a differing
+    base-model *name* alone only warns: one checkpoint has many names (a cache path here, a Hub id there)."""
+    from ..skills.fingerprint import base_model_fingerprint
+
+    stamped = {f.name: f.base_fingerprint for f in factors if f.base_fingerprint}
+    if stamped:
+        actual = base_model_fingerprint(model, factors[0].modules)
+        wrong = {name: fp for name, fp in stamped.items() if fp != actual}
+        if wrong:
+            names = {f.name: f.base_model_name_or_path for f in factors if f.name in wrong}
+            raise ValueError(
+                f"Skill(s) {sorted(wrong)} were trained on other base weights than this model's (weights fingerprint "
+                f"{sorted(set(wrong.values()))} vs {actual}; trained on {names}). Load the skills' base model, or "
+                "pass check_base_model=False if you really mean to mix them into these weights."
+            )
+    model_name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    unverified = {f.name: f.base_model_name_or_path for f in factors if not f.base_fingerprint}
+    named = {n: b for n, b in unverified.items() if b and (not model_name or _norm(b) != _norm(model_name))}
+    if named:
+        warnings.warn(
+            f"Skill(s) {sorted(named)} name another base model ({sorted(set(named.values()))}) than this model "
+            f"({model_name!r}) and carry no weights fingerprint to check; they load because shapes match. If the "
+            "weights differ, the skills will not do what they learned.",
+            stacklevel=4,
+        )
 
 
 def _norm(name: str) -> str:

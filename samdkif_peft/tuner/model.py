@@ -263,6 +263,8 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
     base_dir = None
     if source is not None and os.path.isdir(source["path"]):
         base_dir = os.path.join(source["path"], source["subfolder"] or "")
+    if _was_local(lock):
+        return _local_spec(name, reference, lock, base_dir)
     try:
         spec = parse_skill_reference(name, reference, base_dir=base_dir)
     except FileNotFoundError as err:
@@ -277,6 +279,28 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
     if spec.repo_id is not None and lock.get("revision"):
         spec = SkillSpec(name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"])
     return spec
+
+
+def _was_local(lock: Mapping[str, Any]) -> bool:
+    """A pinned skill that was a local folder when the router was saved: pinned by hash, with no Hub revision."""
+    pinned_locally = lock.get("sha256") and not lock.get("revision") and not lock.get("bundled")
+    return bool(lock.get("local_path") or pinned_locally)
+
+
+def _local_spec(name: str, reference: str, lock: Mapping[str, Any], base_dir: str | None) -> SkillSpec:
+    """Find a skill that was local: next to the router, then where it was saved from, then the working directory;
+    never on the Hub (a path such as `runs/skills/ner` would otherwise be taken for the repo `runs/skills`)."""
+    candidates = [os.path.join(base_dir, reference)] if base_dir and not os.path.isabs(reference) else []
+    candidates += [p for p in (lock.get("local_path"), reference) if p]
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            return SkillSpec(name=name, reference=reference, path=os.path.abspath(candidate))
+    tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
+    raise FileNotFoundError(
+        f"Skill {name!r} was a local folder when this router was saved and is not there now (looked in: {tried}). "
+        "Put the skill back (or next to the router at the same relative path), or re-save the router with "
+        "bundle_skills=True or with the skill pushed to the Hub and referenced by repo id."
+    )
 
 
 def _base_weight(module: nn.Module) -> torch.Tensor:

@@ -41,3 +41,29 @@ def register_skill_router(config_cls: type, model_cls: type) -> None:
 
 def is_registered() -> bool:
     return SkillPeftType.SKILL_ROUTER in peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING
+
+
+def guard_push_to_hub() -> None:
+    """Make `PeftModel.push_to_hub` refuse skill routers whose skills are local folders (`check_pushable`).
+
+    peft has no hook for this, and its push saves to a temporary folder first, so the check wraps the method; other
+    adapters pass straight through. Idempotent.
+    """
+    import functools
+
+    from peft import PeftModel
+
+    original = PeftModel.push_to_hub
+    if getattr(original, "_samdkif_guarded", False):
+        return
+
+    @functools.wraps(original)
+    def push_to_hub(self, *args, **kwargs):
+        for name, config in getattr(self, "peft_config", {}).items():
+            check = getattr(config, "check_pushable", None)
+            if check is not None:
+                check(name)
+        return original(self, *args, **kwargs)
+
+    push_to_hub._samdkif_guarded = True
+    PeftModel.push_to_hub = push_to_hub

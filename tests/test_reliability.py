@@ -1,0 +1,67 @@
+"""A user's mistakes get one clear error, never a deep traceback or a silent wrong artifact (issue: reliability)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from peft import PeftModel, get_peft_model
+
+import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER)
+from samdkif_peft import SkillRouterConfig
+
+from .conftest import load_base
+
+
+def _quickstart_layout(tiny_assets, root):
+    """Skills and router saved the quickstart's way: relative paths such as `runs/quickstart/skill-copy`."""
+    for name in ("alpha", "beta"):
+        shutil.copytree(tiny_assets["skills"][name], root / "runs" / "quickstart" / f"skill-{name}")
+    config = SkillRouterConfig(
+        skills={n: f"runs/quickstart/skill-{n}" for n in ("alpha", "beta")}, task_type="CAUSAL_LM"
+    )
+    model = get_peft_model(load_base(tiny_assets["base"]), config)
+    model.save_pretrained("runs/quickstart/router")
+    return model
+
+
+def test_relative_skill_paths_load_from_any_directory_and_never_go_to_the_hub(tiny_assets, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    monkeypatch.chdir(project.mkdir() or project)
+    model = _quickstart_layout(tiny_assets, project)
+    x = torch.randint(3, 90, (1, 6))
+    expected = model(input_ids=x).logits
+    saved = model.peft_config["default"]
+    assert saved.skills["alpha"] == "runs/quickstart/skill-alpha"  # the live config keeps what the user wrote
+    monkeypatch.chdir(tmp_path)  # somewhere else entirely
+    router = project / "runs" / "quickstart" / "router"
+    loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), str(router))
+    assert loaded.peft_config["default"].skills["alpha"] == "../skill-alpha"  # stored relative to the router
+    assert torch.equal(loaded(input_ids=x).logits, expected)
+    # router and skills moved together: still loads (relative to the router folder)
+    shutil.move(project / "runs", tmp_path / "elsewhere")
+    moved = tmp_path / "elsewhere" / "quickstart" / "router"
+    assert torch.equal(PeftModel.from_pretrained(load_base(tiny_assets["base"]), str(moved))(input_ids=x).logits,
+                       expected)  # fmt: skip
+    # the skills gone: a clear local error naming the skill and where it looked, not a Hub request for `runs/...`
+    shutil.rmtree(tmp_path / "elsewhere" / "quickstart" / "skill-alpha")
+    with pytest.raises(FileNotFoundError, match=r"Skill 'alpha' was a local folder when this router was saved"):
+        PeftModel.from_pretrained(load_base(tiny_assets["base"]), str(moved))
+
+
+def test_push_to_hub_refuses_local_skills_and_bundling_fixes_it(tiny_assets, tmp_path, monkeypatch, hub_repo_id):
+    monkeypatch.chdir(tmp_path)
+    model = _quickstart_layout(tiny_assets, tmp_path)
+    with pytest.raises(ValueError, match=r"local skill folder\(s\).*Push the skills first.*bundle_skills=True"):
+        model.push_to_hub(hub_repo_id)
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", bundle_skills=True)
+    bundled = get_peft_model(load_base(tiny_assets["base"]), config)
+    bundled.push_to_hub(hub_repo_id)
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(hub_repo_id)
+    assert {f"skill_{n}/adapter_model.safetensors" for n in tiny_assets["skills"]} <= set(files)
+    # plain peft adapters are untouched by the guard
+    lora = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tiny_assets["skills"]["alpha"])
+    lora.push_to_hub(hub_repo_id + "-lora")

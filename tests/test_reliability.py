@@ -65,3 +65,66 @@ def test_push_to_hub_refuses_local_skills_and_bundling_fixes_it(tiny_assets, tmp
     # plain peft adapters are untouched by the guard
     lora = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tiny_assets["skills"]["alpha"])
     lora.push_to_hub(hub_repo_id + "-lora")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_skill_weights_name_the_skill_and_the_file(tiny_assets, tmp_path, damage):
+    skill = shutil.copytree(tiny_assets["skills"]["alpha"], tmp_path / "skill-alpha")
+    weights = skill / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 100)
+    config = SkillRouterConfig(skills={"alpha": str(skill)}, task_type="CAUSAL_LM")
+    with pytest.raises(ValueError, match=r"Skill 'alpha' .*cannot read its weights file .*adapter_model.safetensors.*"
+                                         r"truncated or corrupt"):  # fmt: skip
+        get_peft_model(load_base(tiny_assets["base"]), config)
+
+
+def test_unreachable_hub_names_the_endpoint(tiny_assets, hub_server):
+    """A skill on a Hub that cannot be reached: one message with the endpoint, not a transport traceback."""
+    from samdkif_peft.hub.testing import run_in_fresh_process
+
+    code = f"""
+import samdkif_peft
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM
+config = samdkif_peft.SkillRouterConfig(skills={{"ner": "samdkif/skill-ner"}}, task_type="CAUSAL_LM")
+try:
+    get_peft_model(AutoModelForCausalLM.from_pretrained({tiny_assets["base"]!r}), config)
+except ConnectionError as err:
+    print("ERROR", err)
+"""
+    out = run_in_fresh_process(code, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert "ERROR Skill 'ner' (samdkif/skill-ner): the Hub at http://127.0.0.1:9 could not be reached" in out
+
+
+def test_unreachable_hub_router_config_is_explained():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from samdkif_peft.tuner.registration import explain_hub_failure
+
+    try:
+        try:
+            raise LocalEntryNotFoundError("not cached")
+        except LocalEntryNotFoundError:
+            raise ValueError("Can't find 'adapter_config.json' at 'me/router'")  # noqa: B904 - what peft raises
+    except ValueError as err:
+        reason = explain_hub_failure(err, "Can't load the adapter config of 'me/router'")
+    assert reason.startswith("Can't load the adapter config of 'me/router': the Hub at http://127.0.0.1:")
+    assert explain_hub_failure(ValueError("unrelated"), "x") is None
+
+
+@pytest.mark.slow
+def test_unreachable_hub_router_load_names_the_endpoint(hub_server):
+    """peft's own load of a router repo on an unreachable Hub (huggingface_hub retries for ~23 s first)."""
+    from samdkif_peft.hub.testing import run_in_fresh_process
+
+    code = """
+import samdkif_peft
+from peft import PeftConfig
+try:
+    PeftConfig.from_pretrained("me/router")
+except ValueError as err:
+    print("ERROR", err)
+"""
+    out = run_in_fresh_process(code, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert "ERROR Can't load the adapter config of 'me/router': the Hub at http://127.0.0.1:9 could not be" in out

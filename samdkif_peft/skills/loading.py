@@ -77,7 +77,16 @@ def load_skill_factors(skill: ResolvedSkill, allow_pickle: bool = False) -> Skil
     if cfg.get("bias", "none") != "none":
         raise ValueError(f"Skill {name!r} trains biases (bias={cfg['bias']!r}); retrain it with bias='none'")
 
-    state = _load_state_dict(skill.weights_file, allow_pickle)
+    try:
+        state = _load_state_dict(skill.weights_file, allow_pickle)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError; torch.load others
+        if isinstance(err, ValueError) and "allow_pickle" in str(err):
+            raise
+        raise ValueError(
+            f"Skill {name!r} ({skill.spec.reference}): cannot read its weights file {skill.weights_file!r} "
+            f"({type(err).__name__}: {str(err)[:120]}); the file is truncated or corrupt. Re-download or re-save the "
+            "skill."
+        ) from err
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
         module, part = _split_key(name, key, peft_type)

@@ -104,6 +104,20 @@ def resolve_revision(repo_id: str, revision: str | None) -> str:
 
 def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
     """Fetch a skill's `adapter_config.json` and weights; safetensors only unless `allow_pickle`."""
+    try:
+        return _resolve_skill(spec, allow_pickle)
+    except Exception as err:  # noqa: BLE001 - the transport raises its own types; only Hub failures are rewritten
+        if spec.is_local or isinstance(err, FileNotFoundError):  # our own messages already say what is missing
+            raise
+        from ..tuner.registration import explain_hub_failure
+
+        reason = explain_hub_failure(err, f"Skill {spec.name!r} ({spec.reference})")
+        if reason is None:
+            raise
+        raise ConnectionError(reason) from err
+
+
+def _resolve_skill(spec: SkillSpec, allow_pickle: bool) -> ResolvedSkill:
     if spec.is_local:
         directory, revision = spec.path, None
         config_path = os.path.join(directory, CONFIG_NAME)

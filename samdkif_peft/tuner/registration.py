@@ -67,3 +67,57 @@ def guard_push_to_hub() -> None:
 
     push_to_hub._samdkif_guarded = True
     PeftModel.push_to_hub = push_to_hub
+
+
+def explain_hub_failure(err: BaseException, what: str) -> str | None:
+    """A one-line reason when `err` (or what caused it) is an unreachable Hub or a missing repo; None otherwise."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    try:
+        from httpx2 import TransportError
+    except ImportError:  # an older huggingface_hub on requests/httpx
+        TransportError = OSError  # noqa: N806
+    seen, cause = set(), err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (TransportError, LocalEntryNotFoundError, OfflineModeIsEnabled)):
+            return (
+                f"{what}: the Hub at {constants.ENDPOINT} could not be reached and the file is not in the local cache "
+                f"({type(cause).__name__}). Check HF_ENDPOINT (now {constants.ENDPOINT!r}) and the network, or pass "
+                "a local folder."
+            )
+        if isinstance(cause, RepositoryNotFoundError):
+            return f"{what}: no such repo on the Hub at {constants.ENDPOINT}; check the repo id, token and HF_ENDPOINT"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def guard_hub_errors() -> None:
+    """peft answers an unreachable Hub with "Can't find 'adapter_config.json' at 'me/router'"; say what happened and
+    which endpoint was tried instead. Wraps `PeftConfig._get_peft_type`/`from_pretrained`; idempotent."""
+    import functools
+
+    from peft.config import PeftConfigMixin
+
+    for attr in ("_get_peft_type", "from_pretrained"):
+        original = PeftConfigMixin.__dict__[attr].__func__
+        if getattr(original, "_samdkif_guarded", False):
+            continue
+
+        def make(fn):
+            @functools.wraps(fn)
+            def wrapper(cls, pretrained_model_name_or_path, *args, **kwargs):
+                try:
+                    return fn(cls, pretrained_model_name_or_path, *args, **kwargs)
+                except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is a Hub failure
+                    what = f"Can't load the adapter config of {pretrained_model_name_or_path!r}"
+                    reason = explain_hub_failure(err, what)
+                    if reason is None:
+                        raise
+                    raise ValueError(reason) from err
+
+            wrapper._samdkif_guarded = True
+            return classmethod(wrapper)
+
+        setattr(PeftConfigMixin, attr, make(original))

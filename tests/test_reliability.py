@@ -128,3 +128,18 @@ except ValueError as err:
 """
     out = run_in_fresh_process(code, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert "ERROR Can't load the adapter config of 'me/router': the Hub at http://127.0.0.1:9 could not be" in out
+
+
+def test_hub_serve_on_a_busy_port_is_one_line(tmp_path, capsys):
+    import socket
+
+    from samdkif_peft.cli import main as samdkif_main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert samdkif_main(["hub", "serve", "--root", str(tmp_path / "hub"), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"samdkif hub serve: error: cannot serve at 127.0.0.1:{port}") and err.count("\n") == 1
+    assert "pick another --port" in err

@@ -27,10 +27,21 @@ def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sys
+
     from samdkif_peft.hub.server import HubServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = HubServer(args.root, host=args.host, port=args.port, token=args.token)  # binds: the endpoint is known
+    try:
+        server = HubServer(args.root, host=args.host, port=args.port, token=args.token)  # binds: the endpoint is known
+    except OSError as err:  # port in use, no permission for a low port, unknown host, unwritable root
+        import errno
+
+        in_use = err.errno == errno.EADDRINUSE
+        hint = "pick another --port (0: any free one) or stop what uses it" if in_use else "check --host/--port/--root"
+        where = f"{args.host}:{args.port} from {args.root}"
+        print(f"samdkif hub serve: error: cannot serve at {where} ({err.strerror or err}); {hint}", file=sys.stderr)
+        return 1
     print(
         f"Offline Hub at {server.endpoint} serving {os.path.abspath(args.root)}. Clients need, before importing "
         f"huggingface_hub:\n  export HF_ENDPOINT={server.endpoint} HF_HUB_DISABLE_XET=1 HF_TOKEN=<any, or --token>\n"

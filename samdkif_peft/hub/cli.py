@@ -11,8 +11,9 @@ import logging
 import os
 
 
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    hub = subparsers.add_parser("hub", help="offline Hub-compatible server for air-gapped sites and tests")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif hub` parser (created by `samdkif_cli`, which holds its help line)."""
+    hub = parser
     hub_sub = hub.add_subparsers(dest="hub_command", required=True)
     serve = hub_sub.add_parser("serve", help="serve a Hub at --host:--port from --root (Ctrl-C stops)")
     serve.add_argument("--root", required=True, help="storage directory (created if missing)")

@@ -7,10 +7,11 @@ import logging
 import sys
 
 
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif skills` parser (created by `samdkif_cli`, which holds its help line)."""
     from .skills import DEFAULT_RELEASE_DIR, DEFAULT_WORK_DIR
 
-    skills = subparsers.add_parser("skills", help="train, package and push the 12 released skills")
+    skills = parser
     sub = skills.add_subparsers(dest="skills_command", required=True)
     release = sub.add_parser("release", help="train (or resume) and package the skills as adapter repos with cards")
     release.add_argument("--out", default=DEFAULT_RELEASE_DIR, help=f"release folder (default {DEFAULT_RELEASE_DIR})")

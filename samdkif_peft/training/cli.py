@@ -11,8 +11,9 @@ import logging
 import sys
 
 
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="train skill adapters and skill routers with the stock Trainer")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif train` parser (created by `samdkif_cli`, which holds its help line)."""
+    train = parser
     train_sub = train.add_subparsers(dest="train_command", required=True)
 
     skill = train_sub.add_parser("skill", help="train one skill adapter (LoRA r8 on q_proj/v_proj by default)")

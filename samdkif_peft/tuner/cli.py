@@ -11,8 +11,9 @@ import json
 import sys
 
 
-def add_cli_parser(subparsers: argparse._SubParsersAction) -> None:
-    router = subparsers.add_parser("router", help="inspect and verify trained skill routers")
+def add_cli_parser(parser: argparse.ArgumentParser) -> None:
+    """Fill in the `samdkif router` parser (created by `samdkif_cli`, which holds its help line)."""
+    router = parser
     router_sub = router.add_subparsers(dest="router_command", required=True)
     info = router_sub.add_parser("info", help="show a router's settings and pinned skills (local dir or Hub repo)")
     info.add_argument("router", help="router directory or Hub repo id")

@@ -159,3 +159,40 @@ def test_cli_help_imports_no_heavy_library():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_adalora_module_pruned_to_rank_zero_saves_without_zero3_warning(tiny_assets, tmp_path):
+    import warnings
+
+    from peft import AdaLoraConfig
+    from safetensors.torch import load_file
+
+    from samdkif_peft.training.callbacks import keep_rank_one
+
+    config = AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(load_base(tiny_assets["base"]), config)
+    names = [n for n, m in model.named_modules() if n.endswith("q_proj") and hasattr(m, "lora_E")]
+    key = names[0].removeprefix("base_model.model.") + ".lora_E"
+    pattern = {k: [True, True, False, False] for k in _rank_pattern_keys(model)}
+    pattern[key] = [False] * 4  # what the allocator does to a module whose triplets all score low
+    model.peft_config["default"].rank_pattern = pattern
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        model.save_pretrained(tmp_path / "unfixed")
+    assert any("ZeRO-3" in str(w.message) for w in before)  # peft's misleading warning, the reason for the fix
+    keep_rank_one(model.peft_config["default"])
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        model.save_pretrained(tmp_path / "fixed")
+    assert not any("ZeRO-3" in str(w.message) for w in after)
+    state = load_file(tmp_path / "fixed" / "adapter_model.safetensors")
+    a_key = next(k for k in state if names[0].split("base_model.model.")[-1] in k and "lora_A" in k)
+    assert state[a_key].shape[0] == 1
+    # and the skill mixes: the router loads a skill whose module kept one triplet
+    router = SkillRouterConfig(skills={"ada": str(tmp_path / "fixed")}, task_type="CAUSAL_LM")
+    assert get_peft_model(load_base(tiny_assets["base"]), router).peft_config["default"].skill_lock["ada"]["sha256"]
+
+
+def _rank_pattern_keys(model):
+    return [n.removeprefix("base_model.model.") + ".lora_E" for n, m in model.named_modules() if hasattr(m, "lora_E")
+            and not n.endswith("lora_E")]  # fmt: skip

@@ -34,6 +34,19 @@ class AdaLoraAllocateCallback(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         model.base_model.update_and_allocate(state.global_step)
+        keep_rank_one(_adalora_config(model))
+
+
+def keep_rank_one(config) -> None:
+    """Give every module at least one rank slot in the final AdaLoRA `rank_pattern`.
+
+    A module pruned to rank 0 is saved as `(0, in)` / `(out, 0)` tensors, which peft's save takes for an unsharded
+    DeepSpeed ZeRO-3 / FSDP export and warns about. Keeping its first triplet costs one row and, while its singular
+    value is still zero, computes exactly what rank 0 does; it may train on in the remaining steps.
+    """
+    for mask in (config.rank_pattern or {}).values():
+        if mask and not any(mask):
+            mask[0] = True
 
 
 def _adalora_config(model):

@@ -528,14 +528,17 @@ def test_merge_inside_forced_weights(tiny_assets, inputs):
 
 @pytest.mark.parametrize("autocast", [True, False])
 def test_bf16_model_dtypes(tiny_assets, inputs, autocast):
-    """Like peft's LoRA: float32 factors by default (exact cached decoding), bf16 on request (faster)."""
+    """Like peft's LoRA: float32 factors and router by default (exact cached decoding), bf16 on request (faster): then
+    no trainable parameter is float32, and the gates still come out of a float32 softmax."""
     config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", router="token")
     base = load_base(tiny_assets["base"]).to(torch.bfloat16)
     model = get_peft_model(base, config, autocast_adapter_dtype=autocast).eval()
     layer = model.base_model.model.model.layers[0].self_attn.q_proj
     assert layer.skills_A["default"].dtype == (torch.float32 if autocast else torch.bfloat16)
-    assert all(p.dtype == torch.float32 for p in layer.skill_router_gate.parameters())
+    wanted = torch.float32 if autocast else torch.bfloat16
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {wanted}
     assert logits(model, inputs).dtype == torch.bfloat16
+    assert all(g.dtype == torch.float32 for g in model.base_model.get_routing_weights().values())
 
 
 def test_router_model_card(tiny_assets, tmp_path):

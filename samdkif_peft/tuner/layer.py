@@ -101,13 +101,10 @@ class SkillRouterLayer(BaseTunerLayer):
             self.task_scale[adapter_name] = float(task_scale)
             self.task_dropout[adapter_name] = nn.Dropout(task_dropout) if task_dropout > 0 else nn.Identity()
         self._move_adapter_to_device_of_base_layer(adapter_name)
-        # The router stays in float32 even for bf16 models: it is tiny and its softmax wants the precision. Skill
-        # factors follow the base dtype here; peft's `autocast_adapter_dtype=True` (its default) upcasts them to
-        # float32 afterwards, like LoRA weights, and `autocast_adapter_dtype=False` keeps bf16 for speed.
-        self.skill_router_gate[adapter_name].float()
-        if adapter_name in self.skill_router_task_A:  # trainable like the router, so float32 like it
-            self.skill_router_task_A[adapter_name].float()
-            self.skill_router_task_B[adapter_name].float()
+        # Router, task LoRA and skill factors now have the base layer's dtype. Like peft's LoRA, they are upcast to
+        # float32 afterwards by `autocast_adapter_dtype=True` (peft's default, applied by PeftModel to every
+        # ModuleDict/BufferDict of the layer) and stay in the base dtype with `autocast_adapter_dtype=False`; the
+        # gate softmax is computed in float32 either way (`routing_weights`).
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:

@@ -25,6 +25,7 @@ TEST_CASES = [
     ("static router", {"router": "static"}),
     ("sequence top-2 null", {"router": "sequence", "top_k": 2, "null_expert": True}),
     ("token top-1 T=0.5", {"router": "token", "top_k": 1, "temperature": 0.5}),
+    ("sequence from first layer", {"router": "sequence", "sequence_input": "first_layer"}),
 ]
 IDS = [name for name, _ in TEST_CASES]
 CASES = [kwargs for _, kwargs in TEST_CASES]
@@ -239,10 +240,11 @@ def test_training_changes_only_router(tiny_assets, inputs, kwargs):
     assert all(torch.equal(v, dict(model.named_buffers())[k]) for k, v in buffers.items())
 
 
-@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("router", [*ROUTERS, "sequence/first_layer"])
 @pytest.mark.parametrize("use_reentrant", [True, False])
 def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, use_reentrant):
-    make_router(tiny_assets, router=router).save_pretrained(tmp_path / "r")
+    kind, _, source = router.partition("/")
+    make_router(tiny_assets, router=kind, sequence_input=source or None).save_pretrained(tmp_path / "r")
     labels = inputs["input_ids"].clone()
     labels[:, :3] = -100  # a prompt for the sequence router to route on
     grads = []

@@ -19,6 +19,7 @@ from .registration import SkillPeftType
 ROUTER_KINDS = ("sequence", "token", "static")
 # Bundled skills go one level deep (`skill_<name>/`): transformers' push_to_hub uploads only one level of folders.
 BUNDLE_PREFIX = "skill_"
+SEQUENCE_INPUTS = ("embeddings", "first_layer")
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -67,6 +68,14 @@ class SkillRouterConfig(PeftConfig):
         default_factory=dict, metadata={"help": "Ordered skill name -> local path or Hub repo id[/subfolder][@rev]."}
     )
     router: str = field(default="sequence", metadata={"help": "Router kind: 'sequence', 'token' or 'static'."})
+    sequence_input: str | None = field(
+        default=None,
+        metadata={
+            "help": "What the sequence router pools over the prompt: 'embeddings' (the model's input embeddings) or "
+            "'first_layer' (the input of the first adapted layer: any model peft can wrap). None: embeddings where "
+            "the model has get_input_embeddings(), else first_layer; the choice is saved with the router."
+        },
+    )
     top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
     null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
@@ -93,6 +102,8 @@ class SkillRouterConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = SkillPeftType.SKILL_ROUTER
+        if self.sequence_input not in (None, *SEQUENCE_INPUTS):
+            raise ValueError(f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (or None: auto)")
         if not isinstance(self.skills, dict) or not self.skills:
             raise ValueError(
                 "SkillRouterConfig needs `skills`, a non-empty dict of name -> adapter path or Hub repo id, e.g. "

@@ -39,15 +39,15 @@ class SkillRouterModel(BaseTuner):
         config: SkillRouterConfig = self.peft_config[adapter_name]
         bank = _load_skill_bank(config, model)
         state = RoutingState(config.skill_names)
-        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        source, embed_dim = _sequence_source(config, model, bank) if config.router == "sequence" else (None, None)
         self.__dict__.setdefault("_routing_states", {})[adapter_name] = state
-        self.__dict__["_pending"] = (bank, state, getattr(embeddings, "embedding_dim", None))
+        self.__dict__["_pending"] = (bank, state, embed_dim)
         try:
             super().inject_adapter(model, adapter_name, **kwargs)
         finally:
             self.__dict__.pop("_pending", None)
         if config.router == "sequence":
-            state.attach(model)
+            state.attach(model, dict(model.named_modules())[source] if source else None)
 
     def _prepare_adapter_config(self, peft_config: SkillRouterConfig, model_config: dict) -> SkillRouterConfig:
         bank = self.__dict__["_pending"][0]
@@ -279,6 +279,27 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
     if spec.repo_id is not None and lock.get("revision"):
         spec = SkillSpec(name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"])
     return spec
+
+
+def _sequence_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBank) -> tuple[str | None, int]:
+    """`(module to pool from or None for the embeddings, its feature size)`; records the choice in the config."""
+    embeddings = None
+    try:
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    except NotImplementedError:  # transformers' default for models that have none
+        embeddings = None
+    choice = config.sequence_input or ("embeddings" if embeddings is not None else "first_layer")
+    config.sequence_input = choice
+    if choice == "embeddings":
+        if embeddings is None or not hasattr(embeddings, "embedding_dim"):
+            raise ValueError(
+                "sequence_input='embeddings' pools the prompt's input embeddings, but the model has no "
+                "get_input_embeddings(); use sequence_input='first_layer' (or None), or router='token'/'static'"
+            )
+        return None, embeddings.embedding_dim
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    first = min(bank.modules, key=lambda m: order.get(m, len(order)))
+    return first, bank.modules[first][0].shape[1]  # A: (K, in_features)
 
 
 def _was_local(lock: Mapping[str, Any]) -> bool:

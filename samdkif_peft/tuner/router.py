@@ -55,7 +55,8 @@ class SequenceRouter(_LinearRouter):
                 "The sequence router has no prompt representation for this forward: call the model through its "
                 "top-level forward/generate (the pooling hook sits on it), not an inner module"
             )
-        return self.proj(pooled.to(self.proj.weight.dtype)).unsqueeze(1)  # (B, 1, S)
+        logits = self.proj(pooled.to(self.proj.weight.dtype))  # (B, S)
+        return logits if x.dim() == 2 else logits.unsqueeze(1)  # (B, 1, S) for (B, T, H) inputs
 
 
 def get_router(kind: str, in_features: int, embed_dim: int | None, n_choices: int) -> nn.Module:
@@ -64,12 +65,7 @@ def get_router(kind: str, in_features: int, embed_dim: int | None, n_choices: in
     if kind == "token":
         return TokenRouter(in_features, n_choices)
     if kind == "sequence":
-        if embed_dim is None:
-            raise ValueError(
-                "router='sequence' pools the prompt's input embeddings, but the model has no get_input_embeddings(); "
-                "use router='token' or 'static'"
-            )
-        return SequenceRouter(embed_dim, n_choices)
+        return SequenceRouter(embed_dim if embed_dim is not None else in_features, n_choices)
     raise ValueError(f"Unsupported router: {kind!r}. Only 'sequence', 'token' and 'static' are supported.")
 
 
@@ -111,14 +107,19 @@ class RoutingState:
         self._session: dict[str, Any] | None = None
         self._handles: list[Any] = []
         self._embeddings: nn.Module | None = None
+        self._deferred: dict[str, Any] | None = None  # first_layer source: what to pool once that layer runs
         self._warned_empty_prompt = False
 
     # -- hooks (sequence router only) -------------------------------------------------------------------------------
-    def attach(self, model: nn.Module) -> None:
-        """Pool the prompt in a pre-hook on the top-level model; one embedding lookup, no second forward pass."""
+    def attach(self, model: nn.Module, source: nn.Module | None = None) -> None:
+        """Pool the prompt in a pre-hook on the top-level model (one embedding lookup, no second forward pass), or,
+        with a `source` module (`sequence_input='first_layer'`), from that module's input when it first runs."""
         if self._handles:
             return
-        self._embeddings = model.get_input_embeddings()
+        if source is None:
+            self._embeddings = model.get_input_embeddings()
+        else:
+            self._handles.append(source.register_forward_pre_hook(self._pool_source_input))
         self._handles.append(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
         self._handles.append(model.register_forward_hook(self._post_forward, with_kwargs=True))
 
@@ -153,11 +154,24 @@ class RoutingState:
                     "The sequence router routes on the prompt, but this KV cache was not produced by this model's "
                     "forward (or its batch changed). Run the prompt through the model to build the cache."
                 )
+        elif self._embeddings is None:  # first_layer: pooled when that layer sees its input, further down
+            self._deferred = {"attention_mask": kwargs.get("attention_mask"), "labels": kwargs.get("labels")}
+            pooled = None
         else:
-            pooled = self._pool(input_ids, inputs_embeds, kwargs.get("attention_mask"), kwargs.get("labels"))
+            embeds = inputs_embeds if inputs_embeds is not None else self._embeddings(input_ids)
+            pooled = self._pool(embeds, kwargs.get("attention_mask"), kwargs.get("labels"))
             if session is not None:
                 session["pooled"] = pooled
         self.pooled = pooled
+
+    def _pool_source_input(self, module: nn.Module, args: tuple) -> None:
+        """Pool the first adapted layer's input, once per top-level forward (a checkpointed recompute reuses it)."""
+        if self._deferred is None:
+            return
+        deferred, self._deferred = self._deferred, None
+        self.pooled = self._pool(args[0], deferred["attention_mask"], deferred["labels"])
+        if self._session is not None:
+            self._session["pooled"] = self.pooled
 
     def _post_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         cache = getattr(output, "past_key_values", None)
@@ -169,18 +183,15 @@ class RoutingState:
 
     @torch.no_grad()
     def _pool(
-        self,
-        input_ids: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        labels: torch.Tensor | None,
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None
     ) -> torch.Tensor:
-        """RMS-normalised mean of the prompt's input embeddings.
+        """RMS-normalised mean over the prompt positions of `embeds` ((B, T, H), or (B, H): one position).
 
         The prompt is the attended tokens before the first supervised label, so in training the router never sees the
         answer it is asked to produce (and at inference the whole input is the prompt).
         """
-        embeds = inputs_embeds if inputs_embeds is not None else self._embeddings(input_ids)  # (B, T, H)
+        if embeds.dim() == 2:
+            embeds = embeds.unsqueeze(1)
         mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         if attention_mask is not None and attention_mask.dim() == 2:
             mask &= attention_mask[:, -embeds.shape[1] :].bool()

@@ -222,13 +222,15 @@ def fit_and_save(
     )
     metrics = run_trainer(trainer, checkpoint)
     output_dir = os.fspath(output_dir)
-    model.save_pretrained(output_dir)
+    if trainer.is_world_process_zero():  # under `accelerate launch`, one process writes the adapter
+        model.save_pretrained(output_dir)
+    trainer.accelerator.wait_for_everyone()
     summary = {
         "train_samples": len(train),
         "eval_samples": len(evaluation) if evaluation is not None else 0,
         "max_length": max_length,
         "resumed_from_checkpoint": checkpoint,
-        **{k: getattr(args, k) for k in ("learning_rate", "per_device_train_batch_size", "seed")},
+        **{k: getattr(args, k) for k in ("learning_rate", "per_device_train_batch_size", "seed", "world_size")},
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         **metrics,
     }
@@ -253,6 +255,13 @@ def _grouped_adamw(model: Any, args: Any, learning_rates: Mapping[str, float]):
     )
 
 
+def is_main_process() -> bool:
+    """True in a plain run and in the main process of `accelerate launch` / torchrun (the one that writes files)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def training_finished(folder: str | os.PathLike[str]) -> bool:
     """Whether a training stage is complete: `write_results` runs last, after the adapter is saved."""
     folder = os.fspath(folder)
@@ -262,4 +271,7 @@ def training_finished(folder: str | os.PathLike[str]) -> bool:
 
 
 def write_results(output_dir: str, results: Mapping[str, Any]) -> None:
+    """`train_results.json`, written last (it marks the stage finished) and by the main process only."""
+    if not is_main_process():
+        return
     atomic_write_text(os.path.join(output_dir, RESULTS_FILE), json.dumps(dict(results), indent=2, default=str) + "\n")

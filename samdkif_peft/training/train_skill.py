@@ -29,6 +29,7 @@ from .common import (
     SKILL_TRAINING_DEFAULTS,
     build_training_arguments,
     fit_and_save,
+    is_main_process,
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
@@ -178,7 +179,7 @@ def train_skill(
     )  # fmt: skip
     peft_type = str(getattr(peft_config.peft_type, "value", peft_config.peft_type))
     # routers check this against the model they mix the skill into (names alone cannot tell weights apart)
-    fingerprint = stamp_skill(output_dir, model.get_base_model())
+    fingerprint = stamp_skill(output_dir, model.get_base_model()) if is_main_process() else None
     write_results(output_dir, {"skill": skill, "base_model": os.fspath(base_model), "peft_type": peft_type,
                                "base_model_fingerprint": fingerprint, **summary})  # fmt: skip
     logger.info("skill %r saved to %s (%s)", skill, output_dir, summary)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -108,11 +109,15 @@ def _check_path(path: Any, folder: bool = False) -> str:
 
 
 def _write(path: Path, data: bytes | dict[str, Any], tmpdir: Path | None = None) -> None:
-    """Write atomically (a reader sees the old file or the new one, never half); a dict is written as JSON."""
+    """Write atomically (a reader sees the old file or the new one, never half); a dict is written as JSON. A failed
+    write (full or read-only disk) leaves no temporary file behind."""
     fd, tmp = tempfile.mkstemp(dir=tmpdir or path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data if isinstance(data, bytes) else json.dumps(data).encode())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else json.dumps(data).encode())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _read(path: Path) -> Any:
@@ -139,6 +144,8 @@ class HubStore:
         self.root = Path(root)
         for sub in ("blobs", "tmp", "repos"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (self.root / "tmp").iterdir():  # uploads cut off by a crash: never part of any commit
+            stale.unlink(missing_ok=True)
         self._locks: dict[Path, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -362,6 +369,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(err)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        except OSError as err:  # the store could not be written: say so, and that nothing was committed
+            storage = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+            status, what = (507, "is full") if err.errno in storage else (503, "cannot be written")
+            logger.error("storage error for %s %s: %s", self.command, self.path, err)
+            message = (f"The Hub's storage {what} ({err.strerror or err}); nothing was committed. Free disk space or "
+                       "fix the server's --root permissions, then retry.")  # fmt: skip
+            self._fail(HubError(status, message))
         except Exception:  # a bug must not leak a stack trace to the client
             logger.exception("Unhandled error for %s %s", self.command, self.path)
             self._fail(HubError(500, "Internal server error"))

@@ -22,6 +22,14 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--verify", action="store_true", help="fetch every skill and check it against its pinned sha256")
     info.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     info.set_defaults(func=run_info)
+    export = router_sub.add_parser("export", help="write a router as one plain peft LoRA (servers, vLLM, no plugin)")
+    export.add_argument("router", help="router directory or Hub repo id")
+    export.add_argument("--out", required=True, help="folder for the LoRA adapter")
+    export.add_argument("--base-model", default=None, help="base model (default: the router's, else prepared SmolLM2)")
+    export.add_argument("--prompts", default=None, help="task records (JSONL/CSV/Parquet) whose gates are averaged; "
+                        "needed unless the router is static")  # fmt: skip
+    export.add_argument("--limit", type=int, default=256, help="use the first N prompts (default 256)")
+    export.set_defaults(func=run_export)
     from ..task_router.cli import add_train_parser
 
     add_train_parser(router_sub)
@@ -88,3 +96,36 @@ def _print_table(router: str, summary: dict, verify: bool) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Exit status 0 with the exported folder printed; 1 with one line on bad input."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..base_model import prepare_base_model
+    from .export import export_lora
+
+    try:
+        config = PeftConfig.from_pretrained(args.router)
+        prompts = _read_prompts(args.prompts, args.limit) if args.prompts else None
+        base = args.base_model or config.base_model_name_or_path or str(prepare_base_model())
+        tokenizer = AutoTokenizer.from_pretrained(base) if prompts else None
+        if tokenizer is not None and tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), args.router)
+        summary = export_lora(model, args.out, prompts=prompts, tokenizer=tokenizer)
+    except (OSError, ValueError) as err:
+        print(f"samdkif router export: error: {err}", file=sys.stderr)
+        return 1
+    how = f"gates averaged over {len(prompts)} prompts (approximate)" if summary["approximate"] else "exact"
+    print(f"{summary['output_dir']}: LoRA over {summary['modules']} modules, {how}; load it with plain peft")
+    return 0
+
+
+def _read_prompts(path: str, limit: int) -> list[str]:
+    from ..data.templates import format_prompt
+    from ..task_router.inputs import read_split
+
+    records = read_split(path, "prompts")
+    return [format_prompt(r) for r in records.select(range(min(limit, len(records))))]

@@ -1,0 +1,129 @@
+"""`export_lora`: a skill router as one ordinary peft LoRA, for servers and code that know nothing of this plugin.
+
+No serving engine runs a trained router over a LoRA library, but every one serves LoRA adapters. With gates that do
+not depend on the input (the static router, or any router's gates averaged over a task's prompts), the mixed update
+of a module is `Σ_i g_i B_i A_i + s B_t A_t`, which is exactly a LoRA of rank `Σ r_i (+ r_t)`:
+
+    A = [A_1; ...; A_n; A_t]        B = [g_1 B_1, ..., g_n B_n, s B_t]
+
+with every scale folded into B, so the exported config uses `lora_alpha = r` (scale 1) per module (`rank_pattern`,
+`alpha_pattern`). Plain `PeftModel.from_pretrained(base, folder)` then computes what the router computes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def export_lora(
+    model: Any,
+    output_dir: str | os.PathLike[str],
+    *,
+    prompts: Sequence[str] | None = None,
+    tokenizer: Any = None,
+    adapter_name: str | None = None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Write the router of `model` (a `PeftModel` with a skill router) as a peft LoRA in `output_dir`.
+
+    Args:
+        prompts: needed unless the router is static: the gates each module uses, averaged over these prompts (e.g.
+            the task's training prompts), become its fixed weights. A per-task average of an input-dependent router
+            is an approximation; its exactness is reported back as `approximate=True`.
+        tokenizer: tokenizes `prompts`.
+
+    Returns:
+        `{"output_dir", "modules", "rank", "approximate", "gates"}` (`gates`: module -> the fixed skill weights).
+    """
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    from .layer import SkillRouterLayer
+
+    base = model.base_model
+    name = adapter_name or base._active_router()
+    config = base.peft_config[name]
+    layers = {k: m for k, m in base.model.named_modules() if isinstance(m, SkillRouterLayer) and name in m.skills_A}
+    if config.router == "static":
+        gates = {k: m._mergeable_gates(name) for k, m in layers.items()}
+        approximate = False
+    else:
+        if not prompts or tokenizer is None:
+            raise ValueError(
+                f"router={config.router!r} chooses skills per input; pass prompts= and tokenizer= (CLI: --prompts "
+                "task records) to fold in its gates averaged over a task's prompts, or export a static router"
+            )
+        gates = _average_gates(model, tokenizer, prompts, layers, name, batch_size)
+        approximate = True
+    tensors, ranks = {}, {}
+    for key, layer in layers.items():
+        slot_w = gates[key].float().index_select(-1, layer.skill_slots[name])
+        a = layer.skills_A[name].float()
+        b = layer.skills_B[name].float() * slot_w
+        if name in layer.skill_router_task_A:
+            a = torch.cat([a, layer.skill_router_task_A[name].weight.detach().float()], dim=0)
+            task_b = layer.skill_router_task_B[name].weight.detach().float() * layer.task_scale[name]
+            b = torch.cat([b, task_b], dim=1)
+        if getattr(layer, "fan_in_fan_out", False):
+            raise ValueError(f"Module {key!r} uses fan_in_fan_out weights; exporting those is not supported")
+        tensors[f"base_model.model.{key}.lora_A.weight"] = a.contiguous()
+        tensors[f"base_model.model.{key}.lora_B.weight"] = b.contiguous()
+        ranks[key] = a.shape[0]
+    top = max(ranks.values())
+    lora = LoraConfig(
+        r=top,
+        lora_alpha=top,
+        target_modules=sorted({k.rsplit(".", 1)[-1] for k in layers}),
+        rank_pattern={k: r for k, r in ranks.items() if r != top},
+        alpha_pattern={k: r for k, r in ranks.items() if r != top},  # alpha = r: scale 1, every scale is in B
+        task_type=config.task_type,
+        base_model_name_or_path=config.base_model_name_or_path,
+        inference_mode=True,
+    )
+    os.makedirs(output_dir, exist_ok=True)
+    save_file(tensors, os.path.join(output_dir, "adapter_model.safetensors"), metadata={"format": "pt"})
+    lora.save_pretrained(os.fspath(output_dir))
+    summary = {
+        "output_dir": os.fspath(output_dir),
+        "modules": len(layers),
+        "rank": ranks,
+        "approximate": approximate,
+        "router": config.router,
+        "skills": list(config.skill_names),
+        "gates": {k: [round(float(v), 6) for v in g.flatten().tolist()] for k, g in gates.items()},
+    }
+    with open(os.path.join(output_dir, "samdkif_export.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+@torch.no_grad()
+def _average_gates(model: Any, tokenizer: Any, prompts: Sequence[str], layers: dict, name: str, batch_size: int):
+    """Mean gate vector per module over the prompts' real tokens (sequence router: one vector per prompt)."""
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            model(**batch)
+            mask = batch["attention_mask"].float()
+            for key, layer in layers.items():
+                g = layer._last_gates[name].float()
+                if g.dim() == 3 and g.shape[1] == mask.shape[1]:  # token router: mean over each prompt's tokens
+                    g = (g * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+                g = g.reshape(len(mask), -1) if g.dim() > 1 else g.expand(len(mask), -1)
+                sums[key] = sums.get(key, 0) + g.sum(0).cpu()
+            count += len(mask)
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return {key: (value / count).to(layers[key].skills_A[name].device) for key, value in sums.items()}

@@ -47,11 +47,13 @@ class Server:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, self.limit))
 
         cmd = [sys.executable, "-m", "samdkif_cli", "hub", "serve", "--root", str(self.root), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # the server logs every request: to a file, since an unread pipe fills up and blocks the server
+        self.log = open(self.root.parent / f"{self.root.name}-server.log", "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      preexec_fn=limits)  # fmt: skip
         line = self.proc.stdout.readline()
         match = re.search(r"Offline Hub at (http://[\d.]+:(\d+))", line)
-        assert match, line + self.proc.stderr.read()
+        assert match, line + Path(self.log.name).read_text()
         self.endpoint, self.port = match.group(1), int(match.group(2))
         return self
 
@@ -62,11 +64,13 @@ class Server:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
+        self.log.close()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        self.log.close()
 
 
 def _api(server: Server):
@@ -115,6 +119,10 @@ def test_eight_clients_push_and_read_back_with_bounded_memory(tmp_path):
             t.start()
         for t in threads:
             t.join(timeout=LOAD_SECONDS + 600)
+        print(
+            f"\nload: {len(checked)} round trips, {sum(checked) / 2**20:.0f} MiB pushed and read back in "
+            f"{LOAD_SECONDS:.0f} s; server RSS {baseline:.0f} -> peak {max(peak):.0f} MiB"
+        )
         assert not errors, errors[:5]
         assert len(checked) >= 8  # every client finished at least one round trip
         # bounded: streaming uploads and downloads, not the sum of everything pushed

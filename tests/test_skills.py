@@ -366,7 +366,7 @@ def test_auto_loader_and_cli_give_import_hint(tiny_assets, tmp_path, monkeypatch
 
     import peft.mapping as mapping
 
-    from samdkif_peft import cli
+    import samdkif_cli as cli
 
     make_router(tiny_assets).save_pretrained(tmp_path / "r")
     tables = [getattr(mapping, f"PEFT_TYPE_TO_{kind}_MAPPING") for kind in ("CONFIG", "TUNER", "PREFIX")]
@@ -381,7 +381,7 @@ def test_auto_loader_and_cli_give_import_hint(tiny_assets, tmp_path, monkeypatch
         parser = argparse.ArgumentParser()
         parser.add_subparsers(required=True).add_parser("load").set_defaults(func=load)
         parser._subparsers._group_actions[0].choices["load"].add_argument("router")
-        monkeypatch.setattr(cli, "build_parser", lambda: parser)
+        monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
         with pytest.raises(KeyError, match="peft has no plugin discovery: `import samdkif_peft`"):
             cli.main(["load", str(tmp_path / "r")])
     finally:

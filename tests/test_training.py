@@ -37,7 +37,8 @@ def test_adalora_callback_prunes_to_budget(tiny_assets, tmp_path):
     model.save_pretrained(tmp_path / "skill")
     saved = json.loads((tmp_path / "skill" / "adapter_config.json").read_text())
     kept = [sum(mask) for mask in saved["rank_pattern"].values()]
-    assert len(kept) == 4 and sum(kept) <= 2 * 4 < 6 * 4  # the budget shrank from init_r to target_r per module
+    # the budget shrank from init_r to target_r per module; a module the allocator would empty keeps one slot
+    assert len(kept) == 4 and min(kept) >= 1 and sum(kept) <= 2 * 4 + len(kept) < 6 * 4
 
 
 def test_adalora_without_callback_is_not_pruned(tiny_assets, tmp_path):

@@ -6,6 +6,7 @@ must come before `PeftModel.from_pretrained`, `AutoPeftModelForCausalLM.from_pre
 """
 
 from .loading import load_router, registration_hint
+from .task_router import TaskRouterResult, train_task_router
 from .tuner import SkillPeftType, SkillRouterConfig, SkillRouterLayer, SkillRouterModel
 
 
@@ -16,7 +17,9 @@ __all__ = [
     "SkillRouterConfig",
     "SkillRouterLayer",
     "SkillRouterModel",
+    "TaskRouterResult",
     "__version__",
     "load_router",
     "registration_hint",
+    "train_task_router",
 ]

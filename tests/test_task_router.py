@@ -247,3 +247,21 @@ def test_dtype_of_task_files_survives_numbers(tmp_path):
     rows = [{"context": i, "query": "q", "output": i % 2} for i in range(10)]
     data = read_split(_bad(tmp_path, rows, "numbers.jsonl"), "train")
     assert data[3] == {"context": "3", "query": "q", "output": "1"}
+
+
+def test_push_to_hub_with_bundled_skills_loads_by_repo_id(assets, files, tmp_path, hub_repo_id):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train_task_router(*files["label"], tmp_path / "pushed", skills=[assets["skills"]],
+                               base_model=assets["base"], max_steps=2, bundle_skills=True,
+                               push_to_hub=hub_repo_id, progress=False)  # fmt: skip
+    from huggingface_hub import HfApi
+
+    files_on_hub = set(HfApi().list_repo_files(hub_repo_id))
+    expected = {"adapter_config.json", "adapter_model.safetensors", "README.md", "report.md", "routing.png"}
+    assert expected <= files_on_hub
+    assert not any(f.startswith(("checkpoints/", "eval/", "baselines/")) for f in files_on_hub)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(assets["base"]), hub_repo_id)
+    assert model.peft_config["default"].skill_names == ["reverse", "upper"]
+    assert result.metrics["router"]

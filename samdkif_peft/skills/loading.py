@@ -1,6 +1,6 @@
 """Read a LoRA or AdaLoRA skill and normalise it once into canonical factors `(A, B)` with the scale folded in.
 
-Every skill then contributes `ΔW x = B (A x)` per module, whatever it was trained with (docs/peft-internals.md §4.4):
+Every skill then contributes `ΔW x = B (A x)` per module, whatever it was trained with (docs/PEFT_INTERNALS.md §4.4):
 - LoRA: `A = lora_A`, `B = lora_B * s` with `s = alpha / r` (or `alpha / sqrt(r)` for rsLoRA), per-module `r`/`alpha`
   from `rank_pattern` / `alpha_pattern`.
 - AdaLoRA: `A = lora_A * lora_E`, `B = lora_B * alpha / (init_r + 1e-5)` (its `ranknum` stays `init_r` after pruning).

@@ -1,7 +1,7 @@
 """Where a skill lives: parse a reference (`org/repo[/subfolder][@revision]` or a local directory) and fetch its files.
 
 A skill referenced on the Hub is pinned to the commit it resolved to, so a router keeps meaning the same skills
-after their repos move on (X-LoRA stores bare paths and breaks; docs/peft-internals.md §2.5).
+after their repos move on (X-LoRA stores bare paths and breaks; docs/PEFT_INTERNALS.md §2.5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`AdaLoraAllocateCallback`: AdaLoRA's rank allocation under the stock `Trainer` (docs/peft-internals.md §4.2).
+"""`AdaLoraAllocateCallback`: AdaLoRA's rank allocation under the stock `Trainer` (docs/PEFT_INTERNALS.md §4.2).
 
 The Trainer never calls `update_and_allocate`, so without this an AdaLoRA skill is never pruned. Like peft's
 `AdamssAsaCallback`, it acts in `on_optimizer_step`, after `optimizer.step()` and while the gradients still exist.

@@ -1,6 +1,6 @@
 """What skill and router training share: default `TrainingArguments`, data preparation, checkpoints and results.
 
-Defaults are sized for SmolLM2-135M on 2 CPU cores (docs/base-model.md): tokens/s is flat in sequence length there,
+Defaults are sized for SmolLM2-135M on 2 CPU cores (docs/BASE_MODEL.md): tokens/s is flat in sequence length there,
 so short sequences, dynamic padding and length-grouped batches are the main lever, and bf16 is about twice fp32.
 """
 

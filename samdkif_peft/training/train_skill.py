@@ -40,7 +40,7 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 # The router mixes skills per adapted module, so every skill of one router must adapt the same modules; q and v are
-# the cheapest useful pair on SmolLM2 (docs/base-model.md: AdaLoRA on all linear layers costs 2x a step).
+# the cheapest useful pair on SmolLM2 (docs/BASE_MODEL.md: AdaLoRA on all linear layers costs 2x a step).
 DEFAULT_TARGET_MODULES = ("q_proj", "v_proj")
 
 

@@ -1,4 +1,4 @@
-"""Register the out-of-tree PEFT type `SKILL_ROUTER` with peft (see docs/peft-internals.md §1.3).
+"""Register the out-of-tree PEFT type `SKILL_ROUTER` with peft (see docs/PEFT_INTERNALS.md §1.3).
 
 peft's `register_peft_method` only accepts members of its closed `PeftType` enum, so we write into the same three
 mapping dicts it fills. The type is a `str` enum so that the plain string read from `adapter_config.json` finds the

@@ -21,7 +21,7 @@ _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
-class SkillSpec:
+class SkillReference:
     """A parsed skill reference. Exactly one of `path` (local) and `repo_id` (Hub) is set."""
 
     name: str
@@ -40,7 +40,7 @@ class SkillSpec:
 class ResolvedSkill:
     """A skill fetched to local disk, with the commit it came from and the hash of its weights."""
 
-    spec: SkillSpec
+    spec: SkillReference
     directory: str
     weights_file: str
     revision: str | None
@@ -51,13 +51,13 @@ class ResolvedSkill:
         return [CONFIG_NAME, os.path.basename(self.weights_file)]
 
 
-def parse_skill_reference(name: str, reference: str, base_dir: str | None = None) -> SkillSpec:
-    """Turn `reference` into a `SkillSpec`; relative local paths are tried against `base_dir` first."""
+def parse_skill_reference(name: str, reference: str, base_dir: str | None = None) -> SkillReference:
+    """Turn `reference` into a `SkillReference`; relative local paths are tried against `base_dir` first."""
     ref = os.fspath(reference).strip()
     candidates = [ref] if os.path.isabs(ref) else ([os.path.join(base_dir, ref)] if base_dir else []) + [ref]
     for cand in candidates:
         if os.path.isdir(cand):
-            return SkillSpec(name=name, reference=ref, path=os.path.abspath(cand))
+            return SkillReference(name=name, reference=ref, path=os.path.abspath(cand))
     match = _HUB_REF_RE.match(ref)
     if match is None or ref.startswith((".", "/", "~")):
         raise FileNotFoundError(
@@ -65,7 +65,9 @@ def parse_skill_reference(name: str, reference: str, base_dir: str | None = None
             "'org/repo[/subfolder][@revision]'. Check the path, or train the skill first."
         )
     sub = match.group("sub").strip("/") or None
-    return SkillSpec(name=name, reference=ref, repo_id=match.group("repo"), subfolder=sub, revision=match.group("rev"))
+    return SkillReference(
+        name=name, reference=ref, repo_id=match.group("repo"), subfolder=sub, revision=match.group("rev")
+    )
 
 
 def fetch_file(
@@ -102,7 +104,7 @@ def resolve_revision(repo_id: str, revision: str | None) -> str:
         raise FileNotFoundError(f"Skill repo {repo_id!r} has no revision {revision!r}") from err
 
 
-def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
+def resolve_skill(spec: SkillReference, allow_pickle: bool = False) -> ResolvedSkill:
     """Fetch a skill's `adapter_config.json` and weights; safetensors only unless `allow_pickle`."""
     try:
         return _resolve_skill(spec, allow_pickle)
@@ -117,7 +119,7 @@ def resolve_skill(spec: SkillSpec, allow_pickle: bool = False) -> ResolvedSkill:
         raise ConnectionError(reason) from err
 
 
-def _resolve_skill(spec: SkillSpec, allow_pickle: bool) -> ResolvedSkill:
+def _resolve_skill(spec: SkillReference, allow_pickle: bool) -> ResolvedSkill:
     if spec.is_local:
         directory, revision = spec.path, None
         config_path = os.path.join(directory, CONFIG_NAME)
@@ -140,7 +142,7 @@ def _resolve_skill(spec: SkillSpec, allow_pickle: bool) -> ResolvedSkill:
     )
 
 
-def _pick_weights(spec: SkillSpec, directory: str, allow_pickle: bool) -> str:
+def _pick_weights(spec: SkillReference, directory: str, allow_pickle: bool) -> str:
     safe = os.path.join(directory, SAFETENSORS_WEIGHTS_NAME)
     if os.path.isfile(safe):
         return safe

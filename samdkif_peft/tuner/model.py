@@ -14,7 +14,7 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from torch import nn
 
 from ..skills.loading import SkillFactors, load_skill_factors
-from ..skills.spec import ResolvedSkill, SkillSpec, parse_skill_reference, resolve_skill
+from ..skills.spec import ResolvedSkill, SkillReference, parse_skill_reference, resolve_skill
 from .config import SkillRouterConfig
 from .layer import Linear, SkillRouterLayer
 from .registration import PREFIX
@@ -245,7 +245,7 @@ def _resolve(config: SkillRouterConfig, name: str, reference: str) -> ResolvedSk
     return skill
 
 
-def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[str, Any]) -> SkillSpec:
+def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[str, Any]) -> SkillReference:
     source = getattr(config, "_source", None)
     if lock.get("bundled"):
         # Bundled skills live in the router repo itself: resolve relative to where the router was loaded from.
@@ -259,7 +259,7 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
         if os.path.isdir(root):
             return parse_skill_reference(name, os.path.join(root, reference))
         sub = "/".join(p for p in (source["subfolder"], reference) if p)
-        return SkillSpec(name, reference, repo_id=source["path"], subfolder=sub, revision=source["revision"])
+        return SkillReference(name, reference, repo_id=source["path"], subfolder=sub, revision=source["revision"])
     base_dir = None
     if source is not None and os.path.isdir(source["path"]):
         base_dir = os.path.join(source["path"], source["subfolder"] or "")
@@ -277,7 +277,9 @@ def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[s
             ) from err
         raise
     if spec.repo_id is not None and lock.get("revision"):
-        spec = SkillSpec(name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"])
+        spec = SkillReference(
+            name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"]
+        )
     return spec
 
 
@@ -308,14 +310,14 @@ def _was_local(lock: Mapping[str, Any]) -> bool:
     return bool(lock.get("local_path") or pinned_locally)
 
 
-def _local_spec(name: str, reference: str, lock: Mapping[str, Any], base_dir: str | None) -> SkillSpec:
+def _local_spec(name: str, reference: str, lock: Mapping[str, Any], base_dir: str | None) -> SkillReference:
     """Find a skill that was local: next to the router, then where it was saved from, then the working directory;
     never on the Hub (a path such as `runs/skills/ner` would otherwise be taken for the repo `runs/skills`)."""
     candidates = [os.path.join(base_dir, reference)] if base_dir and not os.path.isabs(reference) else []
     candidates += [p for p in (lock.get("local_path"), reference) if p]
     for candidate in candidates:
         if os.path.isdir(candidate):
-            return SkillSpec(name=name, reference=reference, path=os.path.abspath(candidate))
+            return SkillReference(name=name, reference=reference, path=os.path.abspath(candidate))
     tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
     raise FileNotFoundError(
         f"Skill {name!r} was a local folder when this router was saved and is not there now (looked in: {tried}). "

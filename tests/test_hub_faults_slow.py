@@ -5,7 +5,8 @@
 - `SIGKILL` in the middle of a 200 MB LFS upload, then a restart on the same storage: earlier commits intact, no
   partial file anywhere, and the retried upload succeeds.
 - A full disk (the server's file-size limit, `RLIMIT_FSIZE`, below the upload) answers a Hub-shaped 507 with a
-  message, commits nothing and leaves no temporary file.
+  message, commits nothing and leaves no temporary file; a store remounted read-only under the running server
+  answers 503, still serves reads, and is consistent afterwards (skipped where bind mounts are not allowed).
 
 Run with `pytest -m slow tests/test_hub_faults_slow.py` (about a minute plus the load duration).
 """
@@ -188,5 +189,40 @@ def test_full_disk_gives_a_hub_shaped_error_and_commits_nothing(tmp_path):
         assert "big.bin" not in api.list_repo_files(repo)
         assert _api(server).model_info(repo).sha == first  # nothing committed
         assert not list((tmp_path / "hub" / "tmp").iterdir())
+    finally:
+        server.stop()
+
+
+def test_read_only_disk_gives_a_hub_shaped_error_and_reads_still_work(tmp_path):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    store = tmp_path / "hub"
+    server = Server(store).start()
+    mounted = False
+    try:
+        api, repo = _api(server), "faults/readonly"
+        api.create_repo(repo)
+        first = api.upload_file(path_or_fileobj=b"before", path_in_repo="a.txt", repo_id=repo).oid
+        # remount the store read-only under the running server (root bypasses file permissions, not this)
+        for cmd in (["mount", "--bind", str(store), str(store)], ["mount", "-o", "remount,ro,bind", str(store)]):
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                pytest.skip("cannot bind-mount read-only here (needs root with mount rights)")
+            mounted = True
+        with pytest.raises(Exception) as caught:
+            api.upload_file(path_or_fileobj=b"after", path_in_repo="b.txt", repo_id=repo)
+        err = caught.value
+        while err is not None and not isinstance(err, HfHubHTTPError):
+            err = err.__cause__ or err.__context__
+        assert err is not None and err.response.status_code == 503, caught.value
+        assert "storage cannot be written" in err.response.headers.get("X-Error-Message", "")
+        assert _download(server, repo, "a.txt", tmp_path / "c", revision=first) == b"before"  # reads still work
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(store)], check=False)
+        server.stop()
+    server = Server(store).start()  # the store is consistent afterwards
+    try:
+        assert _api(server).model_info(repo).sha == first
+        assert "b.txt" not in _api(server).list_repo_files(repo)
     finally:
         server.stop()

@@ -167,4 +167,26 @@ def char_tokenizer():
                                    unk_token="<unk>")  # fmt: skip
 
 
+def save_char_base(path: Path) -> str:
+    """The tiny Llama sized for `char_tokenizer`, saved with that tokenizer next to it (loadable by path alone)."""
+    tokenizer = char_tokenizer()
+    base = _save_base(path, vocab_size=len(tokenizer), eos_token_id=0, pad_token_id=0, bos_token_id=1,
+                      max_position_embeddings=256)  # fmt: skip
+    tokenizer.save_pretrained(base)
+    return base
+
+
+@pytest.fixture(scope="module")
+def built_nli_ddi():
+    """Slow tests on the real data: SmolLM2 prepared and the `nli` skill and `ddi_severity` task built (cached)."""
+    from samdkif_peft.base_model import prepare_base_model
+    from samdkif_peft.data import DataBuildConfig, build
+    from samdkif_peft.data.fetch import default_cache_dir
+
+    prepare_base_model()
+    data = default_cache_dir() / "datasets"
+    if not (data / "skills" / "nli" / "test.parquet").is_file() or not (data / "tasks" / "ddi_severity").is_dir():
+        build(DataBuildConfig(out_dir=str(data), skills=["nli"], tasks=["ddi_severity"]))
+
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

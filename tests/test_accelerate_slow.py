@@ -21,18 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--max-steps", "2", "--max-train-samples", "16", "--max-eval-samples", "8", "--batch-size", "2"]
 
 
-@pytest.fixture(scope="module")
-def built():
-    from samdkif_peft.base_model import prepare_base_model
-    from samdkif_peft.data import DataBuildConfig, build
-    from samdkif_peft.data.fetch import default_cache_dir
-
-    prepare_base_model()
-    data = default_cache_dir() / "datasets"
-    if not (data / "skills" / "nli" / "test.parquet").is_file() or not (data / "tasks" / "ddi_severity").is_dir():
-        build(DataBuildConfig(out_dir=str(data), skills=["nli"], tasks=["ddi_severity"]))
-
-
 def _samdkif(args: list[str], processes: int) -> None:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "samdkif_cli"]
@@ -51,7 +39,7 @@ def _layout(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "checkpoints" not in p.parts}
 
 
-def test_two_processes_train_skill_and_router_with_the_same_layout(built, tmp_path):
+def test_two_processes_train_skill_and_router_with_the_same_layout(built_nli_ddi, tmp_path):
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
         _samdkif(["train", "skill", "nli", "--out", str(out / "skill"), *TINY], processes)

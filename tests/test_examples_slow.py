@@ -20,18 +20,6 @@ TINY = ["--max_steps", "2", "--max_train_samples", "16", "--per_device_train_bat
         "--bf16", "--report_to", "none", "--save_strategy", "no"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def built():
-    from samdkif_peft.base_model import prepare_base_model
-    from samdkif_peft.data import DataBuildConfig, build
-    from samdkif_peft.data.fetch import default_cache_dir
-
-    prepare_base_model()
-    data = default_cache_dir() / "datasets"
-    if not (data / "skills" / "nli" / "test.parquet").is_file() or not (data / "tasks" / "ddi_severity").is_dir():
-        build(DataBuildConfig(out_dir=str(data), skills=["nli"], tasks=["ddi_severity"]))
-
-
 def _run(*args: str) -> str:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -39,7 +27,7 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
-def test_train_skill_router_and_evaluate_examples(built, tmp_path):
+def test_train_skill_router_and_evaluate_examples(built_nli_ddi, tmp_path):
     skill = tmp_path / "skills" / "nli"
     _run("examples/train_skill.py", "--skill", "nli", "--peft_type", "lora", "--output_dir", str(skill), *TINY)
     assert json.loads((skill / "adapter_config.json").read_text())["peft_type"] == "LORA"

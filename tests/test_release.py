@@ -13,8 +13,7 @@ from samdkif_peft.cli import main as samdkif_main
 from samdkif_peft.release import SKILL_SIZE_LIMIT, push_skills
 from samdkif_peft.skills.fingerprint import read_fingerprint
 
-from .conftest import _save_base, load_base
-from .conftest import char_tokenizer as _tokenizer
+from .conftest import load_base, save_char_base
 
 
 SOURCES = (
@@ -27,10 +26,7 @@ SOURCES = (
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("release")
-    tokenizer = _tokenizer()
-    base = _save_base(root / "base", vocab_size=len(tokenizer), eos_token_id=0, pad_token_id=0, bos_token_id=1,
-                      max_position_embeddings=256)  # fmt: skip
-    tokenizer.save_pretrained(base)
+    base = save_char_base(root / "base")
     data = root / "datasets"
     for name in ("nli", "ner"):
         rows = [{"context": "", "query": f"{name} {w}", "output": w[::-1]} for w in ("heart", "lung", "renal", "bone")]

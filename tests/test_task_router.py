@@ -17,8 +17,7 @@ import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER)
 from samdkif_peft.cli import main as samdkif_main
 from samdkif_peft.task_router import TaskDataError, detect_kind, read_split, train_task_router
 
-from .conftest import _save_base, make_lora_skill
-from .conftest import char_tokenizer as _tokenizer
+from .conftest import make_lora_skill, save_char_base
 
 
 WORDS = (
@@ -31,10 +30,7 @@ LABELS = {0: "low", 1: "medium", 2: "high"}
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("own-task")
-    tokenizer = _tokenizer()
-    base = _save_base(root / "base", vocab_size=len(tokenizer), eos_token_id=0, pad_token_id=0, bos_token_id=1,
-                      max_position_embeddings=256)  # fmt: skip
-    tokenizer.save_pretrained(base)
+    base = save_char_base(root / "base")
     skills = root / "skills"
     for i, name in enumerate(("upper", "reverse")):
         make_lora_skill(base, str(skills / f"skill-{name}"), seed=10 + i)

@@ -24,8 +24,8 @@ from samdkif_peft.data.templates import format_example
 from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset, train_router, train_skill
 from samdkif_peft.utils import sha256_file
 
-from .conftest import _save_base, load_base
 from .conftest import char_tokenizer as _tokenizer
+from .conftest import load_base, save_char_base
 
 
 FAST = {"max_steps": 4, "per_device_train_batch_size": 4, "save_strategy": "no", "logging_steps": 1, "use_cpu": True}
@@ -57,10 +57,7 @@ def tok():
 def assets(tmp_path_factory):
     """A tiny base model with the char tokenizer saved next to it, and two skills trained by `train_skill`."""
     root = tmp_path_factory.mktemp("pipeline")
-    tokenizer = _tokenizer()
-    base = _save_base(root / "base", vocab_size=len(tokenizer), eos_token_id=0, pad_token_id=0, bos_token_id=1,
-                      max_position_embeddings=256)  # fmt: skip
-    tokenizer.save_pretrained(base)
+    base = save_char_base(root / "base")
     skills = {
         "upper": train_skill("upper", base, root / "skill-upper", dataset=_dataset(["upper"]), dtype=torch.float32,
                              training_args={**FAST, "max_steps": 6}, peft_type="adalora"),  # the paper's recipe

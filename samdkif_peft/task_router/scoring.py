@@ -97,45 +97,23 @@ def _bare_letters(record) -> list[str]:
 def routing_matrix(model: Any, tokenizer: Any, test, *, limit: int | None = None, batch_size: int = 8):
     """Mean routing weight per layer and skill over up to `ROUTING_RECORDS` test prompts (the report's heat-map).
 
-    Token routers are averaged over real (non-padding) prompt tokens; a layer's row averages its adapted modules.
+    `mean_routing_weights` gives each adapted module's mean over the prompts; a layer's row averages its modules.
     """
     import torch
 
     from ..data.templates import format_prompt
 
     records = list(test.select(range(min(len(test), limit or ROUTING_RECORDS, ROUTING_RECORDS))))
-    skills = list(model.base_model._routing_states[model.active_adapter].skill_names)
-    sums: dict[int, torch.Tensor] = {}
-    counts: dict[int, int] = {}
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for i in range(0, len(records), batch_size):
-            prompts = [format_prompt(r) for r in records[i : i + batch_size]]
-            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            with torch.no_grad():
-                model(**inputs)
-            mask = inputs["attention_mask"].float()
-            for key, gates in model.base_model.get_routing_weights().items():
-                layer = _layer_index(key)
-                gates = gates.float()
-                if gates.dim() == 1:
-                    mean = gates
-                elif gates.shape[1] == mask.shape[1]:  # per token
-                    mean = (gates * mask[..., None]).sum((0, 1)) / mask.sum()
-                else:
-                    mean = gates.reshape(-1, gates.shape[-1]).mean(0)
-                sums[layer] = sums.get(layer, 0) + mean.cpu() * len(prompts)
-                counts[layer] = counts.get(layer, 0) + len(prompts)
-    finally:
-        tokenizer.padding_side = padding_side
-    layers = sorted(sums)
-    if layers and len(sums[layers[0]]) == len(skills) + 1:
-        skills.append("(base only)")  # null_expert: the last gate is the "no skill" choice
+    weights = model.base_model.mean_routing_weights(tokenizer, [format_prompt(r) for r in records],
+                                                    batch_size=batch_size)  # fmt: skip
+    rows: dict[int, list[torch.Tensor]] = {}
+    for key, mean in weights.items():
+        rows.setdefault(_layer_index(key), []).append(mean)
+    layers = sorted(rows)
     return {
-        "skills": skills,
+        "skills": list(model.base_model._routing_states[model.active_adapter].skill_names),
         "layers": layers,
-        "weights": [[round(float(v), 5) for v in (sums[layer] / counts[layer]).tolist()] for layer in layers],
+        "weights": [[round(float(v), 5) for v in torch.stack(rows[layer]).mean(0).tolist()] for layer in layers],
         "records": len(records),
     }
 

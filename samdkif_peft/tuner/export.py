@@ -58,7 +58,8 @@ def export_lora(
                 f"router={config.router!r} chooses skills per input; pass prompts= and tokenizer= (CLI: --prompts "
                 "task records) to fold in its gates averaged over a task's prompts, or export a static router"
             )
-        gates = _average_gates(model, tokenizer, prompts, layers, name, batch_size)
+        averaged = base.mean_routing_weights(tokenizer, prompts, batch_size=batch_size, adapter_name=name)
+        gates = {key: averaged[key].to(layers[key].skills_A[name].device) for key in layers}
         approximate = True
     tensors, ranks = {}, {}
     for key, layer in layers.items():
@@ -100,30 +101,3 @@ def export_lora(
     with open(os.path.join(output_dir, "samdkif_export.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
-
-
-@torch.no_grad()
-def _average_gates(model: Any, tokenizer: Any, prompts: Sequence[str], layers: dict, name: str, batch_size: int):
-    """Mean gate vector per module over the prompts' real tokens (sequence router: one vector per prompt)."""
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            model(**batch)
-            mask = batch["attention_mask"].float()
-            for key, layer in layers.items():
-                g = layer._last_gates[name].float()
-                if g.dim() == 3 and g.shape[1] == mask.shape[1]:  # token router: mean over each prompt's tokens
-                    g = (g * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-                g = g.reshape(len(mask), -1) if g.dim() > 1 else g.expand(len(mask), -1)
-                sums[key] = sums.get(key, 0) + g.sum(0).cpu()
-            count += len(mask)
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    return {key: (value / count).to(layers[key].skills_A[name].device) for key, value in sums.items()}

@@ -166,6 +166,38 @@ class SkillRouterModel(BaseTuner):
                 out[key] = module._last_gates[name]
         return out
 
+    @torch.no_grad()
+    def mean_routing_weights(
+        self, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8, adapter_name: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Mean skill weights (S,) per adapted module over `prompts`: a token router's gates are averaged over each
+        prompt's real tokens first, so every prompt counts once. For routing heat-maps and for folding an
+        input-dependent router into fixed weights (`export_lora`)."""
+        name = adapter_name or self._active_router()
+        if not prompts:
+            raise ValueError("mean_routing_weights needs at least one prompt")
+        sums: dict[str, torch.Tensor] = {}
+        padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for i in range(0, len(prompts), batch_size):
+                batch = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True,
+                                  add_special_tokens=False)  # fmt: skip
+                batch = {k: v.to(self.model.device) for k, v in batch.items()}
+                self.model(**batch)
+                mask = batch["attention_mask"].float()
+                for key, gates in self.get_routing_weights(name).items():
+                    gates = gates.float()
+                    if gates.dim() == 3 and gates.shape[1] == mask.shape[1]:  # token router
+                        gates = (gates * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+                    gates = gates.reshape(len(mask), -1) if gates.dim() > 1 else gates.expand(len(mask), -1)
+                    sums[key] = sums.get(key, 0) + gates.sum(0).cpu()
+        finally:
+            tokenizer.padding_side = padding_side
+            self.model.train(was_training)
+        return {key: total / len(prompts) for key, total in sums.items()}
+
     def routing_summary(self, adapter_name: str | None = None) -> dict[str, float]:
         """Mean weight per skill over modules, batch and tokens of the last forward (for plots and logs)."""
         name = adapter_name or self._active_router()

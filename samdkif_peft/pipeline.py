@@ -83,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run (or resume) every stage and return the summary also written to `<out_dir>/results.json`."""
     from .base_model import prepare_base_model
-    from .data.build import DataBuildConfig, build
+    from .data.build import DataBuildConfig, build, missing_datasets
     from .data.fetch import default_cache_dir
 
     out = Path(config.out_dir)
@@ -91,8 +91,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     atomic_write_text(str(out / "pipeline_config.json"), json.dumps(asdict(config), indent=2))
     base = str(Path(config.base_model or prepare_base_model()).resolve())
     data_dir = config.data_dir or str(default_cache_dir() / "datasets")
-    missing = [n for n in config.skills if not (Path(data_dir) / "skills" / n / "test.parquet").is_file()]
-    missing += [n for n in config.tasks if not (Path(data_dir) / "tasks" / n / "test.parquet").is_file()]
+    missing = missing_datasets(data_dir, config.skills, config.tasks)
     if missing:
         logger.info("building the data (%s missing)", ", ".join(missing))
         build(DataBuildConfig(out_dir=data_dir))

@@ -98,6 +98,13 @@ class BuildResult:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def missing_datasets(data_dir: str | Path, skills=(), tasks=()) -> list[str]:
+    """The named skills and tasks not built in `data_dir` yet (their test split is written with the rest)."""
+    root = Path(data_dir)
+    return [f"{kind}/{name}" for kind, names in (("skills", skills), ("tasks", tasks)) for name in names
+            if not (root / kind / name / "test.parquet").is_file()]  # fmt: skip
+
+
 def _groups(src: Sources, recipe: str, salt: str, seed: str, cache: dict) -> dict[str, list[Unit]]:
     """A recipe's units by split, each list in seeded hash order (cached: skills and tasks share recipes)."""
     if recipe not in cache:

@@ -77,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from samdkif_peft.data import load_task
-    from samdkif_peft.data.build import DataBuildConfig, build
+    from samdkif_peft.data.build import DataBuildConfig, build, missing_datasets
     from samdkif_peft.data.fetch import default_cache_dir
     from samdkif_peft.data.tasks import TASKS
 
@@ -86,7 +86,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"samdkif data export: error: unknown task {args.task!r}; choose from: {known}", file=sys.stderr)
         return 1
     data_dir = args.data_dir or str(default_cache_dir() / "datasets")
-    if not (Path(data_dir) / "tasks" / args.task / "test.parquet").is_file():
+    if missing_datasets(data_dir, tasks=[args.task]):
         build(DataBuildConfig(tasks=[args.task], out_dir=data_dir))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

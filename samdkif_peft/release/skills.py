@@ -72,9 +72,9 @@ def release_skills(
 
 
 def _build_missing_data(skills: Sequence[str], data_dir: str) -> None:
-    from ..data.build import DataBuildConfig, build
+    from ..data.build import DataBuildConfig, build, missing_datasets
 
-    if any(not (Path(data_dir) / "skills" / n / "train.parquet").is_file() for n in skills):
+    if missing_datasets(data_dir, skills=skills):
         build(DataBuildConfig(out_dir=data_dir))
 
 

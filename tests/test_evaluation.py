@@ -10,10 +10,12 @@ import socket
 
 import pytest
 
-from samdkif_peft.data.tasks import TASK_NAMES, TASKS
+from samdkif_peft.data.tasks import OUTPUT_FORMATS, TASK_NAMES, TASKS
 from samdkif_peft.evaluation import (
+    FORMAT_METRICS,
     ICD10CM_CHAPTERS,
     METRIC_NAMES,
+    METRICS,
     cut_generation,
     load_metric,
     metric_path,
@@ -25,6 +27,7 @@ from samdkif_peft.evaluation import (
     task_labels,
     task_metric_names,
 )
+from samdkif_peft.evaluation.metrics import METRICS_DIR
 
 
 def _module(name: str):
@@ -142,6 +145,20 @@ def test_load_metric_works_without_network(monkeypatch):
     for name in METRIC_NAMES:
         assert load_metric(name).name
     assert load_metric("classification").compute(predictions=["a"], references=["a"])["accuracy"] == 1.0
+
+
+def test_metric_registry_matches_modules():
+    """`METRICS` is the one declaration: every module folder is registered and returns exactly its registered keys."""
+    folders = {p.parent.name for p in METRICS_DIR.glob("*/*.py") if p.stem == p.parent.name}
+    assert folders == set(METRIC_NAMES)
+    for name, kwargs, _ in METRIC_CASES:
+        assert tuple(load_metric(name).compute(**kwargs)) == METRICS[name]
+
+
+def test_every_output_format_is_scored():
+    assert set(FORMAT_METRICS) == set(OUTPUT_FORMATS)
+    for fmt, owners in FORMAT_METRICS.items():
+        assert set(owners.values()) <= set(METRIC_NAMES), fmt
 
 
 def test_load_metric_unknown_name():
@@ -277,9 +294,16 @@ def test_parse_text_and_span(task):
 
 
 def test_chapter_labels_cover_icd10cm():
-    assert task_labels("icd10cm_chapter_classification") == ICD10CM_CHAPTERS
+    assert TASKS["icd10cm_chapter_classification"].labels == ICD10CM_CHAPTERS
     assert len(ICD10CM_CHAPTERS) == len(set(ICD10CM_CHAPTERS)) == 22
     assert task_labels("ddi_severity") == TASKS["ddi_severity"].labels
+
+
+def test_closed_answer_spaces_are_on_the_task_spec():
+    """Every label / option task carries its label space, so parsing never falls back to a second declaration."""
+    for spec in TASKS.values():
+        if spec.output_format in ("label", "option", "entities"):
+            assert spec.labels and len(set(spec.labels)) == len(spec.labels), spec.name
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -448,11 +472,8 @@ def test_unsupported_task_metric_and_format():
     spec = dataclasses.replace(TASKS["hpo_definition_qa"], metric="bleu")
     with pytest.raises(ValueError, match=r"asks for \['bleu'\].*support only exact_match, token_f1, rouge_l"):
         score_task(spec, ["a"], ["a"])
-    spec = dataclasses.replace(TASKS["hpo_definition_qa"], output_format="table")
     with pytest.raises(ValueError, match=r"output_format 'table'; supported"):
-        score_task(spec, ["a"], ["a"])
-    with pytest.raises(ValueError, match=r"output_format 'table'; supported"):
-        parse_prediction(spec, "a")
+        dataclasses.replace(TASKS["hpo_definition_qa"], output_format="table")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -470,7 +491,7 @@ def test_real_references_score_perfectly(task):
     except FileNotFoundError as err:
         pytest.skip(str(err))
     spec = TASKS[task]
-    labels = task_labels(spec)
+    labels = spec.labels
     for split, ds in data.items():
         references, contexts = ds["output"], ds["context"]
         scores = score_task(task, references, references, contexts, details=True)

@@ -15,7 +15,8 @@ class LeakageError(ValueError):
 _PUNCT = re.compile(r"[^\w\s]")
 
 
-def normalise(text: str) -> str:
+def _normalize(text: str) -> str:
+    """Lower case, punctuation as spaces: a test answer differing from a training one only in form still leaks."""
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
@@ -33,7 +34,7 @@ def check_leakage(datasets: Mapping[str, Iterable[Mapping[str, str]]], salt: str
                 problems.append(f"{name}: key {rec['key']!r} is in split {rec['split']!r} but hashes to {expected!r}")
             if rec["split"] in TRAINING_SPLITS:
                 train_keys.setdefault(rec["key"], name)
-                train_outputs.add((rec["key"], normalise(rec["output"])))
+                train_outputs.add((rec["key"], _normalize(rec["output"])))
             else:
                 test_records.append((name, rec))
     test_keys = set()
@@ -41,7 +42,7 @@ def check_leakage(datasets: Mapping[str, Iterable[Mapping[str, str]]], salt: str
         test_keys.add(rec["key"])
         if rec["key"] in train_keys:
             problems.append(f"{name}: test key {rec['key']!r} also trains {train_keys[rec['key']]}")
-        if (rec["key"], normalise(rec["output"])) in train_outputs:
+        if (rec["key"], _normalize(rec["output"])) in train_outputs:
             problems.append(f"{name}: test output for {rec['key']!r} equals a training output for the same key")
     if problems:
         shown = "\n  ".join(problems[:10])

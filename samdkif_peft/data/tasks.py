@@ -9,17 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+OUTPUT_FORMATS = ("label", "label_set", "option", "text", "span", "entities")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
+    """One downstream task: the data build, the dataset card and the evaluation all read its answer space from here."""
+
     name: str
     description: str
     recipe: str  # key of recipes.RECIPES
-    metric: str  # primary metric: accuracy, micro_f1 (over label/entity sets), rouge_l, exact_match
-    output_format: str  # label | label_set | option | text | span | entities
+    metric: str  # primary metric: a result key of evaluation.metrics.METRICS that its output_format offers
+    output_format: str  # one of OUTPUT_FORMATS; selects the answer parser and the metric modules
     skill_type: str | None  # the skill whose type this task has; None for unseen tasks
-    labels: tuple[str, ...] = ()  # closed label space where there is one
+    labels: tuple[str, ...] = ()  # closed label space where there is one: answers are parsed onto it
     extra_metrics: tuple[str, ...] = ()
     separator: str = ""  # how a label_set / entities output is joined
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"Task {self.name!r} has output_format {self.output_format!r}; supported: {', '.join(OUTPUT_FORMATS)}"
+            )
 
     @property
     def unseen(self) -> bool:
@@ -27,7 +38,33 @@ class TaskSpec:
 
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
-DDI_LABELS = ("contraindicated", "not recommended", "precaution for use", "take into account")
+DDI_LABELS = ("contraindicated", "not recommended", "precaution for use", "take into account")  # most severe first
+# The 22 chapter titles exactly as the built task writes them (simple-icd-10-cm 1.5.0, April 2026 tabular), stated
+# here rather than read from the package so evaluation needs no data build; the test split has only 21 of them.
+ICD10CM_CHAPTERS = (
+    "Certain infectious and parasitic diseases (A00-B99)",
+    "Neoplasms (C00-D49)",
+    "Diseases of the blood and blood-forming organs and certain disorders involving the immune mechanism (D50-D89)",
+    "Endocrine, nutritional and metabolic diseases (E00-E89)",
+    "Mental, Behavioral and Neurodevelopmental disorders (F01-F99)",
+    "Diseases of the nervous system (G00-G99)",
+    "Diseases of the eye and adnexa (H00-H59)",
+    "Diseases of the ear and mastoid process (H60-H95)",
+    "Diseases of the circulatory system (I00-I99)",
+    "Diseases of the respiratory system (J00-J99)",
+    "Diseases of the digestive system (K00-K95)",
+    "Diseases of the skin and subcutaneous tissue (L00-L99)",
+    "Diseases of the musculoskeletal system and connective tissue (M00-M99)",
+    "Diseases of the genitourinary system (N00-N99)",
+    "Pregnancy, childbirth and the puerperium (O00-O9A)",
+    "Certain conditions originating in the perinatal period (P00-P96)",
+    "Congenital malformations, deformations and chromosomal abnormalities (Q00-QA0)",
+    "Symptoms, signs and abnormal clinical and laboratory findings, not elsewhere classified (R00-R99)",
+    "Injury, poisoning and certain other consequences of external causes (S00-T88)",
+    "External causes of morbidity (V00-Y99)",
+    "Factors influencing health status and contact with health services (Z00-Z99)",
+    "Codes for special purposes (U00-U85)",
+)
 
 _SPECS = (
     TaskSpec(
@@ -37,6 +74,7 @@ _SPECS = (
         "accuracy",
         "label",
         "multilabel_doc_classification",
+        labels=ICD10CM_CHAPTERS,
         extra_metrics=("macro_f1",),
     ),
     TaskSpec(

@@ -7,9 +7,9 @@
 Metrics per task and the parsing rules: docs/EVALUATION.md.
 """
 
-from samdkif_peft.evaluation.loading import METRIC_NAMES, METRICS, load_metric, metric_path
+from samdkif_peft.data.tasks import ICD10CM_CHAPTERS
+from samdkif_peft.evaluation.metrics import METRIC_NAMES, METRICS, load_metric, metric_path
 from samdkif_peft.evaluation.parsing import (
-    ICD10CM_CHAPTERS,
     cut_generation,
     match_label,
     normalize_text,

@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from samdkif_peft.data.tasks import TaskSpec
 from samdkif_peft.data.templates import format_prompt
 from samdkif_peft.evaluation.generation import load_test_split
-from samdkif_peft.evaluation.loading import load_metric
-from samdkif_peft.evaluation.parsing import parse_options, resolve_task, task_labels
+from samdkif_peft.evaluation.metrics import load_metric
+from samdkif_peft.evaluation.parsing import parse_options, resolve_task
 
 
 NORMALIZATIONS = ("sum", "mean")
@@ -153,10 +153,9 @@ def task_options(task: str | TaskSpec, record: Mapping[str, str]) -> list[str]:
             raise ValueError(f"{spec.name}: record {record.get('key', '?')!r} has no '(A) ...' option lines")
         return [f"({letter}) {text}" for letter, text in options.items()]
     if spec.output_format == "label":
-        labels = task_labels(spec)
-        if not labels:
+        if not spec.labels:
             raise ValueError(f"{spec.name}: the task has no closed label set to score")
-        return list(labels)
+        return list(spec.labels)
     raise ValueError(
         f"{spec.name}: option scoring needs a closed answer space (output_format 'label' or 'option'), got "
         f"{spec.output_format!r}; score it by generation (evaluate_task)"
@@ -166,7 +165,7 @@ def task_options(task: str | TaskSpec, record: Mapping[str, str]) -> list[str]:
 def scoreable(task: str | TaskSpec) -> bool:
     """Whether `evaluate_options` can score this task (a closed answer space)."""
     spec = resolve_task(task)
-    return spec.output_format == "option" or (spec.output_format == "label" and bool(task_labels(spec)))
+    return spec.output_format == "option" or (spec.output_format == "label" and bool(spec.labels))
 
 
 def _answer_key(spec: TaskSpec, answer: str) -> str:
@@ -316,7 +315,7 @@ def evaluate_options(
     predictions = [key(opts[j]) for opts, j in zip(options, picks[normalization])]
     references = [key(r["output"]) for r in records]
     train_refs = [key(o) for o in dataset["train"]["output"]] if "train" in dataset else None
-    labels = [key(o) for o in (task_labels(spec) or ())] or None
+    labels = [key(o) for o in spec.labels] or None
     report = label_report(predictions, references, labels=labels, train_references=train_refs, n_resamples=n_resamples)
     for norm in NORMALIZATIONS:
         if norm != normalization:

@@ -11,42 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from samdkif_peft.data.tasks import TASKS, TaskSpec
+from samdkif_peft.data.tasks import OUTPUT_FORMATS, TASKS, TaskSpec
 
 
 # End-of-text strings of the tokenizers we generate with (SmolLM2, Llama, T5-style), in case decoding kept them.
 END_OF_TEXT = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
-
-# The 22 ICD-10-CM chapter titles exactly as the built task writes them (simple-icd-10-cm 1.5.0, April 2026
-# tabular), because `TaskSpec.labels` is empty for this task and the test split has only 21 of them.
-ICD10CM_CHAPTERS = (
-    "Certain infectious and parasitic diseases (A00-B99)",
-    "Neoplasms (C00-D49)",
-    "Diseases of the blood and blood-forming organs and certain disorders involving the immune mechanism (D50-D89)",
-    "Endocrine, nutritional and metabolic diseases (E00-E89)",
-    "Mental, Behavioral and Neurodevelopmental disorders (F01-F99)",
-    "Diseases of the nervous system (G00-G99)",
-    "Diseases of the eye and adnexa (H00-H59)",
-    "Diseases of the ear and mastoid process (H60-H95)",
-    "Diseases of the circulatory system (I00-I99)",
-    "Diseases of the respiratory system (J00-J99)",
-    "Diseases of the digestive system (K00-K95)",
-    "Diseases of the skin and subcutaneous tissue (L00-L99)",
-    "Diseases of the musculoskeletal system and connective tissue (M00-M99)",
-    "Diseases of the genitourinary system (N00-N99)",
-    "Pregnancy, childbirth and the puerperium (O00-O9A)",
-    "Certain conditions originating in the perinatal period (P00-P96)",
-    "Congenital malformations, deformations and chromosomal abnormalities (Q00-QA0)",
-    "Symptoms, signs and abnormal clinical and laboratory findings, not elsewhere classified (R00-R99)",
-    "Injury, poisoning and certain other consequences of external causes (S00-T88)",
-    "External causes of morbidity (V00-Y99)",
-    "Factors influencing health status and contact with health services (Z00-Z99)",
-    "Codes for special purposes (U00-U85)",
-)
-# Closed label spaces the task registry does not carry.
-TASK_LABELS: dict[str, tuple[str, ...]] = {"icd10cm_chapter_classification": ICD10CM_CHAPTERS}
-
-OUTPUT_FORMATS = ("label", "label_set", "option", "text", "span", "entities")
 
 _SECTION = re.compile(r"^[ \t]*###", re.MULTILINE)  # a new prompt section: "### Instruction:", "### Input:", ...
 _WRAPPING = "\"'`*“”‘’ \t\n"
@@ -70,9 +39,8 @@ def resolve_task(task: str | TaskSpec) -> TaskSpec:
 
 
 def task_labels(task: str | TaskSpec) -> tuple[str, ...]:
-    """The closed label space of a `label`/`option` task (`TaskSpec.labels`, else `TASK_LABELS`), possibly empty."""
-    spec = resolve_task(task)
-    return spec.labels or TASK_LABELS.get(spec.name, ())
+    """`TaskSpec.labels` of a task or its name: the closed label space, empty for open answers."""
+    return resolve_task(task).labels
 
 
 def cut_generation(text: str) -> str:
@@ -233,10 +201,11 @@ def parse_prediction(task: str | TaskSpec, text: str, context: str | None = None
         raise TypeError(f"{spec.name}: expected a str answer, got {type(text).__name__} ({text!r}); decode first")
     kind = spec.output_format
     if kind == "label":
-        labels = task_labels(spec)
-        return match_label(cut_generation(text), labels) if labels else _strip_answer_prefix(cut_generation(text))
+        if spec.labels:
+            return match_label(cut_generation(text), spec.labels)
+        return _strip_answer_prefix(cut_generation(text))
     if kind == "option":
-        return parse_option(text, task_labels(spec) or "ABCD", context)
+        return parse_option(text, spec.labels or "ABCD", context)
     if kind == "label_set":
         return parse_label_set(text, spec.separator)
     if kind == "entities":

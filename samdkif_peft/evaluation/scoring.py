@@ -5,23 +5,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from samdkif_peft.data.tasks import TaskSpec
-from samdkif_peft.evaluation.loading import load_metric
+from samdkif_peft.evaluation.metrics import METRICS, load_metric
 from samdkif_peft.evaluation.parsing import parse_prediction, resolve_task
+
+
+# output_format -> the packaged modules that score it
+_FORMAT_MODULES: dict[str, tuple[str, ...]] = {
+    "label": ("classification",),
+    "option": ("classification",),
+    "label_set": ("label_set_f1",),
+    "entities": ("label_set_f1",),
+    "text": ("exact_match", "token_f1", "rouge_l"),
+    "span": ("exact_match", "token_f1", "rouge_l"),
+}
+
+
+def _key_owners(modules: tuple[str, ...]) -> dict[str, str]:
+    """Result key -> the first of `modules` that returns it, as declared in `METRICS`."""
+    owners: dict[str, str] = {}
+    for module in modules:
+        for key in METRICS[module]:
+            owners.setdefault(key, module)
+    return owners
 
 
 # output_format -> {metric key a TaskSpec may name -> packaged module that computes it}. The same key can come from
 # different modules: `exact_match` is subset accuracy for label sets but normalised string equality for spans.
-_CLASSIFICATION = {"accuracy": "classification", "macro_f1": "classification"}
-_SETS = {k: "label_set_f1" for k in ("micro_f1", "macro_f1", "exact_match", "micro_precision", "micro_recall")}
-_TEXT = {"exact_match": "exact_match", "token_f1": "token_f1", "rouge_l": "rouge_l"}
-FORMAT_METRICS: dict[str, dict[str, str]] = {
-    "label": _CLASSIFICATION,
-    "option": _CLASSIFICATION,
-    "label_set": _SETS,
-    "entities": _SETS,
-    "text": _TEXT,
-    "span": _TEXT,
-}
+FORMAT_METRICS: dict[str, dict[str, str]] = {fmt: _key_owners(modules) for fmt, modules in _FORMAT_MODULES.items()}
 
 
 def task_metric_names(task: str | TaskSpec) -> tuple[str, ...]:

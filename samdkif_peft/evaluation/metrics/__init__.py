@@ -1,7 +1,8 @@
-"""Offline access to the metric modules shipped in this package.
+"""The metric modules shipped in this package: the one registry of their names and result keys, and their loader.
 
 `evaluate.load("accuracy")` fetches the metric script from the Hub, so it fails offline; loading the packaged file
-by path never touches the network.
+by path never touches the network. Each module lives in `<name>/<name>.py` (evaluate style, with a `README.md`
+metric card); task scoring reads which result keys a module returns from `METRICS`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import evaluate
 
 
-METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRICS_DIR = Path(__file__).resolve().parent
 
 # name -> the result keys it returns; one module serves every task with that answer shape (see docs/EVALUATION.md)
 METRICS: dict[str, tuple[str, ...]] = {
@@ -39,7 +40,7 @@ def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:
 
     Args:
         name (`str`):
-            One of `METRIC_NAMES`: classification, exact_match, label_set_f1, token_f1, rouge_l.
+            One of `METRIC_NAMES`.
         kwargs:
             Passed on to `evaluate.load` (e.g. `experiment_id` for concurrent runs).
     """

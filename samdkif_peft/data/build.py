@@ -189,22 +189,33 @@ def build_task_dataset(src: Sources, name: str, cfg: DataBuildConfig, cache: dic
     return out
 
 
-def _skill_card(spec: SkillSpec) -> tuple[str, str, dict[str, str]]:
-    return spec.description, spec.note, {"recipes": ", ".join(spec.recipes)}
+def _skill_card(spec: SkillSpec) -> dict[str, Any]:
+    extra = {"recipes": ", ".join(spec.recipes)}
+    return {
+        "description": spec.description,
+        "note": spec.note,
+        "extra": extra,
+        "task_categories": spec.task_categories,
+    }
 
 
-def _task_card(spec: TaskSpec) -> tuple[str, str, dict[str, str]]:
+def _task_card(spec: TaskSpec) -> dict[str, Any]:
+    from samdkif_peft.data.cards import UNSEEN_TASK_CATEGORIES
+
     extra = {
         "metric": spec.metric + (f" (also {', '.join(spec.extra_metrics)})" if spec.extra_metrics else ""),
         "output format": spec.output_format + (f" joined by {spec.separator!r}" if spec.separator else ""),
         "type": "unseen (no skill uses this formulation or label space)"
         if spec.unseen
         else f"{spec.skill_type} on held-out entities",
-        "skill_type": spec.skill_type or "",
     }
     if spec.labels:
         extra["labels"] = ", ".join(spec.labels)
-    return spec.description, "", extra
+    if spec.skill_type:
+        categories = SKILLS[spec.skill_type].task_categories
+    else:
+        categories = UNSEEN_TASK_CATEGORIES.get(spec.name, ("text-generation",))
+    return {"description": spec.description, "note": "", "extra": extra, "task_categories": categories}
 
 
 @dataclass(frozen=True)
@@ -215,7 +226,7 @@ class DatasetKind:
     column: str  # "skill": the record column naming the dataset, and the singular in messages
     registry: Mapping[str, SkillSpec | TaskSpec]
     build: Callable[[Sources, str, DataBuildConfig, dict], dict[str, list[dict]]]
-    card: Callable[[Any], tuple[str, str, dict[str, str]]]  # spec -> description, caveat, extra card lines
+    card: Callable[[Any], dict[str, Any]]  # spec -> write_card's description, note, extra and task_categories
 
 
 KINDS: dict[str, DatasetKind] = {
@@ -300,18 +311,16 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
         for records in splits.values():
             for r in records:
                 source_counts[r["source"]] += 1
-        description, note, extra = kind.card(kind.registry[name])
+        card = kind.card(kind.registry[name])
         write_card(
             folder / "README.md",
             kind.column,
             name,
-            description,
-            note,
-            counts[path_name],
-            dict(source_counts),
-            hpo_version,
-            cfg.salt,
-            extra,
+            counts=counts[path_name],
+            sources=dict(source_counts),
+            hpo_version=hpo_version,
+            salt=cfg.salt,
+            **card,
         )
         manifest_datasets[path_name] = {
             "counts": counts[path_name],

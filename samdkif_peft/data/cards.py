@@ -10,23 +10,11 @@ from samdkif_peft.data.fetch import PACKAGES
 from samdkif_peft.data.splits import BUCKETS
 
 
-_TASK_CATEGORIES = {
-    "question_answering": ["question-answering", "text-generation"],
-    "multiple_choice_qa": ["multiple-choice"],
-    "medical_conversation": ["text-generation"],
-    "multilabel_doc_classification": ["text-classification"],
-    "reading_comprehension": ["question-answering"],
-    "nli": ["text-classification"],
-    "summarization": ["summarization"],
-    "ner": ["token-classification"],
-    "relation_extraction": ["text-classification"],
-    "entity_attribute": ["text-generation"],
-    "entity_synonymy": ["text-generation"],
-    "entity_entity_relation": ["text-generation"],
-    # unseen tasks have no skill type
-    "elixhauser_comorbidity": ["text-classification"],
-    "rare_disease_diagnosis": ["multiple-choice"],
-    "ddi_severity": ["text-classification"],
+# Hub categories of the unseen tasks; a skill declares its own (`SkillSpec.task_categories`), shared by its tasks.
+UNSEEN_TASK_CATEGORIES = {
+    "elixhauser_comorbidity": ("text-classification",),
+    "rare_disease_diagnosis": ("multiple-choice",),
+    "ddi_severity": ("text-classification",),
 }
 
 
@@ -45,17 +33,17 @@ def write_card(
     hpo_version: str,
     salt: str,
     extra: dict[str, str] | None = None,
+    task_categories: tuple[str, ...] = ("text-generation",),
 ) -> None:
     """Write `README.md` with YAML metadata and prose; the content depends only on the build, so it is reproducible."""
     packages = sorted({s.split(":", 1)[0] for s in sources})
-    extra = dict(extra or {})
-    category = extra.pop("skill_type", "") or name
+    extra = extra or {}
     data = DatasetCardData(
         language=["en"],
         license="other",
         pretty_name=f"SA-MDKIF {kind} {name}",
         size_categories=[_size_category(sum(counts.values()))],
-        task_categories=_TASK_CATEGORIES.get(category, ["text-generation"]),
+        task_categories=list(task_categories),
         tags=["medical", "samdkif", kind],
     )
     by_spec = {p.spec: p for p in PACKAGES.values()}

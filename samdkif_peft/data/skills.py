@@ -11,6 +11,7 @@ class SkillSpec:
     description: str
     recipes: tuple[str, ...]  # keys of recipes.RECIPES; examples are drawn round-robin across them
     note: str = ""  # caveat shown in the dataset card
+    task_categories: tuple[str, ...] = ("text-generation",)  # Hub dataset-card categories (also of its tasks)
 
 
 _SPECS = (
@@ -20,12 +21,14 @@ _SPECS = (
         "question titles answered by the study's conclusion.",
         ("hpo.definition", "cms.pcs_definition", "pubmed.question_answer"),
         "ICD-10-PCS definitions (~50) and PubMed question titles (~100) are small; HPO definitions dominate.",
+        task_categories=("question-answering", "text-generation"),
     ),
     SkillSpec(
         "multiple_choice_qa",
         "Four-option questions with same-branch distractors: ICD-10-CM code among sibling codes, disease feature "
         "among sibling HPO phenotypes.",
         ("icd10cm.sibling_mcq", "hpo.disease_feature_mcq"),
+        task_categories=("multiple-choice",),
     ),
     SkillSpec(
         "medical_conversation",
@@ -40,23 +43,27 @@ _SPECS = (
         "Label assignment: PubMed abstracts to MeSH disease categories (OHSUMED-like), MeSH diseases to tree "
         "categories, diagnoses to ICD-10-CM chapters.",
         ("pubmed.mesh_categories", "diseases.mesh_categories", "icd10cm.chapter"),
+        task_categories=("text-classification",),
     ),
     SkillSpec(
         "reading_comprehension",
         "Extractive questions over structured PubMed abstracts: the conclusion and the objective sections.",
         ("pubmed.conclusion_mrc", "pubmed.objective_mrc"),
+        task_categories=("question-answering",),
     ),
     SkillSpec(
         "nli",
         "Premise/hypothesis pairs labelled by coding rules and curation: ICD-10-CM Excludes1/Excludes2/inclusion "
         "notes, HPO disease annotations including curated absences (NOT).",
         ("icd10cm.excludes_nli", "hpo.disease_nli"),
+        task_categories=("text-classification",),
     ),
     SkillSpec(
         "summarization",
         "Real compressions: PubMed abstract to title, structured abstract to its conclusion, CMS long to short "
         "ICD-10-CM titles.",
         ("pubmed.title", "pubmed.conclusion_summary", "cms.short_title"),
+        task_categories=("summarization",),
     ),
     SkillSpec(
         "ner",
@@ -64,12 +71,14 @@ _SPECS = (
         "the NLM indexers' chemical lists found in the text.",
         ("pubmed.ner_drug_disease", "pubmed.ner_chemicals"),
         "Drug/disease labels are distant (dictionary longest match), not hand-annotated.",
+        task_categories=("token-classification",),
     ),
     SkillSpec(
         "relation_extraction",
         "Relation classification between two entities: ICD-10-CM instructional notes (code first, use additional, "
         "code also, excludes) and HPO disease-term relations (feature, excluded, inheritance, course).",
         ("icd10cm.note_relation", "hpo.disease_relation"),
+        task_categories=("text-classification",),
     ),
     SkillSpec(
         "entity_attribute",

@@ -21,13 +21,14 @@ from samdkif_peft import SkillRouterConfig
 from samdkif_peft.base_model import load_base_model, prepare_base_model
 from samdkif_peft.data import load_task
 from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset
+from samdkif_peft.tuner.router import describe_routers
 
 
 @dataclass
 class RouterArguments:
     task: str = field(default="ddi_severity", metadata={"help": "One of samdkif_peft.data.TASKS."})
     skills_dir: str = field(default="runs/skills", metadata={"help": "Skill adapters, one per sub-folder."})
-    router: str = field(default="sequence", metadata={"help": "'sequence', 'token' or 'static'."})
+    router: str = field(default="sequence", metadata={"help": f"Router kind: {describe_routers()}."})
     task_rank: int = field(default=0, metadata={"help": "Hybrid: rank of a jointly trained task LoRA (0: off)."})
     base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})

@@ -46,7 +46,7 @@ class PipelineConfig:
     skills: list[str] | None = field(default=None, metadata={"help": "Skills to train (default: all 12)."})
     tasks: list[str] | None = field(default=None, metadata={"help": "Tasks to adapt to (default: all 9)."})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "Models to evaluate."})
-    router: str = field(default="sequence", metadata={"help": "Router kind of the SA-MDKIF variant."})
+    router: str = field(default="sequence", metadata={"help": "Router kind of the SA-MDKIF variant (tuner.router)."})
     skill_train_samples: int | None = field(default=None, metadata={"help": "Cap per skill (None: all 3,000)."})
     skill_max_steps: int = field(default=-1, metadata={"help": "Cap on skill training steps (-1: one epoch)."})
     router_train_samples: int | None = field(default=None, metadata={"help": "Cap per task (None: all)."})

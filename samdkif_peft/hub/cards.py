@@ -3,6 +3,8 @@ user has edited), and add tags so routers can be found on the Hub."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from typing import Any
@@ -13,11 +15,24 @@ from huggingface_hub import ModelCard
 TAGS = ("samdkif", "skill-router", "sa-mdkif")
 _BEGIN, _END = "<!-- samdkif:skills -->", "<!-- /samdkif:skills -->"
 _PEFT_BOILERPLATE = "# Model Card for Model ID"
-ROUTER_DESCRIPTIONS = {
-    "sequence": "gates per adapted layer from the pooled prompt, fixed through generation",
-    "token": "gates per token from each layer's input",
-    "static": "learned gates per layer, mergeable with `merge_and_unload()`",
-}
+
+
+def refresh_router_card(directory: str) -> None:
+    """Make the card peft wrote next to a saved router ours, from the saved config and weights (no card: nothing)."""
+    from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
+    from safetensors import safe_open
+
+    config_file = os.path.join(directory, CONFIG_NAME)
+    if not os.path.isfile(os.path.join(directory, "README.md")) or not os.path.isfile(config_file):
+        return
+    with open(config_file) as f:
+        config = json.load(f)
+    n_params = None
+    weights = os.path.join(directory, SAFETENSORS_WEIGHTS_NAME)
+    if os.path.isfile(weights):
+        with safe_open(weights, framework="pt") as f:
+            n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    update_router_card(directory, config, n_params)
 
 
 def update_router_card(directory: str, config: dict[str, Any], n_router_params: int | None = None) -> None:
@@ -25,6 +40,8 @@ def update_router_card(directory: str, config: dict[str, Any], n_router_params: 
     import jinja2
 
     from hub_cards import template_path
+
+    from ..tuner.router import get_router
 
     path = os.path.join(directory, "README.md")
     card = ModelCard.load(path) if os.path.isfile(path) else ModelCard("---\n---\n")
@@ -49,7 +66,7 @@ def update_router_card(directory: str, config: dict[str, Any], n_router_params: 
         base_model=config.get("base_model_name_or_path"),
         repo_hint="<this repo id>",
         router=config["router"],
-        router_description=ROUTER_DESCRIPTIONS.get(config["router"], ""),
+        router_description=get_router(config["router"]).description,
         top_k=config.get("top_k"),
         temperature=config.get("temperature"),
         null_expert=config.get("null_expert"),

@@ -12,7 +12,7 @@ import sys
 
 def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     from .kinds import KINDS
-    from .run import BASELINES, ROUTER_CHOICES
+    from .run import BASELINES, HYBRID, router_choices
 
     p = router_sub.add_parser(
         "train",
@@ -26,7 +26,7 @@ def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skills", nargs="+", default=None,
                    help="skills: NAME=REF, Hub ids (org/skill-ner), adapter folders or a folder of them "
                         "(default: the 12 released skills)")  # fmt: skip
-    p.add_argument("--router", choices=ROUTER_CHOICES, default="hybrid",
+    p.add_argument("--router", choices=router_choices(), default=HYBRID,
                    help="hybrid (default: sequence router + rank-8 task LoRA) or a router alone")  # fmt: skip
     p.add_argument("--baseline", choices=BASELINES, default=None, help="also train and score a plain task LoRA")
     p.add_argument("--kind", choices=KINDS, default=None, help="task kind (default: detected from the data)")

@@ -30,12 +30,19 @@ from .kinds import detect_kind, label_summary, task_spec
 logger = logging.getLogger(__name__)
 
 # "hybrid" is the sequence router plus a jointly trained rank-8 task LoRA (the default: it beat the router alone and a
-# plain task LoRA in docs/MEDICAL_VALUE.md); the other three train the router alone.
-ROUTER_CHOICES = ("hybrid", "sequence", "token", "static")
+# plain task LoRA in docs/MEDICAL_VALUE.md); the registered router kinds train the router alone.
+HYBRID = "hybrid"
 BASELINES = ("task-lora",)
 EVAL_DIR = "eval"
 TASK_LORA_DIR = os.path.join("baselines", "task_lora")
 TASK_FILE = "task.json"
+
+
+def router_choices() -> tuple[str, ...]:
+    """What `router=` accepts: the hybrid, then every registered router kind."""
+    from ..tuner.router import ROUTERS
+
+    return (HYBRID, *ROUTERS)
 
 
 @dataclass
@@ -104,8 +111,8 @@ def train_task_router(
     from ..training.train_router import _check_skill_reference
 
     out = Path(output_dir)
-    if router not in ROUTER_CHOICES:
-        raise ValueError(f"router={router!r}; choose from: {', '.join(ROUTER_CHOICES)}")
+    if router not in router_choices():
+        raise ValueError(f"router={router!r}; choose from: {', '.join(router_choices())}")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"baseline={baseline!r}; choose from: {', '.join(BASELINES)} (or None)")
     # 1. data and skills, checked before any model loads
@@ -209,7 +216,7 @@ def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_
         return
     start = time.perf_counter()
     args = {"seed": seed, **({"max_steps": max_steps} if max_steps else {})}
-    kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == "hybrid" else (router, 0)
+    kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == HYBRID else (router, 0)
     train_router(spec.name, skills, base, out, router=kind, task_rank=task_rank, bundle_skills=bundle,
                  training_args=args, dataset=dataset, resume_from_checkpoint=True)  # fmt: skip
     _add_seconds(out, time.perf_counter() - start)

@@ -13,6 +13,8 @@ import sys
 
 def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     """Fill in the `samdkif train` parser (created by `samdkif_cli`, which holds its help line)."""
+    from ..tuner.router import ROUTERS, describe_routers
+
     train = parser
     train_sub = train.add_subparsers(dest="train_command", required=True)
 
@@ -28,7 +30,9 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     router.add_argument(
         "--skills", nargs="+", required=True, metavar="NAME=PATH", help="skills to mix: name=adapter folder or Hub id"
     )
-    router.add_argument("--router", choices=("sequence", "token", "static"), default="sequence", help="router kind")
+    router.add_argument(
+        "--router", choices=tuple(ROUTERS), default="sequence", help=f"router kind: {describe_routers()}"
+    )
     router.add_argument("--top-k", type=int, default=None, help="keep only the top-k skills per decision")
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
     router.add_argument("--task-rank", type=int, default=8, help="rank of the joint task LoRA (0: router only)")

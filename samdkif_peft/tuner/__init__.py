@@ -3,17 +3,36 @@
 from .config import SkillRouterConfig
 from .layer import Linear, SkillRouterLayer
 from .model import SkillRouterModel
-from .registration import PREFIX, SkillPeftType, guard_hub_errors, guard_push_to_hub, register_skill_router
-from .router import RoutingState, SequenceRouter, StaticRouter, TokenRouter
+from .registration import (
+    PREFIX,
+    SkillPeftType,
+    guard_hub_errors,
+    guard_push_to_hub,
+    hook_router_cards,
+    register_skill_router,
+)
+from .router import (
+    ROUTERS,
+    Router,
+    RoutingState,
+    SequenceRouter,
+    StaticRouter,
+    TokenRouter,
+    get_router,
+    register_router,
+)
 
 
 register_skill_router(SkillRouterConfig, SkillRouterModel)
 guard_push_to_hub()
+hook_router_cards()
 guard_hub_errors()
 
 __all__ = [
     "PREFIX",
+    "ROUTERS",
     "Linear",
+    "Router",
     "RoutingState",
     "SequenceRouter",
     "SkillPeftType",
@@ -22,5 +41,7 @@ __all__ = [
     "SkillRouterModel",
     "StaticRouter",
     "TokenRouter",
+    "get_router",
+    "register_router",
     "register_skill_router",
 ]

@@ -39,8 +39,8 @@ def run_info(args: argparse.Namespace) -> int:
     """Exit status 0; 1 when the router cannot be read or, with `--verify`, a skill is missing or changed."""
     from peft import PeftConfig
 
+    from ..skills.bank import resolve_pinned_skill
     from .config import SkillRouterConfig
-    from .model import _resolve
 
     try:
         config = PeftConfig.from_pretrained(args.router, revision=args.revision, subfolder=args.subfolder)
@@ -60,7 +60,7 @@ def run_info(args: argparse.Namespace) -> int:
             row["verified"], row["error"] = False, "not pinned: save the router through the model to pin it"
         elif args.verify:
             try:
-                row["verified"] = _resolve(config, name, config.skills[name]).sha256 == lock.get("sha256")
+                row["verified"] = resolve_pinned_skill(config, name).sha256 == lock.get("sha256")
             except (OSError, ValueError) as err:
                 row["verified"], row["error"] = False, str(err)
         skills[name] = row

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -10,15 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peft.config import PeftConfig
-from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 
-from ..utils import atomic_copy, atomic_write_text, sha256_file
+from ..skills.bank import RouterOrigin
+from ..skills.spec import ResolvedSkill
 from .registration import SkillPeftType
+from .router import describe_routers, get_router
 
 
-ROUTER_KINDS = ("sequence", "token", "static")
-# Bundled skills go one level deep (`skill_<name>/`): transformers' push_to_hub uploads only one level of folders.
-BUNDLE_PREFIX = "skill_"
 SEQUENCE_INPUTS = ("embeddings", "first_layer")
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -35,9 +32,8 @@ class SkillRouterConfig(PeftConfig):
             Skill name -> where the skill adapter lives: a local directory, a Hub repo id, or
             `org/repo[/subfolder][@revision]`. Router columns follow the sorted skill names.
         router (`str`, *optional*, defaults to `"sequence"`):
-            `"sequence"`: gates per adapted layer from the prompt (mean of the prompt's input embeddings), fixed for
-            the whole generation (the paper's task-guided router). `"token"`: gates per token from each layer's input.
-            `"static"`: learned gates per layer, independent of the input (mergeable).
+            A router kind registered in `tuner/router.py`, where each kind declares what it does: `"sequence"` (the
+            paper's task-guided router), `"token"` or `"static"` (mergeable).
         top_k (`int`, *optional*):
             Keep only the `top_k` largest gates per decision and renormalise over them.
         temperature (`float`, *optional*, defaults to 1.0):
@@ -67,7 +63,7 @@ class SkillRouterConfig(PeftConfig):
     skills: dict[str, str] = field(
         default_factory=dict, metadata={"help": "Ordered skill name -> local path or Hub repo id[/subfolder][@rev]."}
     )
-    router: str = field(default="sequence", metadata={"help": "Router kind: 'sequence', 'token' or 'static'."})
+    router: str = field(default="sequence", metadata={"help": f"Router kind: {describe_routers()}."})
     sequence_input: str | None = field(
         default=None,
         metadata={
@@ -102,6 +98,10 @@ class SkillRouterConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = SkillPeftType.SKILL_ROUTER
+        # Load-time state, not dataclass fields, so never saved: where this config was read from (bundled and
+        # relative skills resolve against it) and the skills the model loaded (a bundling save copies their files).
+        self.origin: RouterOrigin | None = None
+        self.resolved_skills: dict[str, ResolvedSkill] = {}
         if self.sequence_input not in (None, *SEQUENCE_INPUTS):
             raise ValueError(f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (or None: auto)")
         if not isinstance(self.skills, dict) or not self.skills:
@@ -118,8 +118,7 @@ class SkillRouterConfig(PeftConfig):
             if not isinstance(ref, (str, os.PathLike)) or not str(ref):
                 raise TypeError(f"Skill {name!r} must map to a path or Hub repo id (str), got {ref!r}")
             self.skills[name] = os.fspath(ref)
-        if self.router not in ROUTER_KINDS:
-            raise ValueError(f"Unsupported router {self.router!r}; choose one of {', '.join(map(repr, ROUTER_KINDS))}")
+        get_router(self)  # raises, listing the registered kinds
         n_choices = len(self.skills) + int(self.null_expert)
         if self.top_k is not None and not (isinstance(self.top_k, int) and 1 <= self.top_k <= n_choices):
             raise ValueError(
@@ -154,126 +153,21 @@ class SkillRouterConfig(PeftConfig):
         return sorted(self.skills)
 
     # ----------------------------------------------------------------------------------------------------------
-    # Save / load: pin the skills, optionally bundle them, and detect torn saves.
+    # The hooks peft calls to write and read adapter_config.json; the file work lives in `saving` and `skills.bank`.
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Write `adapter_config.json` atomically, after the weights (peft saves weights first).
+        """Write `adapter_config.json` with the skills pinned (and bundled on request) and the weights' sha256."""
+        from .saving import write_config
 
-        Records the sha256 of the router weights written next to it, so a crash between the two writes cannot load
-        as a silently wrong router, and copies the skills in when `bundle_skills=True`.
-        """
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
-        os.makedirs(save_directory, exist_ok=True)
-        auto_mapping_dict = kwargs.pop("auto_mapping_dict", None)
-        output = self.to_dict()
-        weights = os.path.join(save_directory, SAFETENSORS_WEIGHTS_NAME)
-        output["router_weights_sha256"] = sha256_file(weights) if os.path.isfile(weights) else None
-        if self.bundle_skills:
-            output["skills"], output["skill_lock"] = self._bundle_into(save_directory)
-        else:
-            output["skills"], output["skill_lock"] = self._local_skills_relative_to(save_directory)
-        for key, value in output.items():
-            if isinstance(value, set):
-                output[key] = sorted(value)
-        if auto_mapping_dict is not None:
-            output["auto_mapping"] = auto_mapping_dict
-        atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
-        if os.path.isfile(os.path.join(save_directory, "README.md")):  # peft wrote its generic card: make it ours
-            from ..hub.cards import update_router_card
-
-            update_router_card(save_directory, output, _count_parameters(weights) if os.path.isfile(weights) else None)
-
-    def _bundle_into(self, save_directory: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-        resolved = getattr(self, "_resolved_skill_dirs", None)
-        if not resolved or set(resolved) != set(self.skills):
-            raise ValueError(
-                "bundle_skills=True needs the skills loaded: save through the model (model.save_pretrained), "
-                "not a bare config"
-            )
-        skills, lock = {}, {}
-        for name in self.skills:
-            src_dir, files = resolved[name]
-            dst_dir = os.path.join(save_directory, BUNDLE_PREFIX + name)
-            os.makedirs(dst_dir, exist_ok=True)
-            for fname in files:
-                src, dst = os.path.join(src_dir, fname), os.path.join(dst_dir, fname)
-                if os.path.abspath(src) != os.path.abspath(dst):
-                    atomic_copy(src, dst)
-            skills[name] = BUNDLE_PREFIX + name
-            lock[name] = {**self.skill_lock.get(name, {}), "bundled": True, "revision": None}
-        return skills, lock
-
-    def local_skills(self) -> dict[str, str]:
-        """Skills loaded from local folders (not bundled, not Hub): name -> absolute folder."""
-        resolved = getattr(self, "_resolved_skill_dirs", None) or {}
-        out = {}
-        for name in self.skills:
-            lock = self.skill_lock.get(name, {})
-            if lock.get("bundled"):
-                continue
-            if name in resolved and lock.get("revision") is None:
-                out[name] = os.path.abspath(resolved[name][0])
-            elif lock.get("local_path"):
-                out[name] = lock["local_path"]
-        return out
-
-    def _local_skills_relative_to(self, save_directory: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-        """Relative local skill paths are written relative to the router folder (so router and skills can move
-        together); every local skill is also remembered by absolute path (so the router loads from any working
-        directory on this machine, and a moved skill gets an error that says where it was)."""
-        skills, lock = dict(self.skills), {k: dict(v) for k, v in self.skill_lock.items()}
-        for name, folder in self.local_skills().items():
-            if not os.path.isabs(os.path.expanduser(skills[name])):  # absolute paths are kept as the user gave them
-                skills[name] = os.path.relpath(folder, os.path.abspath(save_directory))
-            lock.setdefault(name, {})["local_path"] = folder
-        return skills, lock
-
-    def check_pushable(self, adapter_name: str = "default") -> None:
-        """Refuse to publish a router whose skills exist only on this machine: every consumer would fail to load it."""
-        local = self.local_skills()
-        if local and not self.bundle_skills:
-            raise ValueError(
-                f"Router {adapter_name!r} uses local skill folder(s) {local}; a pushed router could not load them "
-                "anywhere else. Push the skills first and reference them by repo id (e.g. `samdkif skills push`, "
-                "skills={'ner': 'org/skill-ner'}), or save with bundle_skills=True to copy them into the router repo."
-            )
+        write_config(self, save_directory, kwargs.pop("auto_mapping_dict", None))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, subfolder: str | None = None, **kwargs: Any):
         """Like `PeftConfig.from_pretrained`, remembering where the router came from (bundled skills live there)."""
+        from .saving import verify_router_weights
+
         config = super().from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
         if isinstance(config, SkillRouterConfig):
-            config._source = {
-                "path": os.fspath(pretrained_model_name_or_path),
-                "subfolder": subfolder,
-                "revision": kwargs.get("revision"),
-            }
-            if config.router_weights_sha256:
-                config.verify_router_weights()
+            config.origin = RouterOrigin(os.fspath(pretrained_model_name_or_path), subfolder, kwargs.get("revision"))
+            verify_router_weights(config)
         return config
-
-    def verify_router_weights(self) -> None:
-        """Compare the router weights next to this config with the sha256 recorded when they were saved."""
-        from ..skills.spec import fetch_file
-
-        source = getattr(self, "_source", None)
-        if not source or not self.router_weights_sha256:
-            return
-        path = fetch_file(source["path"], SAFETENSORS_WEIGHTS_NAME, source["subfolder"], source["revision"])
-        if path is None:
-            return  # peft's own loader reports the missing file
-        got = sha256_file(path)
-        if got != self.router_weights_sha256:
-            raise ValueError(
-                f"Router weights at {source['path']!r} do not match its adapter_config.json (sha256 {got[:12]}..., "
-                f"expected {self.router_weights_sha256[:12]}...): the save was interrupted or the file was replaced. "
-                "Save the router again."
-            )
-
-
-def _count_parameters(safetensors_file: str) -> int:
-    from safetensors import safe_open
-
-    with safe_open(safetensors_file, framework="pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())

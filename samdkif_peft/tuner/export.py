@@ -1,7 +1,8 @@
 """`export_lora`: a skill router as one ordinary peft LoRA, for servers and code that know nothing of this plugin.
 
 No serving engine runs a trained router over a LoRA library, but every one serves LoRA adapters. With gates that do
-not depend on the input (the static router, or any router's gates averaged over a task's prompts), the mixed update
+not depend on the input (a mergeable router such as the static one, or any router's gates averaged over a task's
+prompts), the mixed update
 of a module is `Σ_i g_i B_i A_i + s B_t A_t`, which is exactly a LoRA of rank `Σ r_i (+ r_t)`:
 
     A = [A_1; ...; A_n; A_t]        B = [g_1 B_1, ..., g_n B_n, s B_t]
@@ -32,7 +33,7 @@ def export_lora(
     """Write the router of `model` (a `PeftModel` with a skill router) as a peft LoRA in `output_dir`.
 
     Args:
-        prompts: needed unless the router is static: the gates each module uses, averaged over these prompts (e.g.
+        prompts: needed unless the router is mergeable: the gates each module uses, averaged over these prompts (e.g.
             the task's training prompts), become its fixed weights. A per-task average of an input-dependent router
             is an approximation; its exactness is reported back as `approximate=True`.
         tokenizer: tokenizes `prompts`.
@@ -44,19 +45,21 @@ def export_lora(
     from safetensors.torch import save_file
 
     from .layer import SkillRouterLayer
+    from .router import get_router, mergeable_kinds
 
     base = model.base_model
     name = adapter_name or base._active_router()
     config = base.peft_config[name]
     layers = {k: m for k, m in base.model.named_modules() if isinstance(m, SkillRouterLayer) and name in m.skills_A}
-    if config.router == "static":
+    if get_router(config).mergeable:
         gates = {k: m._mergeable_gates(name) for k, m in layers.items()}
         approximate = False
     else:
         if not prompts or tokenizer is None:
             raise ValueError(
                 f"router={config.router!r} chooses skills per input; pass prompts= and tokenizer= (CLI: --prompts "
-                "task records) to fold in its gates averaged over a task's prompts, or export a static router"
+                f"task records) to fold in its gates averaged over a task's prompts, or export a router with "
+                f"{mergeable_kinds()}"
             )
         averaged = base.mean_routing_weights(tokenizer, prompts, batch_size=batch_size, adapter_name=name)
         gates = {key: averaged[key].to(layers[key].skills_A[name].device) for key in layers}

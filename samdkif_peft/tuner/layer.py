@@ -19,7 +19,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from peft.utils.other import transpose
 from torch import nn
 
-from .router import RoutingState, get_router, routing_weights
+from .router import RoutingState, get_router, mergeable_kinds, routing_weights
 
 
 class SkillRouterLayer(BaseTunerLayer):
@@ -83,7 +83,7 @@ class SkillRouterLayer(BaseTunerLayer):
                 f"in_features={self.in_features}, out_features={self.out_features}"
             )
         n_choices = len(skill_names) + int(routing.get("null_expert", False))
-        self.skill_router_gate[adapter_name] = get_router(router, self.in_features, embed_dim, n_choices)
+        self.skill_router_gate[adapter_name] = get_router(router)(self.in_features, n_choices, embed_dim)
         self.skills_A[adapter_name] = A
         self.skills_B[adapter_name] = B
         self.skill_slots[adapter_name] = slots.long()
@@ -127,16 +127,16 @@ class SkillRouterLayer(BaseTunerLayer):
         return routing_weights(logits, routing["temperature"], routing["top_k"], routing["null_expert"])
 
     def _mergeable_gates(self, adapter_name: str) -> torch.Tensor:
-        """The input-independent skill weights of the static router (or forced weights); others cannot merge."""
-        if self.router_kind[adapter_name] != "static" and self._routing_state[adapter_name].forced is None:
+        """The input-independent skill weights of a mergeable router (or forced weights); others cannot merge."""
+        if not self.skill_router_gate[adapter_name].mergeable and self._routing_state[adapter_name].forced is None:
             raise ValueError(
-                f"Only router='static' (or forced skill weights) can be merged; this layer uses router="
+                f"Only {mergeable_kinds()} (or forced skill weights) can be merged; this layer uses router="
                 f"{self.router_kind[adapter_name]!r}, whose weights depend on the input"
             )
         return self.skill_weights(adapter_name, self.skills_A[adapter_name]).detach()
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """ΔW = B diag(g) A (+ the task LoRA's s B_t A_t) for the static router, whose gates do not depend on the
+        """ΔW = B diag(g) A (+ the task LoRA's s B_t A_t) for a mergeable router, whose gates do not depend on the
         input."""
         return self._delta_from_weights(adapter_name, self._mergeable_gates(adapter_name))
 
@@ -176,7 +176,7 @@ class SkillRouterLayer(BaseTunerLayer):
                 base.weight.data -= delta.to(base.weight.dtype)
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
-        return self.router_kind.get(adapter_name) == "static"
+        return adapter_name in self.skill_router_gate and self.skill_router_gate[adapter_name].mergeable
 
 
 class Linear(nn.Module, SkillRouterLayer):

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from ..skills.loading import SkillFactors, load_skill_factors
-from ..skills.spec import ResolvedSkill, SkillReference, parse_skill_reference, resolve_skill
+from ..skills.bank import SkillBank, load_skill_bank
 from .config import SkillRouterConfig
 from .layer import Linear, SkillRouterLayer
 from .registration import PREFIX
-from .router import RoutingState
+from .router import ROUTERS, RoutingState, get_router, mergeable_kinds
 
 
 class SkillRouterModel(BaseTuner):
@@ -37,16 +34,17 @@ class SkillRouterModel(BaseTuner):
     # Injection
     def inject_adapter(self, model: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         config: SkillRouterConfig = self.peft_config[adapter_name]
-        bank = _load_skill_bank(config, model)
+        bank = load_skill_bank(config, model)
         state = RoutingState(config.skill_names)
-        source, embed_dim = _sequence_source(config, model, bank) if config.router == "sequence" else (None, None)
+        needs_prompt = get_router(config).needs_prompt
+        source, embed_dim = _prompt_source(config, model, bank) if needs_prompt else (None, None)
         self.__dict__.setdefault("_routing_states", {})[adapter_name] = state
         self.__dict__["_pending"] = (bank, state, embed_dim)
         try:
             super().inject_adapter(model, adapter_name, **kwargs)
         finally:
             self.__dict__.pop("_pending", None)
-        if config.router == "sequence":
+        if needs_prompt:
             state.attach(model, dict(model.named_modules())[source] if source else None)
 
     def _prepare_adapter_config(self, peft_config: SkillRouterConfig, model_config: dict) -> SkillRouterConfig:
@@ -213,10 +211,10 @@ class SkillRouterModel(BaseTuner):
         super()._check_merge_allowed()
         for name in self.active_adapters:
             config = self.peft_config[name]
-            if config.router != "static" and self._routing_states[name].forced is None:
+            if not get_router(config).mergeable and self._routing_states[name].forced is None:
                 raise ValueError(
                     f"Cannot merge skill router {name!r} with router={config.router!r}: its weights depend on the "
-                    "input. Train with router='static' to merge, or merge inside `force_skill_weights(...)`."
+                    f"input. Train with {mergeable_kinds()} to merge, or merge inside `force_skill_weights(...)`."
                 )
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -233,90 +231,12 @@ class SkillRouterModel(BaseTuner):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Skill bank: every skill loaded, checked against the model and each other, and concatenated per module.
+# Prompt routers: what they pool the prompt from.
 
 
-class SkillBank:
-    def __init__(self, modules: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-        self.modules = modules  # module path -> (A_cat (K, in), B_cat (out, K), slot -> skill index (K,))
-
-
-def _load_skill_bank(config: SkillRouterConfig, model: nn.Module) -> SkillBank:
-    resolved = [_resolve(config, name, config.skills[name]) for name in config.skill_names]
-    factors = [load_skill_factors(r, allow_pickle=config.allow_pickle) for r in resolved]
-    _check_compatible(config, model, factors)
-    # Pin what was loaded; the next save writes it and the next load verifies it.
-    config.skill_lock = {
-        r.spec.name: {"revision": r.revision, "sha256": r.sha256, "peft_type": f.peft_type}
-        for r, f in zip(resolved, factors)
-    }
-    config._resolved_skill_dirs = {r.spec.name: (r.directory, r.files) for r in resolved}
-
-    modules_dtype = {name: module for name, module in model.named_modules()}
-    bank = {}
-    for module in sorted(factors[0].modules):
-        weight = _base_weight(modules_dtype[module])
-        a = torch.cat([f.modules[module][0] for f in factors], dim=0)
-        b = torch.cat([f.modules[module][1] for f in factors], dim=1)
-        slots = torch.cat([torch.full((f.modules[module][0].shape[0],), i) for i, f in enumerate(factors)])
-        bank[module] = (a.to(weight.device, weight.dtype), b.to(weight.device, weight.dtype), slots.to(weight.device))
-    return SkillBank(bank)
-
-
-def _resolve(config: SkillRouterConfig, name: str, reference: str) -> ResolvedSkill:
-    lock = config.skill_lock.get(name, {})
-    spec = _spec_for(config, name, reference, lock)
-    skill = resolve_skill(spec, allow_pickle=config.allow_pickle)
-    expected = lock.get("sha256")
-    if expected and expected != skill.sha256:
-        raise ValueError(
-            f"Skill {name!r} changed since this router was trained: {spec.reference} now has weights sha256 "
-            f"{skill.sha256[:12]}..., the router was trained with {expected[:12]}.... Pin the old revision, or "
-            "retrain the router on the new skill."
-        )
-    return skill
-
-
-def _spec_for(config: SkillRouterConfig, name: str, reference: str, lock: dict[str, Any]) -> SkillReference:
-    source = getattr(config, "_source", None)
-    if lock.get("bundled"):
-        # Bundled skills live in the router repo itself: resolve relative to where the router was loaded from.
-        if source is None:
-            raise ValueError(
-                f"Skill {name!r} is bundled in the router repo ({reference!r}) but the router's location is unknown "
-                "(transformers' from_pretrained/load_adapter does not pass it on); load the router with "
-                "PeftModel.from_pretrained or AutoPeftModelForCausalLM.from_pretrained"
-            )
-        root = os.path.join(source["path"], source["subfolder"] or "")
-        if os.path.isdir(root):
-            return parse_skill_reference(name, os.path.join(root, reference))
-        sub = "/".join(p for p in (source["subfolder"], reference) if p)
-        return SkillReference(name, reference, repo_id=source["path"], subfolder=sub, revision=source["revision"])
-    base_dir = None
-    if source is not None and os.path.isdir(source["path"]):
-        base_dir = os.path.join(source["path"], source["subfolder"] or "")
-    if _was_local(lock):
-        return _local_spec(name, reference, lock, base_dir)
-    try:
-        spec = parse_skill_reference(name, reference, base_dir=base_dir)
-    except FileNotFoundError as err:
-        if source is None and not os.path.isabs(reference):
-            # transformers' from_pretrained/load_adapter build the config without telling us where it came from.
-            raise FileNotFoundError(
-                f"{err} Relative skill paths are resolved against the router directory, whose location is unknown "
-                "here (transformers' loader does not pass it on): load the router with PeftModel.from_pretrained or "
-                "AutoPeftModelForCausalLM.from_pretrained, or reference the skill by absolute path or Hub repo id."
-            ) from err
-        raise
-    if spec.repo_id is not None and lock.get("revision"):
-        spec = SkillReference(
-            name, reference, repo_id=spec.repo_id, subfolder=spec.subfolder, revision=lock["revision"]
-        )
-    return spec
-
-
-def _sequence_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBank) -> tuple[str | None, int]:
-    """`(module to pool from or None for the embeddings, its feature size)`; records the choice in the config."""
+def _prompt_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBank) -> tuple[str | None, int]:
+    """Where a prompt router pools the prompt: `(module to pool from or None for the embeddings, its feature size)`;
+    records the choice in the config (`sequence_input`)."""
     embeddings = None
     try:
         embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
@@ -328,111 +248,10 @@ def _sequence_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBan
         if embeddings is None or not hasattr(embeddings, "embedding_dim"):
             raise ValueError(
                 "sequence_input='embeddings' pools the prompt's input embeddings, but the model has no "
-                "get_input_embeddings(); use sequence_input='first_layer' (or None), or router='token'/'static'"
+                "get_input_embeddings(); use sequence_input='first_layer' (or None), or a router that does not "
+                f"route on the prompt ({', '.join(repr(k) for k, cls in ROUTERS.items() if not cls.needs_prompt)})"
             )
         return None, embeddings.embedding_dim
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     first = min(bank.modules, key=lambda m: order.get(m, len(order)))
     return first, bank.modules[first][0].shape[1]  # A: (K, in_features)
-
-
-def _was_local(lock: Mapping[str, Any]) -> bool:
-    """A pinned skill that was a local folder when the router was saved: pinned by hash, with no Hub revision."""
-    pinned_locally = lock.get("sha256") and not lock.get("revision") and not lock.get("bundled")
-    return bool(lock.get("local_path") or pinned_locally)
-
-
-def _local_spec(name: str, reference: str, lock: Mapping[str, Any], base_dir: str | None) -> SkillReference:
-    """Find a skill that was local: next to the router, then where it was saved from, then the working directory;
-    never on the Hub (a path such as `runs/skills/ner` would otherwise be taken for the repo `runs/skills`)."""
-    candidates = [os.path.join(base_dir, reference)] if base_dir and not os.path.isabs(reference) else []
-    candidates += [p for p in (lock.get("local_path"), reference) if p]
-    for candidate in candidates:
-        if os.path.isdir(candidate):
-            return SkillReference(name=name, reference=reference, path=os.path.abspath(candidate))
-    tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
-    raise FileNotFoundError(
-        f"Skill {name!r} was a local folder when this router was saved and is not there now (looked in: {tried}). "
-        "Put the skill back (or next to the router at the same relative path), or re-save the router with "
-        "bundle_skills=True or with the skill pushed to the Hub and referenced by repo id."
-    )
-
-
-def _base_weight(module: nn.Module) -> torch.Tensor:
-    if isinstance(module, BaseTunerLayer):
-        module = module.get_base_layer()
-    return module.weight
-
-
-def _check_compatible(config: SkillRouterConfig, model: nn.Module, factors: list[SkillFactors]) -> None:
-    """All skills must adapt the same modules of this very model; say exactly what differs."""
-    ref = factors[0]
-    for f in factors[1:]:
-        if set(f.modules) != set(ref.modules):
-            only_f, only_ref = sorted(set(f.modules) - set(ref.modules)), sorted(set(ref.modules) - set(f.modules))
-            raise ValueError(
-                f"Skills {ref.name!r} and {f.name!r} adapt different modules: only {f.name!r} has "
-                f"{_short(only_f)}, only {ref.name!r} has {_short(only_ref)}. Train all skills with the same "
-                "target_modules."
-            )
-    if config.check_base_model:
-        _check_same_base_weights(model, factors)
-    named = dict(model.named_modules())
-    for module in sorted(ref.modules):
-        if module not in named:
-            raise ValueError(
-                f"Skill {ref.name!r} adapts {module!r}, which the model does not have: the skills were trained on a "
-                "different architecture"
-            )
-        target = named[module]
-        if isinstance(target, BaseTunerLayer):
-            target = target.get_base_layer()
-        if isinstance(target, nn.Linear):
-            in_f, out_f = target.in_features, target.out_features
-        elif type(target).__name__ == "Conv1D":
-            in_f, out_f = target.weight.shape
-        else:
-            raise ValueError(f"Module {module!r} is a {type(target).__name__}; skills can only adapt nn.Linear layers")
-        for f in factors:
-            a, b = f.modules[module]
-            if a.shape[1] != in_f or b.shape[0] != out_f:
-                raise ValueError(
-                    f"Skill {f.name!r} does not fit module {module!r}: its factors map {a.shape[1]} -> {b.shape[0]} "
-                    f"features, the model's layer maps {in_f} -> {out_f}. It was trained on a different base model."
-                )
-
-
-def _check_same_base_weights(model: nn.Module, factors: list[SkillFactors]) -> None:
-    """Refuse skills whose recorded base-weight fingerprint differs from the model's (or each other's); a differing
-    base-model *name* alone only warns: one checkpoint has many names (a cache path here, a Hub id there)."""
-    from ..skills.fingerprint import base_model_fingerprint
-
-    stamped = {f.name: f.base_fingerprint for f in factors if f.base_fingerprint}
-    if stamped:
-        actual = base_model_fingerprint(model, factors[0].modules)
-        wrong = {name: fp for name, fp in stamped.items() if fp != actual}
-        if wrong:
-            names = {f.name: f.base_model_name_or_path for f in factors if f.name in wrong}
-            raise ValueError(
-                f"Skill(s) {sorted(wrong)} were trained on other base weights than this model's (weights fingerprint "
-                f"{sorted(set(wrong.values()))} vs {actual}; trained on {names}). Load the skills' base model, or "
-                "pass check_base_model=False if you really mean to mix them into these weights."
-            )
-    model_name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    unverified = {f.name: f.base_model_name_or_path for f in factors if not f.base_fingerprint}
-    named = {n: b for n, b in unverified.items() if b and (not model_name or _norm(b) != _norm(model_name))}
-    if named:
-        warnings.warn(
-            f"Skill(s) {sorted(named)} name another base model ({sorted(set(named.values()))}) than this model "
-            f"({model_name!r}) and carry no weights fingerprint to check; they load because shapes match. If the "
-            "weights differ, the skills will not do what they learned.",
-            stacklevel=4,
-        )
-
-
-def _norm(name: str) -> str:
-    return os.path.normpath(os.path.abspath(name)) if os.path.isdir(name) else name.rstrip("/")
-
-
-def _short(items: list[str], n: int = 4) -> str:
-    return str(items[:n])[:-1] + (f", ... {len(items) - n} more]" if len(items) > n else "]")

@@ -8,6 +8,7 @@ entry, and transformers can still call `.value` on it.
 from __future__ import annotations
 
 import enum
+import os
 
 import peft.mapping
 
@@ -59,14 +60,51 @@ def guard_push_to_hub() -> None:
 
     @functools.wraps(original)
     def push_to_hub(self, *args, **kwargs):
+        from ..skills.bank import check_pushable
+        from .config import SkillRouterConfig
+
         for name, config in getattr(self, "peft_config", {}).items():
-            check = getattr(config, "check_pushable", None)
-            if check is not None:
-                check(name)
+            if isinstance(config, SkillRouterConfig):
+                check_pushable(config, name)
         return original(self, *args, **kwargs)
 
     push_to_hub._samdkif_guarded = True
     PeftModel.push_to_hub = push_to_hub
+
+
+def hook_router_cards() -> None:
+    """Make `PeftModel.save_pretrained` turn peft's generic model card into a skill router's card (`hub.cards`).
+
+    peft writes the card before the weights and the config, and the card shows both, so it is refreshed after the
+    whole save; other adapters pass straight through. Idempotent.
+    """
+    import functools
+    import inspect
+
+    from peft import PeftModel
+
+    original = PeftModel.save_pretrained
+    if getattr(original, "_samdkif_guarded", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def save_pretrained(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        call = signature.bind(self, *args, **kwargs)
+        call.apply_defaults()
+        if not call.arguments["is_main_process"]:
+            return
+        from ..hub.cards import refresh_router_card
+        from .config import SkillRouterConfig
+
+        save_directory = os.fspath(call.arguments["save_directory"])
+        for name in call.arguments["selected_adapters"] or list(self.peft_config):
+            if isinstance(self.peft_config[name], SkillRouterConfig):
+                refresh_router_card(save_directory if name == "default" else os.path.join(save_directory, name))
+
+    save_pretrained._samdkif_guarded = True
+    PeftModel.save_pretrained = save_pretrained
 
 
 def explain_hub_failure(err: BaseException, what: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Routers: per-layer gate modules, and the per-model routing state the sequence router reads.
+"""Routers: the registry of router kinds (per-layer gate modules), and the per-model routing state prompt routers read.
 
 Each adapted layer owns its gate (so the router's parameters live inside the layers, like Arrow and MoLE, and survive
 transformers' `inject_adapter_in_model`, which throws the tuner away). The only model-level signal is the pooled prompt
@@ -11,43 +11,85 @@ from __future__ import annotations
 import warnings
 import weakref
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class StaticRouter(nn.Module):
-    """Learned logits per layer, independent of the input: mergeable into the base weights."""
+if TYPE_CHECKING:
+    from .config import SkillRouterConfig
 
-    def __init__(self, n_choices: int):
+
+class Router(nn.Module):
+    """One layer's gate: routing logits over the skills (and the null choice) for this layer's input.
+
+    A router kind is one registered subclass, and what the rest of the tuner must know about it is declared on it, so
+    config validation, merging, `export_lora`, the prompt hooks, the CLI and the model card read it from here.
+    """
+
+    kind: ClassVar[str]  # the value of `SkillRouterConfig.router` (saved in adapter_config.json)
+    description: ClassVar[str]  # one line for model cards and CLI help
+    # The gates do not depend on the input: they fold into the base weights (`merge_and_unload`) and export exactly as
+    # one LoRA. Input-dependent kinds merge only inside `force_skill_weights`, and export averaged over prompts.
+    mergeable: ClassVar[bool] = False
+    # Routes on the pooled prompt (`RoutingState` hooks it into the top-level forward), so the gates stay fixed for
+    # the whole generation: decoding with a KV cache reuses the prompt's gates instead of routing on new tokens.
+    needs_prompt: ClassVar[bool] = False
+
+    def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
+        """`in_features`: the layer's input size; `prompt_features`: the pooled prompt's size (prompt routers)."""
         super().__init__()
-        self.logits = nn.Parameter(torch.zeros(n_choices))
 
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
-        return self.logits  # (S,)
+        """Logits (S,), (B, 1, S) or (B, T, S) for the layer input `x` and the pooled prompt `pooled` (B, H)."""
+        raise NotImplementedError
 
 
-class _LinearRouter(nn.Module):
-    """A zero-initialised linear map to routing logits: training starts from the uniform average of the skills."""
-
-    def __init__(self, in_features: int, n_choices: int):
-        super().__init__()
-        self.proj = nn.Linear(in_features, n_choices)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+ROUTERS: dict[str, type[Router]] = {}
 
 
-class TokenRouter(_LinearRouter):
-    """Gates per token from the layer's own input (causal by construction, so cached decoding is exact)."""
+def register_router(cls: type[Router]) -> type[Router]:
+    """Class decorator: make `cls.kind` a valid `SkillRouterConfig.router`. Refuses a kind already taken."""
+    registered = ROUTERS.get(cls.kind)
+    if registered is not None and registered.__qualname__ != cls.__qualname__:  # a reload replaces its own entry
+        raise ValueError(f"Router kind {cls.kind!r} is already registered by {registered!r}")
+    ROUTERS[cls.kind] = cls
+    return cls
 
-    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
-        return self.proj(x.to(self.proj.weight.dtype))  # (B, T, S)
+
+def get_router(config: SkillRouterConfig | str) -> type[Router]:
+    """The router class of `config` (a `SkillRouterConfig`, or a router kind as a string)."""
+    kind = config if isinstance(config, str) else config.router
+    if kind not in ROUTERS:
+        raise ValueError(
+            f"Unsupported router {kind!r}; only the following kinds are supported: {', '.join(map(repr, ROUTERS))}"
+        )
+    return ROUTERS[kind]
 
 
-class SequenceRouter(_LinearRouter):
+def mergeable_kinds() -> str:
+    """`router='static'`: the kinds whose gates fold into the base weights, for error messages."""
+    return " or ".join(f"router={kind!r}" for kind, cls in ROUTERS.items() if cls.mergeable)
+
+
+def describe_routers() -> str:
+    """`'sequence': ...; 'token': ...`: every kind with its description, for help texts."""
+    return "; ".join(f"{kind!r}: {cls.description}" for kind, cls in ROUTERS.items())
+
+
+@register_router
+class SequenceRouter(Router):
     """Gates per layer from the pooled prompt: the paper's task-guided router, fixed for a whole generation."""
+
+    kind = "sequence"
+    description = "gates per adapted layer from the pooled prompt, fixed through generation"
+    needs_prompt = True
+
+    def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
+        super().__init__(in_features, n_choices, prompt_features)
+        self.proj = _zero_linear(prompt_features if prompt_features is not None else in_features, n_choices)
 
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         if pooled is None:
@@ -59,14 +101,43 @@ class SequenceRouter(_LinearRouter):
         return logits if x.dim() == 2 else logits.unsqueeze(1)  # (B, 1, S) for (B, T, H) inputs
 
 
-def get_router(kind: str, in_features: int, embed_dim: int | None, n_choices: int) -> nn.Module:
-    if kind == "static":
-        return StaticRouter(n_choices)
-    if kind == "token":
-        return TokenRouter(in_features, n_choices)
-    if kind == "sequence":
-        return SequenceRouter(embed_dim if embed_dim is not None else in_features, n_choices)
-    raise ValueError(f"Unsupported router: {kind!r}. Only 'sequence', 'token' and 'static' are supported.")
+@register_router
+class TokenRouter(Router):
+    """Gates per token from the layer's own input (causal by construction, so cached decoding is exact)."""
+
+    kind = "token"
+    description = "gates per token from each layer's input"
+
+    def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
+        super().__init__(in_features, n_choices, prompt_features)
+        self.proj = _zero_linear(in_features, n_choices)
+
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        return self.proj(x.to(self.proj.weight.dtype))  # (B, T, S)
+
+
+@register_router
+class StaticRouter(Router):
+    """Learned logits per layer, independent of the input: mergeable into the base weights."""
+
+    kind = "static"
+    description = "learned gates per layer, mergeable with `merge_and_unload()`"
+    mergeable = True
+
+    def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
+        super().__init__(in_features, n_choices, prompt_features)
+        self.logits = nn.Parameter(torch.zeros(n_choices))
+
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        return self.logits  # (S,)
+
+
+def _zero_linear(in_features: int, n_choices: int) -> nn.Linear:
+    """A zero-initialised linear map to routing logits: training starts from the uniform average of the skills."""
+    proj = nn.Linear(in_features, n_choices)
+    nn.init.zeros_(proj.weight)
+    nn.init.zeros_(proj.bias)
+    return proj
 
 
 def routing_weights(
@@ -110,7 +181,7 @@ class RoutingState:
         self._deferred: dict[str, Any] | None = None  # first_layer source: what to pool once that layer runs
         self._warned_empty_prompt = False
 
-    # -- hooks (sequence router only) -------------------------------------------------------------------------------
+    # -- hooks (prompt routers only) --------------------------------------------------------------------------------
     def attach(self, model: nn.Module, source: nn.Module | None = None) -> None:
         """Pool the prompt in a pre-hook on the top-level model (one embedding lookup, no second forward pass), or,
         with a `source` module (`sequence_input='first_layer'`), from that module's input when it first runs."""

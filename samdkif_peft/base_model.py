@@ -85,6 +85,16 @@ def prepare_base_model(
     return out
 
 
+def resolve_base_model(name_or_path: str | os.PathLike[str] | None = None) -> str:
+    """The base model as skills and routers record it: the prepared SmolLM2 when None, an absolute path for a local
+    folder (runs started elsewhere find it), a Hub id unchanged (`Path.resolve()` would make it a bogus path)."""
+    if name_or_path is None:
+        return str(prepare_base_model().resolve())
+    if os.path.isdir(name_or_path):
+        return str(Path(name_or_path).resolve())
+    return os.fspath(name_or_path)
+
+
 def load_base_model(path: str | os.PathLike[str] | None = None, dtype: Any = "bfloat16", **kwargs: Any):
     """`(model, tokenizer)` from a prepared checkpoint (default: the cached SmolLM2 one, prepared if missing).
 

@@ -82,14 +82,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run (or resume) every stage and return the summary also written to `<out_dir>/results.json`."""
-    from .base_model import prepare_base_model
+    from .base_model import resolve_base_model
     from .data.build import DataBuildConfig, build, missing_datasets
     from .data.fetch import default_cache_dir
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(str(out / "pipeline_config.json"), json.dumps(asdict(config), indent=2))
-    base = str(Path(config.base_model or prepare_base_model()).resolve())
+    base = resolve_base_model(config.base_model)
     data_dir = config.data_dir or str(default_cache_dir() / "datasets")
     missing = missing_datasets(data_dir, config.skills, config.tasks)
     if missing:

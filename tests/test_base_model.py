@@ -77,3 +77,12 @@ def test_real_smollm2_conversion(tmp_path):
     answer = model.generate(**prompt, max_new_tokens=12, do_sample=False)[0, prompt["input_ids"].shape[1] :]
     assert "Paris" in tokenizer.decode(answer, skip_special_tokens=True)
     assert prepare_base_model(out) == out  # second call: already prepared
+
+
+def test_resolve_base_model_keeps_hub_ids_and_makes_local_folders_absolute(tmp_path, monkeypatch):
+    from samdkif_peft.base_model import resolve_base_model
+
+    (tmp_path / "base").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_base_model("base") == str((tmp_path / "base").resolve())
+    assert resolve_base_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"

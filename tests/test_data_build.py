@@ -260,3 +260,18 @@ def test_cli_unknown_skill_is_an_error_not_a_traceback(tmp_path, capsys):
 
     assert main(["data", "build", "--skills", "qa", "--out", str(tmp_path / "o")]) == 1
     assert "Unknown skill(s) ['qa']" in capsys.readouterr().err
+
+
+def test_a_thirteenth_skill_is_one_declaration(built, tmp_path, monkeypatch):
+    """CONTRIBUTING.md's recipe for a new skill: one SkillSpec over existing recipes, nothing else edited."""
+    from samdkif_peft.data.skills import SkillSpec
+
+    wheels, _, _ = built
+    spec = SkillSpec("disease_hierarchy", "Parents and synonyms of diseases.", ("hpo.is_a", "diseases.synonym"))
+    monkeypatch.setitem(SKILLS, spec.name, spec)
+    result = build(_config(wheels, tmp_path / "out", skills=[spec.name], tasks=[]))
+    assert set(result.counts) == {"skills/disease_hierarchy"}
+    ds = load_skill("disease_hierarchy", data_dir=tmp_path / "out")
+    assert {r["template_id"].rsplit(".v", 1)[0] for r in ds["train"]} == {"hpo.is_a", "diseases.synonym"}
+    assert all(r["skill"] == "disease_hierarchy" and r["output"] for r in ds["train"])
+    assert "disease_hierarchy" in (tmp_path / "out" / "skills" / "disease_hierarchy" / "README.md").read_text()

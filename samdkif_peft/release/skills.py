@@ -47,13 +47,13 @@ def release_skills(
         work_dir: the pipeline folder whose `skills/<name>` holds the training runs and checkpoints.
         max_steps / train_samples: smaller budgets for checks; the release defaults are one epoch over all records.
     """
-    from ..base_model import load_base_model, prepare_base_model
+    from ..base_model import load_base_model, resolve_base_model
     from ..data.fetch import default_cache_dir
     from ..pipeline import PipelineConfig, ensure_skill
 
     config = PipelineConfig(out_dir=os.fspath(work_dir), skills=list(skills) if skills else None, seed=seed,
                             skill_max_steps=max_steps, skill_train_samples=train_samples)  # fmt: skip
-    base = str(Path(base_model or prepare_base_model()).resolve())
+    base = resolve_base_model(base_model)
     data = os.fspath(data_dir or default_cache_dir() / "datasets")
     _build_missing_data(config.skills, data)
     cache: dict[str, Any] = {}

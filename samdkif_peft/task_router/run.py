@@ -132,7 +132,9 @@ def train_task_router(
 
     splits = {"train": train_ds, "test": test_ds, **({"validation": validation_ds} if validation_ds else {})}
     dataset = datasets.DatasetDict(splits)
-    base = os.fspath(base_model) if base_model else _default_base_model()
+    from ..base_model import resolve_base_model
+
+    base = resolve_base_model(base_model)
     from .scoring import evaluate_variant
 
     evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
@@ -154,12 +156,6 @@ def train_task_router(
 
 def _display(source: Any, split: str) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"the {split} dataset"
-
-
-def _default_base_model() -> str:
-    from ..base_model import prepare_base_model
-
-    return str(Path(prepare_base_model()).resolve())
 
 
 def _fingerprint(*splits) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from samdkif_peft.skills.loading import load_skill_factors, read_adapter_config
+from samdkif_peft.skills.factors import load_skill_factors, read_adapter_config
 from samdkif_peft.skills.spec import parse_skill_reference, resolve_skill
 
 

@@ -200,7 +200,7 @@ def _skill_card(spec: SkillSpec) -> dict[str, Any]:
 
 
 def _task_card(spec: TaskSpec) -> dict[str, Any]:
-    from samdkif_peft.data.cards import UNSEEN_TASK_CATEGORIES
+    from samdkif_peft.data.dataset_card import UNSEEN_TASK_CATEGORIES
 
     extra = {
         "metric": spec.metric + (f" (also {', '.join(spec.extra_metrics)})" if spec.extra_metrics else ""),
@@ -252,7 +252,7 @@ def build(cfg: DataBuildConfig | None = None, progress: bool = False) -> BuildRe
     """Build the selected skills and tasks; raises on missing/corrupt sources and on leakage."""
     from tqdm.auto import tqdm
 
-    from samdkif_peft.data.cards import write_card
+    from samdkif_peft.data.dataset_card import write_card
 
     cfg = cfg or DataBuildConfig()
     start = time.perf_counter()

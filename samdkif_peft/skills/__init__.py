@@ -1,6 +1,6 @@
-"""Skills: where a skill adapter lives (spec) and how it is normalised into canonical factors (loading)."""
+"""Skills: where a skill adapter lives (spec), its canonical factors (factors) and a router's skill bank (bank)."""
 
-from .loading import SkillFactors, load_skill_factors
+from .factors import SkillFactors, load_skill_factors
 from .spec import ResolvedSkill, SkillReference, parse_skill_reference, resolve_skill
 
 

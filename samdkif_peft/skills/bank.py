@@ -19,7 +19,7 @@ from torch import nn
 
 from ..utils import atomic_copy
 from .compat import check_compatible
-from .loading import load_skill_factors
+from .factors import load_skill_factors
 from .spec import ResolvedSkill, SkillReference, parse_skill_reference, resolve_skill
 
 

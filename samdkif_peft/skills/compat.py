@@ -8,8 +8,8 @@ import warnings
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from .factors import SkillFactors
 from .fingerprint import base_model_fingerprint
-from .loading import SkillFactors
 
 
 def check_compatible(model: nn.Module, factors: list[SkillFactors], check_base_model: bool = True) -> None:

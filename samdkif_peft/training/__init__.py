@@ -7,6 +7,7 @@
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
 from .common import DEFAULT_MAX_LENGTH, DEFAULT_ROUTER_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
+from .fit_weights import SkillWeightFit, fit_skill_weights
 from .train_router import train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
@@ -20,8 +21,10 @@ __all__ = [
     "AdaLoraAllocateCallback",
     "AdaLoraCheckpointCallback",
     "DataCollatorForCompletion",
+    "SkillWeightFit",
     "default_skill_config",
     "encode_completions",
+    "fit_skill_weights",
     "tokenize_dataset",
     "train_router",
     "train_skill",

@@ -1,0 +1,122 @@
+"""Few-shot curve on the unseen tasks: router, hybrid and task LoRA at k training records, several seeds, plotted.
+
+    python benchmarks/few_shot_curve.py --skills-dir release/skills [--tasks ...] [--ks 16 64 256 all] \
+        [--seeds 1 2 3] [--variants router hybrid task_lora] [--commit]
+
+Each cell (task, k, seed, variant) is one `study_label_tasks.py` run, cached in `--out`, so a stopped curve resumes
+where it stopped; with `--commit` every finished cell's result (metrics, predictions, option scores; no weights) is
+copied to `benchmarks/results/few_shot/` and committed, so the curve survives the machine. Steps grow with k (a
+handful of records needs several epochs; `all` is one epoch) and every trained variant gets the same steps, data and
+rate (5e-3: the better rate for both the task LoRA and the hybrid's task adapter, docs/MEDICAL_VALUE.md).
+Then `--plot` (or any run) draws `benchmarks/results/few_shot.png` from `benchmarks/results/few_shot.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+UNSEEN = ("ddi_severity", "rare_disease_diagnosis", "elixhauser_comorbidity")
+STEPS = {"16": 30, "64": 60, "256": 100, "all": 0}  # 0: one epoch (155-250 steps of 8 records)
+# what each task is read by: macro-F1 where accuracy rewards the majority label (DDI), accuracy over 4 shuffled
+# options (rare disease; chance 0.25), micro-F1 over comorbidity flags (Elixhauser)
+PRIMARY = {"ddi_severity": "macro_f1", "rare_disease_diagnosis": "accuracy", "elixhauser_comorbidity": "micro_f1"}
+RATE = 5e-3
+
+
+def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
+    command = [
+        sys.executable, str(HERE / "study_label_tasks.py"), "--skills-dir", args.skills_dir, "--tasks", task,
+        "--variants", variant, "--seed", str(seed), "--max-steps", str(STEPS[k]), "--out", args.out,
+        "--json", str(RESULTS / "few_shot.json"), "--tag", "lr5e-3", "--task-learning-rate", str(RATE),
+        "--training-args", json.dumps({"learning_rate": RATE}),
+    ]  # fmt: skip
+    if k != "all":
+        command += ["--k", k]
+    subprocess.run(command, check=True)
+    if args.commit:
+        source = Path(args.out) / f"k={k}" / f"seed={seed}" / task / f"{variant}@lr5e-3.json"
+        target = RESULTS / "few_shot" / f"k={k}" / f"seed={seed}" / task / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        subprocess.run(["git", "add", str(target), str(RESULTS / "few_shot.json")], check=True)
+        if subprocess.run(["git", "diff", "--cached", "--quiet"]).returncode:  # a cached cell adds nothing new
+            subprocess.run(["git", "commit", "-qm", f"few-shot curve: {task} k={k} seed={seed} {variant}"], check=True)
+
+
+def plot(variants) -> Path | None:
+    """Mean and spread over seeds of each task's primary metric against k, with the majority-label baseline."""
+    path = RESULTS / "few_shot.json"
+    if not path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = json.loads(path.read_text())["runs"]
+    tasks = [t for t in UNSEEN if any(t in rows for rows in runs.values())]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        metric, majority = PRIMARY[task], None
+        for variant in variants:
+            xs, means, lows, highs = [], [], [], []
+            for i, k in enumerate(STEPS):
+                values = []
+                for budget, rows in runs.items():
+                    row = rows.get(task, {}).get(f"{variant}@lr5e-3")
+                    if budget.startswith(f"k={k},") and row:
+                        values.append(row[metric])
+                        majority = rows[task]["_baselines"]["majority"].get(metric, majority)
+                if values:
+                    xs.append(i)
+                    means.append(statistics.mean(values))
+                    lows.append(min(values))
+                    highs.append(max(values))
+            if xs:
+                ax.plot(xs, means, marker="o", label=variant)
+                ax.fill_between(xs, lows, highs, alpha=0.15)
+        if majority is not None:
+            ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label="majority label")
+        ax.set_xticks(range(len(STEPS)), [f"k={k}" for k in STEPS])
+        ax.set_title(task, fontsize=10)
+        ax.set_ylabel(metric.replace("_", "-"))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Unseen tasks: mean over seeds (band: min-max), SmolLM2-135M, 12 released skills", fontsize=10)
+    fig.tight_layout()
+    out = RESULTS / "few_shot.png"
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skills-dir", default="release/skills")
+    parser.add_argument("--tasks", nargs="+", default=list(UNSEEN), choices=UNSEEN)
+    parser.add_argument("--ks", nargs="+", default=list(STEPS), choices=list(STEPS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--variants", nargs="+", default=["router", "hybrid", "task_lora"])
+    parser.add_argument("--out", default="runs/few-shot")
+    parser.add_argument("--commit", action="store_true", help="commit each finished cell's results")
+    parser.add_argument("--plot", action="store_true", help="only draw the figure from the results so far")
+    args = parser.parse_args()
+    if not args.plot:
+        for k in args.ks:  # small budgets first: the whole curve's shape appears early
+            for seed in args.seeds:
+                for task in args.tasks:
+                    for variant in args.variants:
+                        run_cell(args, task, k, seed, variant)
+    print(plot(args.variants) or "no results yet")
+
+
+if __name__ == "__main__":
+    main()

@@ -210,7 +210,7 @@ def _task_card(spec: TaskSpec) -> dict[str, Any]:
         else f"{spec.skill_type} on held-out entities",
     }
     if spec.labels:
-        extra["labels"] = ", ".join(spec.labels)
+        extra["labels"] = ", ".join(f"`{label}`" for label in spec.labels)  # quoted: some chapter titles hold commas
     if spec.skill_type:
         categories = SKILLS[spec.skill_type].task_categories
     else:

@@ -86,7 +86,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
     variant = variant.split("@")[0]
     from samdkif_peft.training import train_router, train_skill
 
-    common = dict(dataset=data, max_eval_samples=64, resume_from_checkpoint=True)
+    common = dict(dataset=data, max_eval_samples=64, resume_from_checkpoint=True, balance_labels=args.balance_labels)
     overrides = {"seed": args.seed, "save_steps": 50, "eval_steps": 50, **json.loads(args.training_args)}
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
@@ -97,13 +97,13 @@ def train_variant(variant, task, data, skills, base, folder, args):
         return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
                             **extra, **common)  # fmt: skip
     if variant == "xlora":
-        return train_xlora(task, data, skills, base, folder, overrides)
+        return train_xlora(task, data, skills, base, folder, overrides, args.balance_labels)
     if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`)
         return train_skill(task, base, folder, peft_type="lora", training_args=overrides, **common)
     return train_skill(task, base, folder, peft_type="adalora", training_args=overrides, **common)  # the paper's
 
 
-def train_xlora(task, data, skills, base, folder, overrides):
+def train_xlora(task, data, skills, base, folder, overrides, balance_labels):
     """peft's X-LoRA over the same skills: its classifier trained with the router's defaults on the same data."""
     from peft import XLoraConfig, get_peft_model
 
@@ -119,7 +119,8 @@ def train_xlora(task, data, skills, base, folder, overrides):
 
     model, tokenizer = load_model_and_tokenizer(base, "bfloat16")
     model.config.use_cache = False  # X-LoRA runs a scaling pass before each forward; peft requires no KV cache
-    train, evaluation = prepare_splits(data, tokenizer, DEFAULT_ROUTER_MAX_LENGTH, None, 64)
+    train, evaluation = prepare_splits(data, tokenizer, DEFAULT_ROUTER_MAX_LENGTH, None, 64, balance_labels,
+                                       overrides["seed"])  # fmt: skip
     args = build_training_arguments(folder, overrides, ROUTER_TRAINING_DEFAULTS, bf16=True,
                                     has_eval=evaluation is not None)  # fmt: skip
     # X-LoRA names the adapters it loads "0", "1", ... (other keys break its scaling pass); the order is the skills'
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="0: one epoch")
     parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA")
     parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
+    parser.add_argument("--balance-labels", action="store_true", help="class-balanced training records (use a --tag)")
     parser.add_argument("--lorahub-budget", type=int, default=40, help="loss evaluations of the lorahub fit")
     parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature")
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")

@@ -348,3 +348,33 @@ def test_cli_train_skill_and_router(assets, tmp_path, capsys):
             samdkif_main(["train", "skill", "nli", "--out", str(tmp_path / "y"), "--max-length", "12", *common]) == 1
         )
     assert "Raise max_length" in capsys.readouterr().err
+
+
+def test_balance_by_output_equalises_labels_at_the_same_size():
+    from collections import Counter
+
+    from samdkif_peft.training.common import balance_by_output
+
+    outputs = ["high"] * 14 + ["low"] * 5 + ["mid"] * 1
+    train = Dataset.from_list([{"query": f"q{i}", "output": o} for i, o in enumerate(outputs)])
+    balanced = balance_by_output(train, seed=0)
+    assert len(balanced) == 20
+    assert Counter(balanced["output"]) == {"high": 7, "low": 7, "mid": 6}
+    assert len(set(balanced.filter(lambda r: r["output"] == "high")["query"])) == 7  # drawn without replacement
+    assert balance_by_output(train, seed=0)["query"] == balanced["query"]  # seeded
+    many = Dataset.from_list([{"query": "q", "output": str(i)} for i in range(60)])
+    with pytest.raises(ValueError, match="60 distinct values.*not a label space"):
+        balance_by_output(many)
+
+
+def test_train_skill_balance_labels_trains_on_balanced_records(assets, tmp_path):
+    data = _dataset(["upper"], n_train=12)
+    skewed = Dataset.from_list([{**r, "output": "YES" if i < 10 else "NO"} for i, r in enumerate(data["train"])])
+    path = train_skill("yesno", assets["base"], tmp_path / "skill", dataset=DatasetDict({"train": skewed}),
+                       dtype=torch.float32, training_args={**FAST, "max_steps": 1}, balance_labels=True)  # fmt: skip
+    results = json.loads(open(os.path.join(path, "train_results.json")).read())
+    assert results["train_samples"] == 12
+    with pytest.raises(ValueError, match="not a label space"):
+        free_text = Dataset.from_list([{"query": f"q{i}", "output": f"answer {i}"} for i in range(60)])
+        train_skill("free", assets["base"], tmp_path / "x", dataset=free_text, dtype=torch.float32,
+                    training_args=FAST, balance_labels=True)  # fmt: skip

@@ -113,8 +113,11 @@ def prepare_splits(
     max_length: int | None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    balance_labels: bool = False,
+    seed: int = 42,
 ):
-    """`(train, validation or None)` tokenized; a `Dataset` is the train split alone."""
+    """`(train, validation or None)` tokenized; a `Dataset` is the train split alone. `balance_labels` resamples
+    the training records so that each distinct `output` is equally frequent (`balance_by_output`)."""
     import datasets
 
     if isinstance(dataset, datasets.DatasetDict):
@@ -128,12 +131,56 @@ def prepare_splits(
     train = _head(train, max_train_samples, "max_train_samples")
     if len(train) == 0:
         raise ValueError("The training split is empty; build the data with `samdkif data build` or pass records")
+    if balance_labels:
+        train = balance_by_output(train, seed)
     evaluation = _head(evaluation, max_eval_samples, "max_eval_samples") if evaluation is not None else None
     if evaluation is not None and len(evaluation) == 0:
         evaluation = None
     train = tokenize_dataset(train, tokenizer, max_length)
     evaluation = tokenize_dataset(evaluation, tokenizer, max_length) if evaluation is not None else None
     return train, evaluation
+
+
+def training_seed(training_args: Any) -> int:
+    """The run's seed before `TrainingArguments` exist: a dict's `seed`, a `TrainingArguments`' own, else 42."""
+    if isinstance(training_args, Mapping):
+        return int(training_args.get("seed", _COMMON_DEFAULTS["seed"]))
+    return int(getattr(training_args, "seed", _COMMON_DEFAULTS["seed"]))
+
+
+MAX_BALANCED_LABELS = 50  # the task router's label-task threshold: more distinct outputs is not a label space
+
+
+def balance_by_output(train: Any, seed: int = 42):
+    """The same number of training records, drawn so that every distinct `output` (label) is equally frequent.
+
+    Why: a router or task LoRA trained on skewed labels learns the majority answer first and, in a short run, often
+    nothing else (docs/MEDICAL_VALUE.md: DDI severity collapses to one label). Keeping the size keeps the step count,
+    so balanced and plain runs compare at equal cost. Each label gets `len(train) // n_labels` records (the remainder
+    to the first labels in sorted order), without replacement where it has enough, with replacement otherwise;
+    the result is shuffled with `seed`.
+    """
+    import random
+
+    if "output" not in train.column_names:
+        raise ValueError(f"balance_labels needs records with an 'output' column, got {train.column_names}")
+    by_label: dict[str, list[int]] = {}
+    for i, output in enumerate(train["output"]):
+        by_label.setdefault(output, []).append(i)
+    if len(by_label) > MAX_BALANCED_LABELS:
+        raise ValueError(
+            f"balance_labels: the training outputs have {len(by_label)} distinct values, more than "
+            f"{MAX_BALANCED_LABELS}, so they are not a label space to balance; train without balance_labels"
+        )
+    rng = random.Random(seed)
+    share, extra = divmod(len(train), len(by_label))
+    picked: list[int] = []
+    for j, label in enumerate(sorted(by_label)):
+        pool, want = by_label[label], share + (j < extra)
+        picked += rng.sample(pool, want) if want <= len(pool) else pool + rng.choices(pool, k=want - len(pool))
+    rng.shuffle(picked)
+    logger.info("balanced %d training records over %d labels (%d each)", len(picked), len(by_label), share)
+    return train.select(picked)
 
 
 def _head(dataset: Any, n: int | None, what: str):

@@ -22,6 +22,7 @@ from .common import (
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
+    training_seed,
     write_results,
 )
 
@@ -55,6 +56,7 @@ def train_router(
     data_dir: str | os.PathLike[str] | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    balance_labels: bool = False,
     max_length: int | None = DEFAULT_ROUTER_MAX_LENGTH,
     dtype: Any = "bfloat16",
     tokenizer: Any = None,
@@ -103,7 +105,8 @@ def train_router(
 
         dataset = load_task(task, data_dir)
     model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
-    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples)
+    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples,
+                                       balance_labels, training_seed(training_args))
     args = build_training_arguments(
         output_dir,
         training_args,

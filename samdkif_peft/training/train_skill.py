@@ -33,6 +33,7 @@ from .common import (
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
+    training_seed,
     write_results,
 )
 
@@ -106,6 +107,7 @@ def train_skill(
     data_dir: str | os.PathLike[str] | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    balance_labels: bool = False,
     max_length: int | None = DEFAULT_MAX_LENGTH,
     dtype: Any = "bfloat16",
     tokenizer: Any = None,
@@ -129,6 +131,8 @@ def train_skill(
         dataset (`Dataset` or `DatasetDict`, *optional*): records (`context`, `query`, `output`) or tokenized rows;
             defaults to `load_skill(skill, data_dir)`. The `validation` split, if any, is evaluated (loss).
         max_train_samples / max_eval_samples (`int`, *optional*): use only the first N examples of a split.
+        balance_labels (`bool`, *optional*, defaults to `False`): resample the training records so every distinct
+            `output` is equally frequent, at the same record count (label tasks; see `balance_by_output`).
         max_length (`int`, *optional*, defaults to 256): see `DataCollatorForCompletion`.
         dtype (*optional*, defaults to `"bfloat16"`): base model dtype; bf16 weights also turn on bf16 autocast.
         tokenizer (*optional*): defaults to the base model's own.
@@ -151,7 +155,8 @@ def train_skill(
     elif peft_type == "lora":
         peft_config = default_lora_config()
     model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
-    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples)
+    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples,
+                                       balance_labels, training_seed(training_args))
     args = build_training_arguments(
         output_dir,
         training_args,

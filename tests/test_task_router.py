@@ -190,6 +190,9 @@ def test_resume_skips_finished_stages(assets, files, tmp_path, monkeypatch):
     # another task into the same folder is refused instead of mixing two runs
     with pytest.raises(TaskDataError, match="holds a run with other data_sha256"):
         train_task_router(*files["generation"], out, skills=[assets["skills"]], base_model=assets["base"])
+    with pytest.raises(TaskDataError, match="holds a run with other balance_labels"):  # a different training recipe
+        train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"],
+                          balance_labels=True)  # fmt: skip
     assert run.TASK_FILE == "task.json"
 
 
@@ -223,6 +226,9 @@ def test_bad_inputs_get_one_line_errors_before_any_model_loads(assets, files, tm
         assert _cli(assets, train, test, tmp_path / "out") == 1, message
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert _cli(assets, *files["generation"], tmp_path / "gen", "--balance-labels") == 1
+    err = capsys.readouterr().err
+    assert "generation task (free-text outputs), so there are no labels to balance" in err and err.count("\n") == 1
     # --columns maps other names; a CSV works the same
     csv = tmp_path / "mapped.csv"
     csv.write_text("note,question,label\n" + "".join(f"{r['context']},{r['query']},{r['output']}\n" for r in rows))
@@ -261,3 +267,20 @@ def test_push_to_hub_with_bundled_skills_loads_by_repo_id(assets, files, tmp_pat
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(assets["base"]), hub_repo_id)
     assert model.peft_config["default"].skill_names == ["reverse", "upper"]
     assert result.metrics["router"]
+
+
+def test_balance_labels_reaches_router_training(assets, files, tmp_path, monkeypatch):
+    import importlib
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("samdkif_peft.training.train_router"), "train_router", record)
+    with pytest.raises(KeyboardInterrupt):
+        train_task_router(*files["label"], tmp_path / "balanced", skills=[assets["skills"]], base_model=assets["base"],
+                          max_steps=2, balance_labels=True, progress=False)  # fmt: skip
+    assert seen["balance_labels"] is True
+    assert json.loads((tmp_path / "balanced" / "task.json").read_text())["balance_labels"] is True

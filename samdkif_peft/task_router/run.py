@@ -86,6 +86,7 @@ def train_task_router(
     base_model: str | os.PathLike[str] | None = None,
     max_steps: int | None = None,
     seed: int = 42,
+    balance_labels: bool = False,
     eval_limit: int | None = None,
     bundle_skills: bool = False,
     push_to_hub: str | None = None,
@@ -103,6 +104,8 @@ def train_task_router(
         kind: `"label"`, `"multiple_choice"` or `"generation"`; detected from the data when None.
         columns: maps our column names to yours, e.g. `{"context": "note", "output": "label"}`.
         max_steps: optimizer steps for the router and the baseline (default: one epoch at batch 8).
+        balance_labels: train the router and the baseline on class-balanced records (label and multiple-choice
+            tasks; same record count, see `training.common.balance_by_output`).
         eval_limit: score only the first N test records (quick checks; reports say so).
         push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
             bundled with `bundle_skills=True`).
@@ -122,11 +125,16 @@ def train_task_router(
     check_splits(train_ds, test_ds, validation_ds, names=names)
     kind = kind or detect_kind(train_ds, test_ds)
     spec = task_spec(name or out.resolve().name, kind, train_ds)
+    if balance_labels and kind == "generation":
+        raise TaskDataError(
+            "--balance-labels: this task is a generation task (free-text outputs), so there are no labels to "
+            "balance; drop --balance-labels, or pass --kind label if its outputs are labels"
+        )
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
     if push_to_hub and not bundle_skills:
         _refuse_local_skills(skill_refs)
-    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router)
+    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels)
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
     import datasets
 
@@ -139,11 +147,11 @@ def train_task_router(
 
     evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
     # 2. the router (hybrid by default) on the frozen skills
-    _train_router(out, spec, dataset, skill_refs, base, router, max_steps, seed, bundle_skills)
+    _train_router(out, spec, dataset, skill_refs, base, router, max_steps, seed, bundle_skills, balance_labels)
     evaluated["router"] = evaluate_variant(out, "router", spec, dataset, base, limit=eval_limit, progress=progress)
     # 3. what a user would pick instead
     if baseline == "task-lora":
-        _train_task_lora(out, spec, dataset, base, max_steps, seed)
+        _train_task_lora(out, spec, dataset, base, max_steps, seed, balance_labels)
         evaluated["task_lora"] = evaluate_variant(out, "task_lora", spec, dataset, base, limit=eval_limit,
                                                   progress=progress)  # fmt: skip
     from .report import write_report
@@ -167,7 +175,8 @@ def _fingerprint(*splits) -> str:
     return digest.hexdigest()
 
 
-def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Mapping[str, str], router: str) -> None:
+def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Mapping[str, str], router: str,
+                 balance_labels: bool = False) -> None:
     """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills or router kind."""
     record = {
         "name": spec.name,
@@ -179,11 +188,13 @@ def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Ma
         "data_sha256": _fingerprint(train, test, validation),
         "skills": dict(sorted(skills.items())),
         "router": router,
+        "balance_labels": balance_labels,
     }
     path = out / TASK_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = [k for k in ("data_sha256", "kind", "skills", "router") if previous.get(k) != record[k]]
+        keys = ("data_sha256", "kind", "skills", "router", "balance_labels")
+        changed = [k for k in keys if previous.get(k, False if k == "balance_labels" else None) != record[k]]
         if changed:
             raise TaskDataError(
                 f"{out}: holds a run with other {', '.join(changed)} (task.json); pass a new --out, or delete the "
@@ -204,7 +215,8 @@ def _refuse_local_skills(skills: Mapping[str, str]) -> None:
         )
 
 
-def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool):
+def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool,
+                  balance: bool):
     from ..training.common import training_finished
     from ..training.train_router import DEFAULT_TASK_RANK, train_router
 
@@ -214,11 +226,11 @@ def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_
     args = {"seed": seed, **({"max_steps": max_steps} if max_steps else {})}
     kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == HYBRID else (router, 0)
     train_router(spec.name, skills, base, out, router=kind, task_rank=task_rank, bundle_skills=bundle,
-                 training_args=args, dataset=dataset, resume_from_checkpoint=True)  # fmt: skip
+                 training_args=args, dataset=dataset, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
     _add_seconds(out, time.perf_counter() - start)
 
 
-def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int) -> None:
+def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int, balance: bool) -> None:
     """A plain LoRA r8 on the same data, steps and seed, at the hybrid's task-LoRA rate (docs/MEDICAL_VALUE.md)."""
     from ..training import train_skill
     from ..training.common import DEFAULT_ROUTER_MAX_LENGTH, training_finished
@@ -230,7 +242,7 @@ def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int) 
     start = time.perf_counter()
     args = {"seed": seed, "learning_rate": TASK_LEARNING_RATE, **({"max_steps": max_steps} if max_steps else {})}
     train_skill(spec.name, base, folder, peft_type="lora", training_args=args, dataset=dataset,
-                max_length=DEFAULT_ROUTER_MAX_LENGTH, resume_from_checkpoint=True)  # fmt: skip
+                max_length=DEFAULT_ROUTER_MAX_LENGTH, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
     _add_seconds(folder, time.perf_counter() - start)
 
 

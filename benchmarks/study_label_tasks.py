@@ -279,9 +279,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(os.cpu_count() or 1)
 
-    from samdkif_peft.base_model import prepare_base_model
+    from samdkif_peft.base_model import resolve_base_model
 
-    base = str(Path(args.base_model or prepare_base_model()).resolve())
+    base = resolve_base_model(args.base_model)
     folders = sorted(Path(args.skills_dir).iterdir())
     # a skill folder is named after its skill (runs/medical/skills/nli) or its repo (release/skills/skill-nli)
     skills = {p.name.removeprefix("skill-"): str(p.resolve()) for p in folders if (p / "adapter_config.json").exists()}

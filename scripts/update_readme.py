@@ -2,6 +2,7 @@
 
     python scripts/update_readme.py
 
+- `<!-- results:main_job -->`: benchmarks/results/main_job/ (from `bash scripts/main_job.sh`)
 - `<!-- results:quickstart -->`: benchmarks/results/quickstart.json (from `examples/quickstart.py`)
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
 - `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
@@ -18,6 +19,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def main_job() -> str:
+    """The main job's printed table and answer counts (its report.md up to the confusion matrix) and wall time."""
+    folder = RESULTS / "main_job"
+    if not (folder / "report.md").is_file():
+        return "_Run `bash scripts/main_job.sh` to measure the main job._"
+    timing = json.loads((folder / "timing.json").read_text())
+    report = (folder / "report.md").read_text().split("\n## Router confusion matrix")[0]
+    body = report.split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
+    minutes, seconds = divmod(timing["wall_seconds"], 60)
+    lines = [
+        f"### Main job: `{timing['command']}` (DDI severity, unseen; {minutes} min {seconds:02d} s on "
+        f"{timing['cpu_count']} CPU cores, commit {timing['commit']})",
+        "",
+        body,
+        "",
+        "Full report with intervals, confusion matrix and routing: `benchmarks/results/main_job/report.md`, "
+        "`routing.png`.",
+    ]
+    return "\n".join(lines)
 
 
 def quickstart() -> str:
@@ -192,6 +214,7 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     blocks = {
+        "results:main_job": main_job(),
         "results:quickstart": quickstart(),
         "results:bench_router": bench_router(),
         "results:bench_data": bench_data(),

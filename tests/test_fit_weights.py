@@ -49,6 +49,14 @@ def test_fit_validates_its_input(router):
     model, tokenizer = router
     with pytest.raises(ValueError, match="at least one record"):
         fit_skill_weights(model, tokenizer, [])
-    assert len(fit_skill_weights(model, tokenizer, [{"query": "q", "output": "o"}], budget=3).history) == 3
+    calls = []
+    handle = model.get_base_model().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        fit = fit_skill_weights(model, tokenizer, [{"query": "q", "output": "o"}], budget=3, l1=0.05)
+    finally:
+        handle.remove()
+    assert len(fit.history) == 3 and len(calls) == 4  # the budget plus the base model's loss, nothing evaluated twice
+    penalty = 0.05 * sum(abs(w) for w in fit.weights.values()) / len(fit.weights)
+    assert fit.loss + penalty == pytest.approx(min(v for _, v in fit.history))  # the loss is the best candidate's
     with pytest.raises(ValueError, match="budget"):
         fit_skill_weights(model, tokenizer, [{"query": "q", "output": "o"}], budget=0)

@@ -96,10 +96,12 @@ def fit_skill_weights(
         return total / max(tokens, 1)
 
     history: list[tuple[list[float], float]] = []
+    losses: list[float] = []  # the unpenalised loss of each evaluation, so the best one is not evaluated twice
     bar = tqdm(total=budget, desc="skill weights", disable=not progress)
 
     def objective(weights: Sequence[float]) -> float:
-        value = answer_loss(weights) + l1 * sum(abs(w) for w in weights) / len(weights)
+        losses.append(answer_loss(weights))
+        value = losses[-1] + l1 * sum(abs(w) for w in weights) / len(weights)
         history.append(([float(w) for w in weights], value))
         bar.update(1)
         bar.set_postfix(best=f"{min(v for _, v in history):.4f}")
@@ -116,8 +118,8 @@ def fit_skill_weights(
             break
         strategy.tell(candidates, [objective(c) for c in candidates])
     bar.close()
-    best, _ = min(history, key=lambda item: item[1])
+    best = min(range(len(history)), key=lambda i: history[i][1])
     model.train(was_training)
-    fit = SkillWeightFit(dict(zip(names, best)), answer_loss(best), initial, history)
+    fit = SkillWeightFit(dict(zip(names, history[best][0])), losses[best], initial, history)
     logger.info("skill weights after %d evaluations: loss %.4f (base %.4f)", len(history), fit.loss, initial)
     return fit

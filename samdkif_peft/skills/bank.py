@@ -215,7 +215,20 @@ def check_pushable(config: SkillRouterConfig, adapter_name: str = "default") -> 
     local = local_skills(config)
     if local and not config.bundle_skills:
         raise ValueError(
-            f"Router {adapter_name!r} uses local skill folder(s) {local}; a pushed router could not load them "
-            "anywhere else. Push the skills first and reference them by repo id (e.g. `samdkif skills push`, "
-            "skills={'ner': 'org/skill-ner'}), or save with bundle_skills=True to copy them into the router repo."
+            _unpushable(f"Router {adapter_name!r} uses local skill folder(s) {local}", "bundle_skills=True")
         )
+
+
+def check_pushable_references(skills: Mapping[str, str], bundle_flag: str = "--bundle-skills") -> None:
+    """The same refusal from skill references alone, before any model loads (`samdkif router train --push-to-hub`)."""
+    local = [name for name, ref in skills.items() if os.path.isdir(os.path.expanduser(ref))]
+    if local:
+        raise ValueError(_unpushable(f"Skill(s) {', '.join(local)} are local folders", bundle_flag))
+
+
+def _unpushable(what: str, bundle: str) -> str:
+    return (
+        f"{what}; a pushed router could not load them anywhere else. Push the skills first and reference them by "
+        f"repo id (`samdkif skills push`, then e.g. skills={{'ner': 'org/skill-ner'}} or --skills org/skill-ner), "
+        f"or add {bundle} to copy them into the router repo."
+    )

@@ -110,6 +110,7 @@ def train_task_router(
         push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
             bundled with `bundle_skills=True`).
     """
+    from ..skills.bank import check_pushable_references
     from ..skills.shipped import parse_skill_arguments
     from ..training.train_router import _check_skill_reference
 
@@ -133,7 +134,10 @@ def train_task_router(
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
     if push_to_hub and not bundle_skills:
-        _refuse_local_skills(skill_refs)
+        try:
+            check_pushable_references(skill_refs)
+        except ValueError as err:
+            raise TaskDataError(f"--push-to-hub: {err}") from None
     _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels)
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
     import datasets
@@ -175,8 +179,17 @@ def _fingerprint(*splits) -> str:
     return digest.hexdigest()
 
 
-def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Mapping[str, str], router: str,
-                 balance_labels: bool = False) -> None:
+def _record_task(
+    out: Path,
+    spec,
+    kind: str,
+    train,
+    test,
+    validation,
+    skills: Mapping[str, str],
+    router: str,
+    balance_labels: bool = False,
+) -> None:
     """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills or router kind."""
     record = {
         "name": spec.name,
@@ -205,18 +218,9 @@ def _record_task(out: Path, spec, kind: str, train, test, validation, skills: Ma
     atomic_write_text(str(path), json.dumps(record, indent=2))
 
 
-def _refuse_local_skills(skills: Mapping[str, str]) -> None:
-    local = [n for n, ref in skills.items() if os.path.isdir(ref)]
-    if local:
-        raise TaskDataError(
-            f"--push-to-hub: skill(s) {', '.join(local)} are local folders, so the pushed router could not load them "
-            "anywhere else; push the skills first (`samdkif skills push`) and pass their repo ids with --skills, or "
-            "add --bundle-skills to copy them into the router repo"
-        )
-
-
-def _train_router(out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool,
-                  balance: bool):
+def _train_router(
+    out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool, balance: bool
+):
     from ..training.common import training_finished
     from ..training.train_router import DEFAULT_TASK_RANK, train_router
 

@@ -6,6 +6,7 @@
 - `<!-- results:quickstart -->`: benchmarks/results/quickstart.json (from `examples/quickstart.py`)
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
 - `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
+- `<!-- results:few_shot -->`: benchmarks/results/few_shot.json (from `benchmarks/few_shot_curve.py`)
 - `<!-- results:label_tasks -->`: benchmarks/results/label_tasks.json (from `benchmarks/study_label_tasks.py`)
 - `<!-- include:docs/DATA.md -->`: the data documentation
 """
@@ -39,6 +40,43 @@ def main_job() -> str:
         "Full report with intervals, confusion matrix and routing: `benchmarks/results/main_job/report.md`, "
         "`routing.png`.",
     ]
+    return "\n".join(lines)
+
+
+def few_shot() -> str:
+    """Unseen tasks at k training records: each variant's primary metric, mean and range over the seeds run so far."""
+    path = RESULTS / "few_shot.json"
+    if not path.is_file():
+        return "_Run `python benchmarks/few_shot_curve.py --skills-dir release/skills` to measure the few-shot curve._"
+    runs = json.loads(path.read_text())["runs"]
+    primary = {"ddi_severity": "macro_f1", "rare_disease_diagnosis": "accuracy", "elixhauser_comorbidity": "micro_f1"}
+    ks = sorted({b.split(",")[0] for b in runs}, key=lambda k: (k == "k=all", int(k[2:]) if k[2:].isdigit() else 0))
+    lines = [
+        "### Few-shot, unseen tasks (`benchmarks/few_shot_curve.py`, 12 released skills)",
+        "",
+        "Primary metric per task (DDI: macro-F1, since always answering the majority label scores accuracy 0.444; "
+        "rare disease: accuracy over 4 options, chance 0.25; Elixhauser: micro-F1), all test records, by option "
+        "log-likelihood. Each cell: mean over seeds [min, max] (seeds). Every trained variant has the same k "
+        "records, steps (30 / 60 / 100 / one epoch for k = 16 / 64 / 256 / all) and rate 5e-3. Figure: "
+        "`benchmarks/results/few_shot.png`.",
+        "",
+        "| task | variant | " + " | ".join(ks) + " |",
+        "|---|---|" + "---|" * len(ks),
+    ]
+    tasks = [t for t in primary if any(t in rows for rows in runs.values())]
+    for task in tasks:
+        metric = primary[task]
+        variants = sorted({v for rows in runs.values() for v in rows.get(task, {}) if not v.startswith("_")})
+        for variant in variants:
+            cells = []
+            for k in ks:
+                values = [rows[task][variant][metric] for b, rows in runs.items()
+                          if b.split(",")[0] == k and variant in rows.get(task, {})]  # fmt: skip
+                mean = sum(values) / len(values) if values else None
+                cells.append(f"{mean:.3f} [{min(values):.3f}, {max(values):.3f}] ({len(values)})" if values else "")
+            lines.append(f"| {task} | {variant.split('@')[0]} | " + " | ".join(cells) + " |")
+        majority = next(rows[task]["_baselines"]["majority"] for rows in runs.values() if task in rows)
+        lines.append(f"| {task} | majority label | " + " | ".join(f"{majority.get(metric, 0):.3f}" for _ in ks) + " |")
     return "\n".join(lines)
 
 
@@ -218,6 +256,7 @@ def main() -> None:
         "results:quickstart": quickstart(),
         "results:bench_router": bench_router(),
         "results:bench_data": bench_data(),
+        "results:few_shot": few_shot(),
         "results:label_tasks": label_tasks(),
     }
     for match in re.finditer(r"<!-- (include:[^ ]+) -->", text):

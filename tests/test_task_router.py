@@ -193,6 +193,9 @@ def test_resume_skips_finished_stages(assets, files, tmp_path, monkeypatch):
     with pytest.raises(TaskDataError, match="holds a run with other balance_labels"):  # a different training recipe
         train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"],
                           balance_labels=True)  # fmt: skip
+    for budget in ({"max_steps": 3}, {"epochs": 2.0}, {"max_steps": 2, "seed": 7}):  # a finished stage has other steps
+        with pytest.raises(TaskDataError, match="holds a run with other training"):
+            train_task_router(*files["label"], out, skills=[assets["skills"]], base_model=assets["base"], **budget)
     assert run.TASK_FILE == "task.json"
 
 

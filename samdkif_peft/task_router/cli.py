@@ -33,7 +33,8 @@ def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--columns", default=None, help="map column names, e.g. context=note,query=question,output=label")
     p.add_argument("--name", default=None, help="task name in the report and card (default: the --out folder name)")
     p.add_argument("--base-model", default=None, help="base model folder or Hub id (default: the prepared SmolLM2)")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps (default: one epoch at batch 8)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (overrides --epochs)")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records at batch 8 (default 1)")
     p.add_argument("--balance-labels", action="store_true",
                    help="class-balanced training records for the router and the baseline (label tasks)")
     p.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
@@ -54,8 +55,9 @@ def run_train(args: argparse.Namespace) -> int:
         result = train_task_router(
             args.train, args.test, args.out, validation=args.validation, skills=args.skills, router=args.router,
             baseline=args.baseline, kind=args.kind, columns=args.columns, name=args.name, base_model=args.base_model,
-            max_steps=args.max_steps, seed=args.seed, balance_labels=args.balance_labels, eval_limit=args.eval_limit,
-            bundle_skills=args.bundle_skills, push_to_hub=args.push_to_hub, progress=not args.quiet,
+            max_steps=args.max_steps, epochs=args.epochs, seed=args.seed, balance_labels=args.balance_labels,
+            eval_limit=args.eval_limit, bundle_skills=args.bundle_skills, push_to_hub=args.push_to_hub,
+            progress=not args.quiet,
         )  # fmt: skip
     except (TaskDataError, ValueError, FileNotFoundError) as err:
         print(f"samdkif router train: error: {err}", file=sys.stderr)

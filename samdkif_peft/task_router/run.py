@@ -85,6 +85,7 @@ def train_task_router(
     name: str | None = None,
     base_model: str | os.PathLike[str] | None = None,
     max_steps: int | None = None,
+    epochs: float = 1.0,
     seed: int = 42,
     balance_labels: bool = False,
     eval_limit: int | None = None,
@@ -103,7 +104,8 @@ def train_task_router(
         baseline: `"task-lora"` also trains a plain LoRA r8 on the same data, steps and seed.
         kind: `"label"`, `"multiple_choice"` or `"generation"`; detected from the data when None.
         columns: maps our column names to yours, e.g. `{"context": "note", "output": "label"}`.
-        max_steps: optimizer steps for the router and the baseline (default: one epoch at batch 8).
+        max_steps: optimizer steps for the router and the baseline; overrides `epochs`.
+        epochs: passes over the training records at batch 8 (default 1; `num_train_epochs`).
         balance_labels: train the router and the baseline on class-balanced records (label and multiple-choice
             tasks; same record count, see `training.common.balance_by_output`).
         eval_limit: score only the first N test records (quick checks; reports say so).
@@ -138,7 +140,8 @@ def train_task_router(
             check_pushable_references(skill_refs)
         except ValueError as err:
             raise TaskDataError(f"--push-to-hub: {err}") from None
-    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels)
+    budget = {"seed": seed, **({"max_steps": max_steps} if max_steps else {"num_train_epochs": epochs})}
+    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels, budget)
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
     import datasets
 
@@ -151,11 +154,11 @@ def train_task_router(
 
     evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
     # 2. the router (hybrid by default) on the frozen skills
-    _train_router(out, spec, dataset, skill_refs, base, router, max_steps, seed, bundle_skills, balance_labels)
+    _train_router(out, spec, dataset, skill_refs, base, router, budget, bundle_skills, balance_labels)
     evaluated["router"] = evaluate_variant(out, "router", spec, dataset, base, limit=eval_limit, progress=progress)
     # 3. what a user would pick instead
     if baseline == "task-lora":
-        _train_task_lora(out, spec, dataset, base, max_steps, seed, balance_labels)
+        _train_task_lora(out, spec, dataset, base, budget, balance_labels)
         evaluated["task_lora"] = evaluate_variant(out, "task_lora", spec, dataset, base, limit=eval_limit,
                                                   progress=progress)  # fmt: skip
     from .report import write_report
@@ -189,8 +192,10 @@ def _record_task(
     skills: Mapping[str, str],
     router: str,
     balance_labels: bool = False,
+    budget: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills or router kind."""
+    """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills, router kind or
+    training budget (a finished stage would otherwise be reused as if it had the new settings)."""
     record = {
         "name": spec.name,
         "kind": kind,
@@ -202,12 +207,14 @@ def _record_task(
         "skills": dict(sorted(skills.items())),
         "router": router,
         "balance_labels": balance_labels,
+        "training": dict(budget or {}),
     }
     path = out / TASK_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
-        keys = ("data_sha256", "kind", "skills", "router", "balance_labels")
-        changed = [k for k in keys if previous.get(k, False if k == "balance_labels" else None) != record[k]]
+        keys = ("data_sha256", "kind", "skills", "router", "balance_labels", "training")
+        defaults = {"balance_labels": False, "training": record["training"]}  # folders from before these were kept
+        changed = [k for k in keys if previous.get(k, defaults.get(k)) != record[k]]
         if changed:
             raise TaskDataError(
                 f"{out}: holds a run with other {', '.join(changed)} (task.json); pass a new --out, or delete the "
@@ -218,23 +225,21 @@ def _record_task(
     atomic_write_text(str(path), json.dumps(record, indent=2))
 
 
-def _train_router(
-    out: Path, spec, dataset, skills, base: str, router: str, max_steps, seed: int, bundle: bool, balance: bool
-):
+def _train_router(out: Path, spec, dataset, skills, base: str, router: str, budget, bundle: bool, balance: bool):
     from ..training.common import training_finished
     from ..training.train_router import DEFAULT_TASK_RANK, train_router
 
     if training_finished(out):
         return
     start = time.perf_counter()
-    args = {"seed": seed, **({"max_steps": max_steps} if max_steps else {})}
+    args = dict(budget)
     kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == HYBRID else (router, 0)
     train_router(spec.name, skills, base, out, router=kind, task_rank=task_rank, bundle_skills=bundle,
                  training_args=args, dataset=dataset, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
     _add_seconds(out, time.perf_counter() - start)
 
 
-def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int, balance: bool) -> None:
+def _train_task_lora(out: Path, spec, dataset, base: str, budget, balance: bool) -> None:
     """A plain LoRA r8 on the same data, steps and seed, at the hybrid's task-LoRA rate (docs/MEDICAL_VALUE.md)."""
     from ..training import train_skill
     from ..training.common import DEFAULT_ROUTER_MAX_LENGTH, training_finished
@@ -244,7 +249,7 @@ def _train_task_lora(out: Path, spec, dataset, base: str, max_steps, seed: int, 
     if training_finished(folder):
         return
     start = time.perf_counter()
-    args = {"seed": seed, "learning_rate": TASK_LEARNING_RATE, **({"max_steps": max_steps} if max_steps else {})}
+    args = {"learning_rate": TASK_LEARNING_RATE, **budget}
     train_skill(spec.name, base, folder, peft_type="lora", training_args=args, dataset=dataset,
                 max_length=DEFAULT_ROUTER_MAX_LENGTH, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
     _add_seconds(folder, time.perf_counter() - start)

@@ -30,6 +30,13 @@ STEPS = {"16": 30, "64": 60, "256": 100, "all": 0}  # 0: one epoch (155-250 step
 # options (rare disease; chance 0.25), micro-F1 over comorbidity flags (Elixhauser)
 PRIMARY = {"ddi_severity": "macro_f1", "rare_disease_diagnosis": "accuracy", "elixhauser_comorbidity": "micro_f1"}
 RATE = 5e-3
+MULTIPLE_CHOICE = ("rare_disease_diagnosis",)
+
+
+def baseline(task: str, baselines: dict, metric: str) -> float | None:
+    if task in MULTIPLE_CHOICE:
+        return baselines["chance"]["accuracy"]
+    return baselines["majority"].get(metric)
 
 
 def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
@@ -53,7 +60,9 @@ def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
 
 
 def plot(variants) -> Path | None:
-    """Mean and spread over seeds of each task's primary metric against k, with the majority-label baseline."""
+    """Mean and spread over seeds of each task's primary metric against k, with the baseline of doing nothing
+    (chance over shuffled options for multiple choice, where the majority letter of k records means nothing; else the
+    majority label)."""
     path = RESULTS / "few_shot.json"
     if not path.is_file():
         return None
@@ -75,7 +84,7 @@ def plot(variants) -> Path | None:
                     row = rows.get(task, {}).get(f"{variant}@lr5e-3")
                     if budget.startswith(f"k={k},") and row:
                         values.append(row[metric])
-                        majority = rows[task]["_baselines"]["majority"].get(metric, majority)
+                        majority = baseline(task, rows[task]["_baselines"], metric)
                 if values:
                     xs.append(i)
                     means.append(statistics.mean(values))
@@ -85,7 +94,8 @@ def plot(variants) -> Path | None:
                 ax.plot(xs, means, marker="o", label=variant)
                 ax.fill_between(xs, lows, highs, alpha=0.15)
         if majority is not None:
-            ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label="majority label")
+            name = "chance" if task in MULTIPLE_CHOICE else "majority label"
+            ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=name)
         ax.set_xticks(range(len(STEPS)), [f"k={k}" for k in STEPS])
         ax.set_title(task, fontsize=10)
         ax.set_ylabel(metric.replace("_", "-"))

@@ -7,6 +7,7 @@
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
 - `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
 - `<!-- results:few_shot -->`: benchmarks/results/few_shot.json (from `benchmarks/few_shot_curve.py`)
+- `<!-- results:label_tasks_released -->`: benchmarks/results/label_tasks_released.json (the released skills)
 - `<!-- results:label_tasks -->`: benchmarks/results/label_tasks.json (from `benchmarks/study_label_tasks.py`)
 - `<!-- include:docs/DATA.md -->`: the data documentation
 """
@@ -187,17 +188,17 @@ TAGS = {
 }
 
 
-def label_tasks() -> str:
-    path = RESULTS / "label_tasks.json"
+def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference AdaLoRA skills") -> str:
+    path = RESULTS / name
     if not path.is_file():
         return "_Run `python benchmarks/study_label_tasks.py` to score the closed-answer tasks._"
     data = json.loads(path.read_text())
     lines = [
-        "### Closed-answer tasks, every baseline (`benchmarks/study_label_tasks.py`)",
+        f"### Closed-answer tasks, every baseline, over {skills} (`benchmarks/study_label_tasks.py`, `{name}`)",
         "",
         "All test records, answers ranked by option log-likelihood (sum over the answer and EOS), 95 % bootstrap "
         "intervals; "
-        "skills: the 12 reference AdaLoRA skills. `k=all`: one epoch over every training record, smaller `k`: that "
+        f"skills: {skills}. `k=all`: one epoch over every training record, smaller `k`: that "
         "many records for 60 steps; `seed`: data order "
         "and init.",
         "",
@@ -213,7 +214,10 @@ def label_tasks() -> str:
             for variant in sorted((v for v in variants if not v.startswith("_")), key=_variant_order):
                 row = variants[variant]
                 name, _, tag = variant.partition("@")
-                label = LABEL_VARIANTS.get(name, name) + (f" [{TAGS.get(tag, tag)}]" if tag else "")
+                label = LABEL_VARIANTS.get(name, name)
+                if tag == "lr5e-3":  # the task LoRA's rate: part of the trained variants' names, moot for the others
+                    label, tag = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3"), ""
+                label += f" [{TAGS.get(tag, tag)}]" if tag else ""
                 lo, hi = row["intervals"]["accuracy"]
                 counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
                 flo, fhi = row["intervals"]["macro_f1"]
@@ -261,6 +265,7 @@ def main() -> None:
         "results:bench_router": bench_router(),
         "results:bench_data": bench_data(),
         "results:few_shot": few_shot(),
+        "results:label_tasks_released": label_tasks("label_tasks_released.json", "the 12 released LoRA skills"),
         "results:label_tasks": label_tasks(),
     }
     for match in re.finditer(r"<!-- (include:[^ ]+) -->", text):

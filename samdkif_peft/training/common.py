@@ -148,9 +148,6 @@ def training_seed(training_args: Any) -> int:
     return int(getattr(training_args, "seed", _COMMON_DEFAULTS["seed"]))
 
 
-MAX_BALANCED_LABELS = 50  # the task router's label-task threshold: more distinct outputs is not a label space
-
-
 def balance_by_output(train: Any, seed: int = 42):
     """The same number of training records, drawn so that every distinct `output` (label) is equally frequent.
 
@@ -162,15 +159,17 @@ def balance_by_output(train: Any, seed: int = 42):
     """
     import random
 
+    from ..task_router.kinds import MAX_LABELS  # the same threshold decides whether a user's task is a label task
+
     if "output" not in train.column_names:
         raise ValueError(f"balance_labels needs records with an 'output' column, got {train.column_names}")
     by_label: dict[str, list[int]] = {}
     for i, output in enumerate(train["output"]):
         by_label.setdefault(output, []).append(i)
-    if len(by_label) > MAX_BALANCED_LABELS:
+    if len(by_label) > MAX_LABELS:
         raise ValueError(
             f"balance_labels: the training outputs have {len(by_label)} distinct values, more than "
-            f"{MAX_BALANCED_LABELS}, so they are not a label space to balance; train without balance_labels"
+            f"{MAX_LABELS}, so they are not a label space to balance; train without balance_labels"
         )
     rng = random.Random(seed)
     share, extra = divmod(len(train), len(by_label))

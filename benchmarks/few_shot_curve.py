@@ -33,10 +33,12 @@ RATE = 5e-3
 MULTIPLE_CHOICE = ("rare_disease_diagnosis",)
 
 
-def baseline(task: str, baselines: dict, metric: str) -> float | None:
+def baseline(task: str, baselines: dict, metric: str) -> tuple[str, float | None]:
+    """The score of doing nothing, named: chance over shuffled options for multiple choice (the majority letter of
+    k records means nothing there), else the majority label."""
     if task in MULTIPLE_CHOICE:
-        return baselines["chance"]["accuracy"]
-    return baselines["majority"].get(metric)
+        return "chance", baselines["chance"]["accuracy"]
+    return "majority label", baselines["majority"].get(metric)
 
 
 def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
@@ -60,9 +62,7 @@ def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
 
 
 def plot(variants) -> Path | None:
-    """Mean and spread over seeds of each task's primary metric against k, with the baseline of doing nothing
-    (chance over shuffled options for multiple choice, where the majority letter of k records means nothing; else the
-    majority label)."""
+    """Mean and spread over seeds of each task's primary metric against k, with the baseline of doing nothing."""
     path = RESULTS / "few_shot.json"
     if not path.is_file():
         return None
@@ -75,7 +75,7 @@ def plot(variants) -> Path | None:
     tasks = [t for t in UNSEEN if any(t in rows for rows in runs.values())]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        metric, majority = PRIMARY[task], None
+        metric, majority, name = PRIMARY[task], None, None
         for variant in variants:
             xs, means, lows, highs = [], [], [], []
             for i, k in enumerate(STEPS):
@@ -84,7 +84,7 @@ def plot(variants) -> Path | None:
                     row = rows.get(task, {}).get(f"{variant}@lr5e-3")
                     if budget.startswith(f"k={k},") and row:
                         values.append(row[metric])
-                        majority = baseline(task, rows[task]["_baselines"], metric)
+                        name, majority = baseline(task, rows[task]["_baselines"], metric)
                 if values:
                     xs.append(i)
                     means.append(statistics.mean(values))
@@ -94,7 +94,6 @@ def plot(variants) -> Path | None:
                 ax.plot(xs, means, marker="o", label=variant)
                 ax.fill_between(xs, lows, highs, alpha=0.15)
         if majority is not None:
-            name = "chance" if task in MULTIPLE_CHOICE else "majority label"
             ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=name)
         ax.set_xticks(range(len(STEPS)), [f"k={k}" for k in STEPS])
         ax.set_title(task, fontsize=10)

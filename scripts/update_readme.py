@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 
@@ -49,8 +50,10 @@ def few_shot() -> str:
     path = RESULTS / "few_shot.json"
     if not path.is_file():
         return "_Run `python benchmarks/few_shot_curve.py --skills-dir release/skills` to measure the few-shot curve._"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from few_shot_curve import PRIMARY, baseline  # what each task is read by, and its do-nothing baseline
+
     runs = json.loads(path.read_text())["runs"]
-    primary = {"ddi_severity": "macro_f1", "rare_disease_diagnosis": "accuracy", "elixhauser_comorbidity": "micro_f1"}
     ks = sorted({b.split(",")[0] for b in runs}, key=lambda k: (k == "k=all", int(k[2:]) if k[2:].isdigit() else 0))
     lines = [
         "### Few-shot, unseen tasks (`benchmarks/few_shot_curve.py`, 12 released skills)",
@@ -64,9 +67,9 @@ def few_shot() -> str:
         "| task | variant | " + " | ".join(ks) + " |",
         "|---|---|" + "---|" * len(ks),
     ]
-    tasks = [t for t in primary if any(t in rows for rows in runs.values())]
+    tasks = [t for t in PRIMARY if any(t in rows for rows in runs.values())]
     for task in tasks:
-        metric = primary[task]
+        metric = PRIMARY[task]
         variants = sorted({v for rows in runs.values() for v in rows.get(task, {}) if not v.startswith("_")})
         for variant in variants:
             cells = []
@@ -76,12 +79,9 @@ def few_shot() -> str:
                 mean = sum(values) / len(values) if values else None
                 cells.append(f"{mean:.3f} [{min(values):.3f}, {max(values):.3f}] ({len(values)})" if values else "")
             lines.append(f"| {task} | {variant.split('@')[0]} | " + " | ".join(cells) + " |")
-        baselines = next(rows[task]["_baselines"] for rows in runs.values() if task in rows)
-        if task == "rare_disease_diagnosis":  # shuffled options: the majority letter of k records means nothing
-            name, value = "chance", baselines["chance"]["accuracy"]
-        else:
-            name, value = "majority label", baselines["majority"].get(metric, 0)
-        lines.append(f"| {task} | {name} | " + " | ".join(f"{value:.3f}" for _ in ks) + " |")
+        name, value = baseline(task, next(rows[task]["_baselines"] for rows in runs.values() if task in rows), metric)
+        shown = "-" if value is None else f"{value:.3f}"
+        lines.append(f"| {task} | {name} | " + " | ".join(shown for _ in ks) + " |")
     return "\n".join(lines)
 
 

@@ -2,8 +2,8 @@
 
     python scripts/record_main_job.py RUN_FOLDER SECONDS      (called by scripts/main_job.sh)
 
-A stage that was already done when the job started (resumed run) makes the time meaningless, so the run's own stage
-times are recorded beside it and the README says which one it shows.
+A stage that was already done when the job started (a resumed run) makes the wall time meaningless, so each stage's own
+time (training and scoring, from the run's report) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ TARGET = ROOT / "benchmarks" / "results" / "main_job"
 
 def main() -> None:
     run, seconds = Path(sys.argv[1]), int(sys.argv[2])
+    report = json.loads((run / "report.json").read_text())
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in ("report.json", "report.md", "routing.png"):
         shutil.copyfile(run / name, TARGET / name)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     timing = {
         "wall_seconds": seconds,
-        "stage_seconds": json.loads((run / "report.json").read_text()).get("seconds", {}),
+        "stage_seconds": {
+            **{f"train_{name}": row.get("stage_seconds") for name, row in report.get("training", {}).items()},
+            **report.get("seconds", {}),
+        },
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "commit": commit.stdout.strip(),

@@ -1,15 +1,18 @@
 """Speed of mixing n skills: SKILL_ROUTER vs peft's ways of combining LoRAs, as ratios to the base model.
 
 Measured on a randomly initialised model with SmolLM2-135M's exact shape (speed depends on shapes, not weights), with
-n random LoRA r8 skills on q_proj/v_proj, bf16 on CPU. Adapter weights are float32 (peft's `autocast_adapter_dtype`
-default) for every method, plus one SKILL_ROUTER row with bf16 factors (`autocast_adapter_dtype=False`). Every
-number is a median over repeats, and every ratio is against the base model measured in the same run (machines are
-noisy; compare ratios, not milliseconds).
+n random LoRA skills on q_proj/v_proj, bf16 on CPU. Adapter weights are float32 (peft's `autocast_adapter_dtype`
+default) for every method, plus SKILL_ROUTER rows with bf16 factors (`autocast_adapter_dtype=False`; what that does
+to real outputs: `benchmarks/precision_router.py`). Forward at batch x seq for each --seq; decode: batch 1, a
+64-token prompt, then greedy tokens with the KV cache, timed per token. Beside every ratio: the FLOP floor of the
+ranks it multiplies. Every number is a median over repeats, and every ratio is against the base model timed right
+before it (machines are noisy; compare ratios, not milliseconds). Then the default router from 4 to 48 skills, and
+at ranks 4 / 8 / 16.
 
-    python benchmarks/bench_router.py                 # SmolLM2 shape, 12 skills (~5 min on 2 cores)
-    python benchmarks/bench_router.py --preset tiny   # seconds; for a smoke run
+    python benchmarks/bench_router.py                 # SmolLM2 shape, 12 skills (~15 min on 2 quiet cores)
+    python benchmarks/bench_router.py --preset tiny   # a smoke run
 
-Writes benchmarks/results/router_speed.json and prints a markdown table.
+Writes benchmarks/results/router_speed.json and prints the markdown tables (scripts/update_readme.py renders them).
 """
 
 from __future__ import annotations
@@ -94,20 +97,31 @@ def load(base_dir: str, dtype: torch.dtype, use_cache: bool = True) -> LlamaForC
     return model.eval()
 
 
-def make_skills(base_dir: str, root: str, n: int, dtype: torch.dtype) -> dict[str, str]:
+def make_skills(base_dir: str, root: str, n: int, dtype: torch.dtype, rank: int = 8) -> dict[str, str]:
     skills = {}
     for i in range(n):
         torch.manual_seed(100 + i)
-        path = os.path.join(root, f"skill{i}")
-        config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        path = os.path.join(root, f"r{rank}", f"skill{i}")
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=TARGETS, init_lora_weights=False)
         get_peft_model(load(base_dir, dtype), config).save_pretrained(path)
-        skills[f"skill{chr(ord('a') + i)}"] = path
+        skills[f"skill{i:02d}"] = path
     return skills
 
 
+def flop_floor(shape: dict, total_rank: int) -> float:
+    """Extra FLOPs per token of `total_rank` LoRA ranks on q_proj and v_proj, over the base model's linear FLOPs
+    (every projection and the LM head; attention scores add a little to the base, so this is an upper bound)."""
+    h, inter, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
+    base = layers * (2 * h * h + 2 * h * kv + 3 * h * inter) + h * shape["vocab_size"]
+    extra = layers * total_rank * ((h + h) + (h + kv))  # A and B of q_proj (h -> h) and v_proj (h -> kv)
+    return extra / base
+
+
 def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
-    """name -> (builder, supports_kv_cache)."""
+    """name -> (builder, supports_kv_cache, total LoRA rank it multiplies per token)."""
     paths = list(skills.values())
+    n = len(paths)
 
     def peft_single():
         return PeftModel.from_pretrained(load(base_dir, dtype), paths[0]).eval()
@@ -134,25 +148,30 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
         )
         return get_peft_model(load(base_dir, dtype, use_cache=False), config).eval()
 
-    def ours(router, autocast=True):
+    def ours(router, autocast=True, merged=False):
         def build():
             config = SkillRouterConfig(skills=skills, router=router, task_type="CAUSAL_LM")
-            return get_peft_model(load(base_dir, dtype), config, autocast_adapter_dtype=autocast).eval()
+            model = get_peft_model(load(base_dir, dtype), config, autocast_adapter_dtype=autocast).eval()
+            return model.merge_and_unload() if merged else model
 
         return build
 
     return {
-        "peft 1 LoRA": (peft_single, True),
-        f"peft {len(paths)} adapters active": (peft_all_active, True),
-        f"peft add_weighted_adapter(cat) of {len(paths)}": (peft_weighted_cat, True),
-        f"X-LoRA over {len(paths)}": (xlora, False),
-        f"SKILL_ROUTER static, {len(paths)} skills": (ours("static"), True),
-        f"SKILL_ROUTER sequence, {len(paths)} skills": (ours("sequence"), True),
-        f"SKILL_ROUTER token, {len(paths)} skills": (ours("token"), True),
-        f"SKILL_ROUTER token, {len(paths)} skills, bf16 factors": (ours("token", autocast=False), True),
+        "peft 1 LoRA": (peft_single, True, 8),
+        f"peft {n} adapters active": (peft_all_active, True, 8 * n),
+        f"peft add_weighted_adapter(cat) of {n}": (peft_weighted_cat, True, 8 * n),
+        f"X-LoRA over {n} (no KV cache)": (xlora, False, 8 * n),
+        f"SKILL_ROUTER static, {n} skills": (ours("static"), True, 8 * n),
+        f"SKILL_ROUTER static, {n} skills, merge_and_unload()": (ours("static", merged=True), True, 0),
+        f"SKILL_ROUTER sequence, {n} skills": (ours("sequence"), True, 8 * n),
+        f"SKILL_ROUTER token, {n} skills": (ours("token"), True, 8 * n),
+        f"SKILL_ROUTER static, {n} skills, bf16 factors": (ours("static", autocast=False), True, 8 * n),
+        f"SKILL_ROUTER sequence, {n} skills, bf16 factors": (ours("sequence", autocast=False), True, 8 * n),
+        f"SKILL_ROUTER token, {n} skills, bf16 factors": (ours("token", autocast=False), True, 8 * n),
     }
 
 
+TARGETS = ["q_proj", "v_proj"]
 PRESET_HIDDEN = [0]
 
 
@@ -172,8 +191,11 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
     parser.add_argument("--skills", type=int, default=12)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--seq", type=int, nargs="+", default=[128, 256], help="forward lengths (batch x seq)")
+    parser.add_argument("--prompt", type=int, default=64, help="decode: prompt length before the timed tokens")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--scaling", type=int, nargs="+", default=[4, 12, 24, 48], help="skill counts")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16], help="skill ranks, at --skills skills")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/router_speed.json")
@@ -182,105 +204,170 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16
-    PRESET_HIDDEN[0] = PRESETS[args.preset]["hidden_size"]
-    vocab = PRESETS[args.preset]["vocab_size"]
+    shape = PRESETS[args.preset]
+    PRESET_HIDDEN[0] = shape["hidden_size"]
+    vocab = shape["vocab_size"]
 
     with tempfile.TemporaryDirectory() as root:
         base_dir = os.path.join(root, "base")
         build_base(args.preset, base_dir, dtype)
-        skills = make_skills(base_dir, root, args.skills, dtype)
+        skills = make_skills(base_dir, root, max([args.skills, *args.scaling]), dtype)
+        main_skills = dict(list(skills.items())[: args.skills])
         gen = torch.Generator().manual_seed(0)
-        batch = torch.randint(3, vocab, (args.batch, args.seq), generator=gen)
-        prompt = torch.randint(3, vocab, (1, 32), generator=gen)
+        batches = {seq: torch.randint(3, vocab, (args.batch, seq), generator=gen) for seq in args.seq}
+        prompt = torch.randint(3, vocab, (1, args.prompt), generator=gen)
 
-        def forward(model):
+        def forward(model, seq=args.seq[0]):
             with torch.no_grad():
-                model(input_ids=batch, use_cache=False)
+                model(input_ids=batches[seq], use_cache=False)
 
         def train_step(model):
+            batch = batches[args.seq[0]]
             model.train()
             model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
             model.zero_grad(set_to_none=True)
             model.eval()
 
         def decode(model, use_cache=True):
-            n = args.new_tokens
+            """Seconds per greedy token after the prompt (the prompt's forward is not timed). Without a KV cache
+            (X-LoRA) every step runs the whole sequence, as its generate() does."""
             with torch.no_grad():
-                model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
-                               min_new_tokens=n, do_sample=False, use_cache=use_cache, pad_token_id=0)  # fmt: skip
+                out = model(input_ids=prompt, use_cache=use_cache)
+                ids, cache = prompt, out.past_key_values
+                tok = out.logits[:, -1:].argmax(-1)
+                start = time.perf_counter()
+                for _ in range(args.new_tokens):
+                    if use_cache:
+                        out = model(input_ids=tok, past_key_values=cache, use_cache=True)
+                        cache = out.past_key_values
+                    else:
+                        ids = torch.cat([ids, tok], dim=1)
+                        out = model(input_ids=ids, use_cache=False)
+                    tok = out.logits[:, -1:].argmax(-1)
+                return (time.perf_counter() - start) / args.new_tokens
+
+        def paired_decode(model, cache, repeats):
+            ratios, times, refs = [], [], []
+            decode(base), decode(model, cache)  # warm-up
+            for _ in range(repeats):
+                refs.append(decode(base))
+                times.append(decode(model, cache))
+                ratios.append(times[-1] / refs[-1])
+            return statistics.median(times), statistics.median(refs), statistics.median(ratios)
 
         base = load(base_dir, dtype)
-        lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-        dec_repeats = max(1, args.repeats // 3)
-        rows = {"base model": {"forward_s": median_seconds(lambda: forward(base), args.repeats)}}
-        rows["base model"]["decode_ms_per_token"] = 1000 * median_seconds(lambda: decode(base), 1) / args.new_tokens
+        lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=TARGETS))
+        dec_repeats = max(3, args.repeats)
+        rows = {"base model": {"forward_s": {str(seq): median_seconds(lambda s=seq: forward(base, s), args.repeats)
+                                              for seq in args.seq}}}  # fmt: skip
+        rows["base model"]["decode_ms_per_token"] = 1000 * statistics.median(decode(base) for _ in range(3))
         # Train-step reference: one trainable LoRA r8 on q,v (what a router step is compared with).
-        rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 1)
-        rows["base model"].update(forward_ratio=1.0, decode_ratio=1.0)
-        for name, (build, cache) in variants(base_dir, skills, dtype).items():
+        rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 3)
+        for name, (build, cache, rank) in variants(base_dir, main_skills, dtype).items():
             model = build()
-            fwd, _, fwd_ratio = paired(lambda: forward(base), lambda m=model: forward(m), args.repeats)
-            dec, _, dec_ratio = paired(lambda: decode(base), lambda m=model, c=cache: decode(m, c), dec_repeats)
-            row = {"forward_s": fwd, "forward_ratio": fwd_ratio}
-            row.update(decode_ms_per_token=1000 * dec / args.new_tokens, decode_ratio=dec_ratio)
-            if name.startswith(("X-LoRA", "SKILL_ROUTER")):
-                step, _, step_ratio = paired(lambda: train_step(lora), lambda m=model: train_step(m), 1)
+            row = {"flop_floor": flop_floor(shape, rank), "forward_s": {}, "forward_ratio": {}}
+            for seq in args.seq:
+                fwd, _, ratio = paired(lambda s=seq: forward(base, s), lambda m=model, s=seq: forward(m, s),
+                                       args.repeats)  # fmt: skip
+                row["forward_s"][str(seq)], row["forward_ratio"][str(seq)] = fwd, ratio
+            dec, _, dec_ratio = paired_decode(model, cache, dec_repeats)
+            row.update(decode_ms_per_token=1000 * dec, decode_ratio=dec_ratio)
+            if name.startswith(("X-LoRA", "SKILL_ROUTER")) and "merge" not in name:
+                step, _, step_ratio = paired(lambda: train_step(lora), lambda m=model: train_step(m), 3)
                 row.update(train_step_s=step, train_ratio_vs_1_lora=step_ratio)
             rows[name] = row
             print(f"{name}: {row}", flush=True)
             del model
 
-        # Cost as skills are added: the fused layer vs peft's loop over active adapters.
-        scaling, scaling_ratio = {}, {}
-        for n in sorted({1, max(1, args.skills // 3), args.skills}):
+        # Cost as skills are added, and as their rank grows: the default (sequence) router vs peft's loop over
+        # active adapters (the latter up to --skills skills: it grows linearly and takes long beyond).
+        scaling = {}
+        for n in args.scaling:
             subset = dict(list(skills.items())[:n])
-            ours = get_peft_model(load(base_dir, dtype), SkillRouterConfig(skills=subset, router="token",
-                                                                            task_type="CAUSAL_LM"))  # fmt: skip
-            peft_all = PeftModel.from_pretrained(load(base_dir, dtype), list(subset.values())[0], adapter_name="a0")
-            for i, path in enumerate(list(subset.values())[1:], 1):
-                peft_all.load_adapter(path, adapter_name=f"a{i}")
-            peft_all.base_model.set_adapter([f"a{i}" for i in range(n)])
-            peft_all.eval()
-            scaling[n], scaling_ratio[n] = {}, {}
-            for label, model in (("SKILL_ROUTER token", ours), ("peft adapters active", peft_all)):
-                t, _, r = paired(lambda: forward(base), lambda m=model: forward(m), args.repeats)
-                scaling[n][label], scaling_ratio[n][label] = t, r
-            print(f"scaling n={n}: {scaling_ratio[n]}", flush=True)
+            config = SkillRouterConfig(skills=subset, task_type="CAUSAL_LM")
+            ours = get_peft_model(load(base_dir, dtype), config).eval()
+            entry = {"flop_floor": flop_floor(shape, 8 * n)}
+            entry["forward_ratio"] = paired(lambda: forward(base), lambda m=ours: forward(m), args.repeats)[2]
+            entry["decode_ratio"] = paired_decode(ours, True, dec_repeats)[2]
+            if n <= args.skills:
+                peft_all = PeftModel.from_pretrained(load(base_dir, dtype), subset[next(iter(subset))],
+                                                     adapter_name="a0")  # fmt: skip
+                for i, path in enumerate(list(subset.values())[1:], 1):
+                    peft_all.load_adapter(path, adapter_name=f"a{i}")
+                peft_all.base_model.set_adapter([f"a{i}" for i in range(n)])
+                peft_all.eval()
+                entry["peft_all_active_forward_ratio"] = paired(lambda: forward(base), lambda m=peft_all: forward(m),
+                                                                args.repeats)[2]  # fmt: skip
+            scaling[str(n)] = entry
+            print(f"scaling n={n}: {entry}", flush=True)
+        by_rank = {}
+        for rank in args.ranks:
+            ranked = skills if rank == 8 else make_skills(base_dir, root, args.skills, dtype, rank=rank)
+            config = SkillRouterConfig(skills=dict(list(ranked.items())[: args.skills]), task_type="CAUSAL_LM")
+            ours = get_peft_model(load(base_dir, dtype), config).eval()
+            by_rank[str(rank)] = {
+                "flop_floor": flop_floor(shape, rank * args.skills),
+                "forward_ratio": paired(lambda: forward(base), lambda m=ours: forward(m), args.repeats)[2],
+                "decode_ratio": paired_decode(ours, True, dec_repeats)[2],
+            }
+            print(f"rank {rank}: {by_rank[str(rank)]}", flush=True)
 
     result = {
         "preset": args.preset,
-        "shape": PRESETS[args.preset],
+        "shape": shape,
         "dtype": str(dtype),
-        "batch": [args.batch, args.seq],
+        "batch": args.batch,
+        "seq": args.seq,
+        "decode": {"batch": 1, "prompt": args.prompt, "new_tokens": args.new_tokens},
         "skills": args.skills,
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "cpu": _cpu_model(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
         "torch": torch.__version__,
         "rows": rows,
-        "scaling_forward_s": scaling,
-        "scaling_forward_ratio": scaling_ratio,
-        "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model",
+        "scaling": scaling,
+        "ranks": by_rank,
+        "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model; "
+        "flop_floor: the extra FLOPs per token of the ranks multiplied, over the base model's linear FLOPs",
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-
-    print(f"\n{args.preset} shape, bf16, {args.threads} threads, forward batch {args.batch}x{args.seq}, "
-          f"decode batch 1, {args.new_tokens} new tokens")  # fmt: skip
-    print("| variant | forward (x base) | decode ms/token (x base) | train step (x 1 LoRA) |")
-    print("|---|---|---|---|")
-    for name, row in rows.items():
-        train = f"{row['train_ratio_vs_1_lora']:.2f}" if "train_ratio_vs_1_lora" in row else "-"
-        if name == "base model":
-            train = f"1 LoRA r8: {row['train_step_s (1 LoRA r8 trainable)']:.2f} s"
-        decode = f"{row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f})"
-        print(f"| {name} | {row['forward_ratio']:.2f} | {decode} | {train} |")
-    print("\n| skills | SKILL_ROUTER token (x base) | peft adapters active (x base) |")
-    print("|---|---|---|")
-    for n, s in result["scaling_forward_ratio"].items():
-        print(f"| {n} | {s['SKILL_ROUTER token']:.2f} | {s['peft adapters active']:.2f} |")
+    print()
+    print(render(result))
     print(f"\nwrote {args.out}")
+
+
+def render(result: dict) -> str:
+    """The markdown tables of a result (also used by scripts/update_readme.py)."""
+    seqs = [str(s) for s in result["seq"]]
+    b = result["batch"]
+    head = " | ".join(f"forward {b}x{s}" for s in seqs)
+    lines = [f"| variant | FLOP floor | {head} | decode ms/token | train step (x 1 LoRA) |",
+             "|---" * (4 + len(seqs)) + "|"]  # fmt: skip
+    for name, row in result["rows"].items():
+        if name == "base model":
+            fwd = " | ".join(f"1.00 ({row['forward_s'][s]:.2f} s)" for s in seqs)
+            train = f"1 LoRA r8: {row['train_step_s (1 LoRA r8 trainable)']:.2f} s"
+            lines.append(f"| base model | - | {fwd} | {row['decode_ms_per_token']:.1f} | {train} |")
+            continue
+        fwd = " | ".join(f"{row['forward_ratio'][s]:.2f}x" for s in seqs)
+        train = f"{row['train_ratio_vs_1_lora']:.2f}x" if "train_ratio_vs_1_lora" in row else "-"
+        decode = f"{row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f}x)"
+        lines.append(f"| {name} | +{100 * row['flop_floor']:.1f} % | {fwd} | {decode} | {train} |")
+    lines += ["", f"Default (sequence) router as skills are added (forward {b}x{seqs[0]}; decode as above):", "",
+              "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for n, e in result["scaling"].items():
+        peft_all = f"{e['peft_all_active_forward_ratio']:.2f}x" if "peft_all_active_forward_ratio" in e else "-"
+        lines.append(f"| {n} | +{100 * e['flop_floor']:.1f} % | {e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x "
+                     f"| {peft_all} |")  # fmt: skip
+    lines += ["", f"Default router over {result['skills']} skills of each rank:", "",
+              "| rank | FLOP floor | forward | decode |", "|---|---|---|---|"]  # fmt: skip
+    for rank, e in result["ranks"].items():
+        ratios = f"{e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x"
+        lines.append(f"| {rank} | +{100 * e['flop_floor']:.1f} % | {ratios} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

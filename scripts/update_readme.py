@@ -21,6 +21,7 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks own the tables they render
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -50,7 +51,6 @@ def few_shot() -> str:
     path = RESULTS / "few_shot.json"
     if not path.is_file():
         return "_Run `python benchmarks/few_shot_curve.py --skills-dir release/skills` to measure the few-shot curve._"
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from few_shot_curve import PRIMARY, baseline  # what each task is read by, and its do-nothing baseline
 
     runs = json.loads(path.read_text())["runs"]
@@ -110,36 +110,25 @@ def bench_router() -> str:
     if not path.is_file():
         return "_Run `python benchmarks/bench_router.py` to measure speed._"
     data = json.loads(path.read_text())
-    b, s = data["batch"], data["shape"]
+    if "scaling" not in data:
+        return "_Rerun `python benchmarks/bench_router.py`: router_speed.json predates the current benchmark._"
+    from bench_router import render  # the benchmark's own tables
+
+    s, d = data["shape"], data["decode"]
     lines = [
         f"### Speed: mixing {data['skills']} skills (`benchmarks/bench_router.py`)",
         "",
         f"SmolLM2-135M shape ({s['num_hidden_layers']} layers, hidden {s['hidden_size']}), {data['dtype']}, "
-        f"{data['threads']} CPU threads of {data.get('cpu', 'an unrecorded CPU')}, {data['skills']} LoRA r8 skills on "
-        "q_proj/v_proj. Forward: batch "
-        f"{b[0]}x{b[1]}; decode: batch 1, greedy; train step: forward + backward on the forward batch. Ratios are "
-        "to the base model (train: to one trainable LoRA r8), each the median of per-repeat ratios with the base "
-        "timed right before the variant, so the drift of a shared machine cancels. bf16 speed depends on the CPU "
-        "(AMX, AVX-512): compare ratios from one run, not across machines.",
+        f"{data['threads']} CPU threads of {data.get('cpu', 'an unrecorded CPU')}, LoRA r8 skills on "
+        f"q_proj/v_proj. Decode: batch {d['batch']}, a {d['prompt']}-token prompt, then {d['new_tokens']} greedy "
+        "tokens with the KV cache, timed per token. Train step: forward + backward on the first forward batch. "
+        "Ratios are to the base model (train: to one trainable LoRA r8), each the median of per-repeat ratios with "
+        "the base timed right before the variant, so the drift of a shared machine cancels. The FLOP floor is the "
+        "extra work of the skills' ranks over the base model's (what no implementation can go below). bf16 speed "
+        "depends on the CPU (AMX, AVX-512): compare ratios from one run, not across machines.",
         "",
-        "| variant | forward (x base) | decode ms/token (x base) | train step (x 1 LoRA) |",
-        "|---|---|---|---|",
+        render(data),
     ]
-    for name, row in data["rows"].items():
-        if name == "base model":
-            train = "1 LoRA: " + f"{row['train_step_s (1 LoRA r8 trainable)']:.2f} s"
-            decode = f"{row['decode_ms_per_token']:.1f}"
-            lines.append(f"| base model | 1.00 ({row['forward_s']:.2f} s) | {decode} | {train} |")
-            continue
-        train = f"{row['train_ratio_vs_1_lora']:.2f}" if "train_ratio_vs_1_lora" in row else "-"
-        lines.append(
-            f"| {name} | {row['forward_ratio']:.2f} | {row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f}) "
-            f"| {train} |"
-        )
-    lines += ["", "Forward cost as skills are added (x base):", ""]
-    lines += ["| skills | SKILL_ROUTER token | peft, all active |", "|---|---|---|"]
-    for n, row in data["scaling_forward_ratio"].items():
-        lines.append(f"| {n} | {row['SKILL_ROUTER token']:.2f} | {row['peft adapters active']:.2f} |")
     return "\n".join(lines)
 
 

@@ -334,6 +334,37 @@ def test_generate_kv_cache_parity(tiny_assets, kwargs):
     assert not model.training  # generate leaves the mode alone
 
 
+@pytest.mark.parametrize("router", ["static", "sequence"])
+def test_reused_gates_follow_every_change(tiny_assets, inputs, router):
+    """Fixed gates are folded into B once in eval mode; every change that moves them must still reach the output."""
+    model = make_router(tiny_assets, router=router)
+    layer = model.base_model.model.model.layers[0].self_attn.q_proj
+    row = {k: v[:1] for k, v in inputs.items()}  # batch 1: one set of gates, folded into B
+    first = logits(model, row)
+    assert layer._fixed_mixing["default"][1][1] is None  # folded
+    with torch.enable_grad():
+        fresh = model(**row).logits.detach()  # with autograd: computed from scratch, nothing reused
+    torch.testing.assert_close(first, fresh, rtol=1e-5, atol=1e-5)
+    assert torch.equal(logits(model, row), first)
+    with torch.no_grad():  # an in-place update, as an optimizer step makes
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.5 * torch.randn_like(p))
+    moved = logits(model, row)
+    assert not torch.allclose(moved, first)
+    with torch.enable_grad():
+        torch.testing.assert_close(moved, model(**row).logits.detach(), rtol=1e-5, atol=1e-5)
+    with model.base_model.force_skill_weights({"alpha": 1.0}):
+        forced = logits(model, row)
+        assert not torch.allclose(forced, moved)
+    assert torch.equal(logits(model, row), moved)
+    if router == "sequence":  # another prompt, other gates
+        other = {k: v[1:2] for k, v in inputs.items()}
+        with torch.enable_grad():
+            expected = model(**other).logits.detach()
+        torch.testing.assert_close(logits(model, other), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):
     model = make_router(tiny_assets, router="sequence")
     prompt = torch.randint(3, VOCAB, (1, 6))

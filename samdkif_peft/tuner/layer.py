@@ -47,6 +47,7 @@ class SkillRouterLayer(BaseTunerLayer):
         self._routing_state: dict[str, RoutingState] = {}
         self._last_gates: dict[str, torch.Tensor] = {}
         self._merged_gates: dict[str, torch.Tensor] = {}
+        self._fixed_mixing: dict[str, tuple[tuple, tuple]] = {}  # see `_mixing`
         self._disable_adapters = False
         self.merged_adapters = []
         self.kwargs = kwargs
@@ -115,6 +116,7 @@ class SkillRouterLayer(BaseTunerLayer):
         self._routing_state.pop(adapter_name, None)
         self._last_gates.pop(adapter_name, None)
         self._merged_gates.pop(adapter_name, None)
+        self._fixed_mixing.pop(adapter_name, None)
 
     # -- routing ---------------------------------------------------------------------------------------------------
     def skill_weights(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +127,44 @@ class SkillRouterLayer(BaseTunerLayer):
         logits = self.skill_router_gate[adapter_name](x, state.pooled)
         routing = self.routing[adapter_name]
         return routing_weights(logits, routing["temperature"], routing["top_k"], routing["null_expert"])
+
+    def _mixing(self, adapter_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(gates, gates expanded to the rank slots or None, the B they multiply) for this forward.
+
+        Gates that cannot change from one forward to the next (a static router's, forced weights, a sequence router's
+        within one generation) are computed once and, when one set serves the whole batch, folded into B: decoding
+        then runs two matmuls per layer and token instead of the routing ops as well. Reused only in eval mode
+        without autograd, and only while the gate parameters, the prompt, forced weights and factors are the same
+        objects at the same versions (an optimizer step or `.to()` invalidates it).
+        """
+        B = self.skills_B[adapter_name]
+        state = self._routing_state[adapter_name]
+        gate = self.skill_router_gate[adapter_name]
+        reusable = not (self.training or torch.is_grad_enabled()) and (
+            state.forced is not None or not gate.reads_layer_input
+        )
+        if reusable:
+            key = (
+                state.forced,
+                state.pooled if state.forced is None else None,
+                B,
+                B._version,
+                *(v for p in gate.parameters() for v in (p, p._version)),
+                *self.routing[adapter_name].values(),
+            )
+            cached = self._fixed_mixing.get(adapter_name)
+            if cached is not None and _same_key(cached[0], key):
+                return cached[1]
+        weights = self.skill_weights(adapter_name, x)
+        slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(B.dtype)
+        if not reusable:
+            return weights, slot_w, B
+        if slot_w.dim() == 1 or slot_w.shape[0] == 1:  # one set of gates for every row: fold it into B
+            mixing = (weights, None, B * slot_w.reshape(-1))
+        else:
+            mixing = (weights, slot_w, B)
+        self._fixed_mixing[adapter_name] = (key, mixing)
+        return mixing
 
     def _mergeable_gates(self, adapter_name: str) -> torch.Tensor:
         """The input-independent skill weights of a mergeable router (or forced weights); others cannot merge."""
@@ -179,6 +219,11 @@ class SkillRouterLayer(BaseTunerLayer):
         return adapter_name in self.skill_router_gate and self.skill_router_gate[adapter_name].mergeable
 
 
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Tensors compared by identity (the cache holds them, so an id is never reused), everything else by value."""
+    return len(a) == len(b) and all(x is y if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b))
+
+
 class Linear(nn.Module, SkillRouterLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         super().__init__()
@@ -198,14 +243,13 @@ class Linear(nn.Module, SkillRouterLayer):
         for name in self.active_adapters:
             if name not in self.skill_router_gate:
                 continue
-            A, B = self.skills_A[name], self.skills_B[name]
-            weights = self.skill_weights(name, x)
+            A = self.skills_A[name]
+            weights, slot_w, B = self._mixing(name, x)  # slot_w: gates expanded to rank slots (None: folded in B)
             self._last_gates[name] = weights.detach()
-            slot_w = weights.index_select(-1, self.skill_slots[name]).to(A.dtype)  # gates expanded to rank slots
             z = F.linear(x.to(A.dtype), A)  # (B, T, K): every skill's rank space at once
             # Added in the factors' dtype (float32 by default, as peft's autocast_adapter_dtype does for LoRA) and
             # rounded once: bf16 partial sums would round differently for cached and uncached decoding.
-            delta = F.linear(z * slot_w, B)
+            delta = F.linear(z if slot_w is None else z * slot_w, B)
             if name in self.skill_router_task_A:
                 task_A, task_B = self.skill_router_task_A[name], self.skill_router_task_B[name]
                 h = task_A(self.task_dropout[name](x).to(task_A.weight.dtype))

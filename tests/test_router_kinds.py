@@ -43,6 +43,9 @@ def blend_kind():
 def test_get_router_lists_the_registered_kinds():
     assert get_router("static").mergeable and get_router("sequence").needs_prompt
     assert not get_router("token").mergeable and not get_router("token").needs_prompt
+    # only kinds that declare it get their gates reused across decoded tokens; a new kind is safe by default
+    assert get_router("static").ignores_layer_input and get_router("sequence").ignores_layer_input
+    assert not get_router("token").ignores_layer_input and not Router.ignores_layer_input
     with pytest.raises(ValueError, match="Unsupported router 'moe'; .*'sequence', 'token', 'static'"):
         get_router("moe")
     with pytest.raises(ValueError, match="already registered"):

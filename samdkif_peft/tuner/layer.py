@@ -141,7 +141,7 @@ class SkillRouterLayer(BaseTunerLayer):
         state = self._routing_state[adapter_name]
         gate = self.skill_router_gate[adapter_name]
         reusable = not (self.training or torch.is_grad_enabled()) and (
-            state.forced is not None or not gate.reads_layer_input
+            state.forced is not None or gate.ignores_layer_input
         )
         if reusable:
             key = (

@@ -37,8 +37,9 @@ class Router(nn.Module):
     # Routes on the pooled prompt (`RoutingState` hooks it into the top-level forward), so the gates stay fixed for
     # the whole generation: decoding with a KV cache reuses the prompt's gates instead of routing on new tokens.
     needs_prompt: ClassVar[bool] = False
-    # The gates depend on each layer's own input (per token), so they cannot be reused from one forward to the next.
-    reads_layer_input: ClassVar[bool] = False
+    # The gates ignore the layer's own input `x` (they read only parameters and the pooled prompt), so in eval mode a
+    # layer may compute them once per prompt and reuse them for every decoded token. False (safe) unless declared.
+    ignores_layer_input: ClassVar[bool] = False
 
     def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
         """`in_features`: the layer's input size; `prompt_features`: the pooled prompt's size (prompt routers)."""
@@ -88,6 +89,7 @@ class SequenceRouter(Router):
     kind = "sequence"
     description = "gates per adapted layer from the pooled prompt, fixed through generation"
     needs_prompt = True
+    ignores_layer_input = True
 
     def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
         super().__init__(in_features, n_choices, prompt_features)
@@ -109,7 +111,6 @@ class TokenRouter(Router):
 
     kind = "token"
     description = "gates per token from each layer's input"
-    reads_layer_input = True
 
     def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
         super().__init__(in_features, n_choices, prompt_features)
@@ -126,6 +127,7 @@ class StaticRouter(Router):
     kind = "static"
     description = "learned gates per layer, mergeable with `merge_and_unload()`"
     mergeable = True
+    ignores_layer_input = True
 
     def __init__(self, in_features: int, n_choices: int, prompt_features: int | None = None):
         super().__init__(in_features, n_choices, prompt_features)

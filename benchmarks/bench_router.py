@@ -172,6 +172,40 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
 
 
 TARGETS = ["q_proj", "v_proj"]
+
+
+def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int, queue) -> None:
+    """In a fresh process: peak resident memory (MiB) of loading the model and taking two training steps, with a
+    single trainable LoRA r8 (skills None) or the default router over `skills`."""
+    import resource
+
+    torch.set_num_threads(threads)
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    if skills is None:
+        model = get_peft_model(load(base_dir, torch.bfloat16), LoraConfig(r=8, target_modules=TARGETS))
+    else:
+        config = SkillRouterConfig(skills=skills, task_type="CAUSAL_LM")
+        model = get_peft_model(load(base_dir, torch.bfloat16), config)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for _ in range(2):
+        model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int) -> float:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_train_peak_rss, args=(base_dir, skills, batch, threads, queue))
+    process.start()
+    value = queue.get()
+    process.join()
+    return value
 PRESET_HIDDEN = [0]
 
 
@@ -279,6 +313,12 @@ def main() -> None:
             print(f"{name}: {row}", flush=True)
             del model
 
+        rss_lora = peak_rss(base_dir, None, batches[args.seq[0]], args.threads)
+        rss_router = peak_rss(base_dir, main_skills, batches[args.seq[0]], args.threads)
+        train_memory = {"1 LoRA r8, peak RSS MiB": rss_lora, "default router, peak RSS MiB": rss_router,
+                        "ratio": rss_router / rss_lora}  # fmt: skip
+        print(f"training peak RSS: {train_memory}", flush=True)
+
         # Cost as skills are added, and as their rank grows: the default (sequence) router vs peft's loop over
         # active adapters (the latter up to --skills skills: it grows linearly and takes long beyond).
         scaling = {}
@@ -325,6 +365,7 @@ def main() -> None:
         "cpu": _cpu_model(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
         "torch": torch.__version__,
         "rows": rows,
+        "train_memory": train_memory,
         "scaling": scaling,
         "ranks": by_rank,
         "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model; "
@@ -355,6 +396,11 @@ def render(result: dict) -> str:
         train = f"{row['train_ratio_vs_1_lora']:.2f}x" if "train_ratio_vs_1_lora" in row else "-"
         decode = f"{row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f}x)"
         lines.append(f"| {name} | +{100 * row['flop_floor']:.1f} % | {fwd} | {decode} | {train} |")
+    if "train_memory" in result:
+        m = result["train_memory"]
+        lines += ["", f"Training peak memory (RSS, two AdamW steps at the forward batch, fresh process): one LoRA r8 "
+                      f"{m['1 LoRA r8, peak RSS MiB']:.0f} MiB, the default router over {result['skills']} skills "
+                      f"{m['default router, peak RSS MiB']:.0f} MiB ({m['ratio']:.2f}x)."]  # fmt: skip
     lines += ["", f"Default (sequence) router as skills are added (forward {b}x{seqs[0]}; decode as above):", "",
               "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward |",
               "|---|---|---|---|---|"]  # fmt: skip

@@ -1,6 +1,8 @@
 """A baseline without a language model: answer each test record with the labels its context's entities had in training.
 
     python benchmarks/lookup_baseline.py [--tasks ddi_severity icd10cm_excludes_nli ...]
+    python benchmarks/lookup_baseline.py --tasks ddi_severity --split skill_train task_train  # per bucket range
+    python benchmarks/lookup_baseline.py --tasks ddi_severity --k 16 64 --seeds 1 2 3  # the few-shot curve's samples
 
 Every `Key: value` line of a context (or the whole line when it has no key) is an entity; a test record gets the
 label its entities carried most often among the training records (counts summed over its entities), and the
@@ -42,19 +44,38 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["ddi_severity", "icd10cm_excludes_nli"])
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "lookup_baseline.json"))
+    parser.add_argument("--split", nargs="*", default=[], help="look up only training records of these bucket "
+                        "ranges, one at a time: skill_train, task_train (unseen tasks train on both)")  # fmt: skip
+    parser.add_argument("--k", type=int, nargs="*", default=[], help="look up k training records (seeded shuffle)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="samples for --k")
+    parser.add_argument("--json", default=None, help="default: results/lookup_baseline.json for the full lookup")
     args = parser.parse_args()
+    default_json = Path(__file__).parent / "results" / "lookup_baseline.json"
+    if args.json is None and (args.split or args.k):
+        args.json = str(default_json.with_name("lookup_baseline_subsets.json"))
     results = {}
     for task in args.tasks:
         splits = load_task(task, build_if_missing=True)
-        train, test = list(splits["train"]), list(splits["test"])
-        predictions = lookup_predictions(train, test)
-        report = label_report(predictions, [r["output"] for r in test], train_references=[r["output"] for r in train])
-        results[task] = {k: report[k] for k in ("accuracy", "macro_f1", "intervals", "prediction_counts", "baselines")}
-        shown = " ".join(f"{k}={report[k]:.3f} [{report['intervals'][k][0]:.3f}, {report['intervals'][k][1]:.3f}]"
-                         for k in ("accuracy", "macro_f1"))  # fmt: skip
-        print(f"{task:30s} {shown} predicts {dict(report['prediction_counts'])}")
-    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        test = list(splits["test"])
+        samples = {"all": list(splits["train"])}
+        if args.split or args.k:
+            samples = {f"split={b}": [r for r in splits["train"] if r.get("split") == b] for b in args.split}
+        for k in args.k:
+            samples.update({f"k={k}, seed={s}": list(splits["train"].shuffle(seed=s).select(range(k)))
+                            for s in args.seeds})  # fmt: skip
+        for name, train in samples.items():
+            predictions = lookup_predictions(train, test)
+            report = label_report(predictions, [r["output"] for r in test],
+                                  train_references=[r["output"] for r in train])  # fmt: skip
+            row = {k: report[k] for k in ("accuracy", "macro_f1", "intervals", "prediction_counts", "baselines")}
+            row["train_records"] = len(train)
+            results.setdefault(task, {})[name] = row
+            shown = " ".join(f"{k}={report[k]:.3f} [{report['intervals'][k][0]:.3f}, {report['intervals'][k][1]:.3f}]"
+                             for k in ("accuracy", "macro_f1"))  # fmt: skip
+            print(f"{task:30s} {name:20s} {shown} predicts {dict(report['prediction_counts'])}")
+    if list(samples) == ["all"]:  # the full lookup keeps its original layout: one row per task
+        results = {task: rows["all"] for task, rows in results.items()}
+    Path(args.json or default_json).write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

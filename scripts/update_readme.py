@@ -177,6 +177,13 @@ TAGS = {
 }
 
 
+def _counts(counts: dict[str, int], shown: int = 3) -> str:
+    """The most frequent predicted labels, and how many labels the model predicted in all (long label sets)."""
+    top = sorted(counts.items(), key=lambda item: -item[1])
+    text = ", ".join(f"{k} {v}" for k, v in top[:shown])
+    return text + (f", ... ({len(top)} labels predicted)" if len(top) > shown else "")
+
+
 def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference AdaLoRA skills") -> str:
     path = RESULTS / name
     if not path.is_file():
@@ -208,7 +215,7 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
                     label, tag = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3"), ""
                 label += f" [{TAGS.get(tag, tag)}]" if tag else ""
                 lo, hi = row["intervals"]["accuracy"]
-                counts = ", ".join(f"{k} {v}" for k, v in row["prediction_counts"].items())
+                counts = _counts(row["prediction_counts"])
                 flo, fhi = row["intervals"]["macro_f1"]
                 lines.append(f"| {task} | {budget} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
                              f"{row['macro_f1']:.3f} [{flo:.3f}, {fhi:.3f}] | {counts} |")  # fmt: skip

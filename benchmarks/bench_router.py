@@ -177,8 +177,6 @@ TARGETS = ["q_proj", "v_proj"]
 def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int, queue) -> None:
     """In a fresh process: peak resident memory (MiB) of loading the model and taking two training steps, with a
     single trainable LoRA r8 (skills None) or the default router over `skills`."""
-    import resource
-
     torch.set_num_threads(threads)
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -193,7 +191,16 @@ def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.T
         model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so a spawned child would
+    # report the (larger) benchmark process's footprint; VmHWM belongs to the child's own address space.
+    with open("/proc/self/status") as f:
+        peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    queue.put(peak_kib / 1024)
+
+
+def train_memory(base_dir: str, skills: dict[str, str], batch: torch.Tensor, threads: int) -> dict[str, float]:
+    lora, router = peak_rss(base_dir, None, batch, threads), peak_rss(base_dir, skills, batch, threads)
+    return {"1 LoRA r8, peak RSS MiB": lora, "default router, peak RSS MiB": router, "ratio": router / lora}
 
 
 def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int) -> float:
@@ -233,6 +240,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/router_speed.json")
+    parser.add_argument("--memory-only", action="store_true", help="measure only the training peak memory and "
+                        "update it in an existing --out (a few minutes)")  # fmt: skip
     args = parser.parse_args()
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -241,6 +250,20 @@ def main() -> None:
     shape = PRESETS[args.preset]
     PRESET_HIDDEN[0] = shape["hidden_size"]
     vocab = shape["vocab_size"]
+
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as root:
+            base_dir = os.path.join(root, "base")
+            build_base(args.preset, base_dir, dtype)
+            skills = make_skills(base_dir, root, args.skills, dtype)
+            batch = torch.randint(3, vocab, (args.batch, args.seq[0]), generator=torch.Generator().manual_seed(0))
+            memory = train_memory(base_dir, skills, batch, args.threads)
+        result = json.loads(open(args.out).read())
+        result["train_memory"] = memory
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(memory)
+        return
 
     with tempfile.TemporaryDirectory() as root:
         base_dir = os.path.join(root, "base")
@@ -313,11 +336,8 @@ def main() -> None:
             print(f"{name}: {row}", flush=True)
             del model
 
-        rss_lora = peak_rss(base_dir, None, batches[args.seq[0]], args.threads)
-        rss_router = peak_rss(base_dir, main_skills, batches[args.seq[0]], args.threads)
-        train_memory = {"1 LoRA r8, peak RSS MiB": rss_lora, "default router, peak RSS MiB": rss_router,
-                        "ratio": rss_router / rss_lora}  # fmt: skip
-        print(f"training peak RSS: {train_memory}", flush=True)
+        memory = train_memory(base_dir, main_skills, batches[args.seq[0]], args.threads)
+        print(f"training peak RSS: {memory}", flush=True)
 
         # Cost as skills are added, and as their rank grows: the default (sequence) router vs peft's loop over
         # active adapters (the latter up to --skills skills: it grows linearly and takes long beyond).
@@ -365,7 +385,7 @@ def main() -> None:
         "cpu": _cpu_model(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
         "torch": torch.__version__,
         "rows": rows,
-        "train_memory": train_memory,
+        "train_memory": memory,
         "scaling": scaling,
         "ranks": by_rank,
         "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model; "

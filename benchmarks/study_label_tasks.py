@@ -242,12 +242,15 @@ def evaluate_generated(model, tokenizer, spec, data, args, prompt_fn):
 
 
 def paired_comparisons(folder: Path) -> dict[str, dict]:
-    """`hybrid[@tag] - task_lora[@tag]` for every tag both were run with, from the cached predictions."""
+    """`hybrid[@tag] - task_lora[@tag]` (against what a user picks instead) and `hybrid[@tag] -
+    hybrid_noskills[@tag]` (what the skills add inside the hybrid) for every tag both were run with, from the cached
+    predictions."""
     results = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     pairs = {}
     for name, result in results.items():
-        other = name.replace("hybrid", "task_lora", 1)
-        if name.startswith("hybrid@") or name == "hybrid":
+        if not (name.startswith("hybrid@") or name == "hybrid"):
+            continue
+        for other in (name.replace("hybrid", "task_lora", 1), name.replace("hybrid", "hybrid_noskills", 1)):
             if other in results:
                 pairs[f"{name} - {other}"] = paired_difference(
                     result["predictions"], results[other]["predictions"], result["references"]

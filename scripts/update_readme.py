@@ -228,7 +228,8 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
     if paired:
         lines += [
             "",
-            "Hybrid minus task LoRA trained at the same rate, paired bootstrap over the same test records:",
+            "Paired bootstrap over the same test records: the hybrid minus the task LoRA trained at the same rate "
+            "(what a user picks instead), and minus itself with the skills switched off (what the skills add):",
             "",
             "| task | budget | comparison | accuracy difference [95 % CI] | macro-F1 difference [95 % CI] |",
             "|---|---|---|---|---|",

@@ -125,7 +125,8 @@ def bench_router() -> str:
         "Ratios are to the base model (train: to one trainable LoRA r8), each the median of per-repeat ratios with "
         "the base timed right before the variant, so the drift of a shared machine cancels. The FLOP floor is the "
         "extra work of the skills' ranks over the base model's (what no implementation can go below). bf16 speed "
-        "depends on the CPU (AMX, AVX-512): compare ratios from one run, not across machines.",
+        "depends on the CPU (AMX, AVX-512): compare ratios from one run, not across machines. Where the time goes, "
+        "the floors and the precision of bf16 factors: `docs/SPEED.md`.",
         "",
         render(data),
     ]

@@ -213,6 +213,8 @@ def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, 
     value = queue.get()
     process.join()
     return value
+
+
 PRESET_HIDDEN = [0]
 
 

@@ -15,26 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_router import median_seconds  # the benchmarks' one timer (this folder is on the path when run as a script)
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def micros(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    return 1e6 * median_seconds(fn, repeats, warmup=3)
 
 
 def costs(rows: int, out: int, slots: int, repeats: int) -> dict[str, float]:

@@ -64,9 +64,9 @@ def main() -> None:
     from samdkif_peft.data import load_task
     from samdkif_peft.data.templates import format_prompt
     from samdkif_peft.evaluation.likelihood import evaluate_options
+    from samdkif_peft.skills.shipped import parse_skill_arguments
 
-    folders = sorted(Path(args.skills_dir).iterdir())
-    skills = {p.name.removeprefix("skill-"): str(p.resolve()) for p in folders if (p / "adapter_config.json").exists()}
+    skills = parse_skill_arguments([args.skills_dir])  # a folder of skill folders, named like `--skills` does
     data = load_task(args.task)
     prompts = [format_prompt(r) for r in data["test"].select(range(args.prompts))]
 

@@ -283,11 +283,11 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
 
     from samdkif_peft.base_model import resolve_base_model
+    from samdkif_peft.skills.shipped import parse_skill_arguments
 
     base = resolve_base_model(args.base_model)
-    folders = sorted(Path(args.skills_dir).iterdir())
     # a skill folder is named after its skill (runs/medical/skills/nli) or its repo (release/skills/skill-nli)
-    skills = {p.name.removeprefix("skill-"): str(p.resolve()) for p in folders if (p / "adapter_config.json").exists()}
+    skills = {name: str(Path(ref).resolve()) for name, ref in parse_skill_arguments([args.skills_dir]).items()}
     out = Path(args.out) / f"k={args.k or 'all'}" / f"seed={args.seed}"
     rows = {}
     for task in args.tasks:

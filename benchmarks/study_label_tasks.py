@@ -30,6 +30,7 @@ import logging
 import os
 import platform
 import random
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -204,44 +205,150 @@ def run_variant(variant, task, skills, base, args, out: Path):
 
 
 def evaluate_generated(model, tokenizer, spec, data, args, prompt_fn):
-    """Open-answer tasks (Elixhauser's flag sets): generate, then micro-F1 and subset accuracy with bootstrap
-    intervals over records (each record's true/false positives and negatives are resampled together)."""
-    import numpy as np
-
+    """Open-answer tasks, scored on greedy generations with the task's own metrics and bootstrap intervals over
+    records: label sets and entity lists by micro-F1 (each record's true/false positives and negatives resampled
+    together), texts and spans by the mean of per-record ROUGE-L / exact match / token F1."""
     from samdkif_peft.evaluation.generation import evaluate_task
-    from samdkif_peft.evaluation.likelihood import _percentile_interval
-    from samdkif_peft.evaluation.parsing import parse_label_set
 
-    if prompt_fn is not None or spec.output_format != "label_set":
-        raise SystemExit(f"{spec.name}: only label-set tasks are scored by generation here, with the project template")
+    if prompt_fn is not None:
+        raise SystemExit(f"{spec.name}: open-answer tasks are scored with the project template only")
     result = evaluate_task(model, tokenizer, spec, data, limit=args.limit, batch_size=args.batch_size, progress=True)
     test = data["test"] if args.limit is None else data["test"].select(range(min(args.limit, len(data["test"]))))
-    predicted = [set(parse_label_set(p, spec.separator)) for p in result["predictions"]]
-    reference = [set(parse_label_set(r, spec.separator)) for r in test["output"]]
-    counts = np.array([(len(p & r), len(p - r), len(r - p), p == r) for p, r in zip(predicted, reference)], float)
-
-    def scores(c):
-        tp, fp, fn = c[:, 0].sum(), c[:, 1].sum(), c[:, 2].sum()
-        return {"micro_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "exact_match": float(c[:, 3].mean())}
-
-    rng = np.random.default_rng(0)
-    samples = [scores(counts[rng.integers(0, len(counts), len(counts))]) for _ in range(1000)]
-    train_sets = Counter(tuple(sorted(parse_label_set(o, spec.separator))) for o in data["train"]["output"])
-    majority = set(train_sets.most_common(1)[0][0])
-    majority_counts = np.array([(len(majority & r), len(majority - r), len(r - majority), majority == r)
-                                for r in reference], float)  # fmt: skip
-    shown = Counter(spec.separator.join(sorted(p)) or "none" for p in predicted)
-    result["report"] = {
-        **scores(counts), "metric_names": ["micro_f1", "exact_match"],
-        "intervals": {k: _percentile_interval([x[k] for x in samples], 0.95) for k in ("micro_f1", "exact_match")},
-        "prediction_counts": dict(shown.most_common(8)), "distinct_predictions": len(shown),
-        "baselines": {"majority": {"label": spec.separator.join(sorted(majority)), **scores(majority_counts)}},
-    }  # fmt: skip
+    result["report"] = generated_report(spec, result["predictions"], test, data["train"])
+    result["per_record"] = result["report"].pop("per_record")
     result["references"] = list(test["output"])
     return result
 
 
-def paired_comparisons(folder: Path) -> dict[str, dict]:
+def _counted(spec) -> bool:
+    """Set-valued answers (micro-F1 over the pooled counts) rather than per-record means."""
+    return spec.output_format in ("label_set", "entities")
+
+
+def record_rows(spec, predictions, test) -> list[list]:
+    """Per test record: `[predicted set, reference set]` (sorted lists) for set-valued answers, else the task's
+    metrics of that record."""
+    from samdkif_peft.evaluation.parsing import parse_prediction
+    from samdkif_peft.evaluation.scoring import score_task
+
+    rows = []
+    for p, r, c in zip(predictions, test["output"], test["context"]):
+        if _counted(spec):
+            rows.append([parse_prediction(spec, p, c), parse_prediction(spec, r, c)])
+        else:
+            rows.append(list(score_task(spec, [p], [r], [c]).values()))
+    return rows
+
+
+def aggregate(spec, rows) -> dict[str, float]:
+    """The task's metrics from `record_rows`, as the packaged metrics compute them (tested equal on the data)."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.scoring import task_metric_names
+
+    names = task_metric_names(spec)
+    if not _counted(spec):
+        return {name: float(v) for name, v in zip(names, np.asarray(rows, float).mean(0))}
+    tp, fp, fn = Counter(), Counter(), Counter()
+    for got, want in rows:
+        got, want = set(got), set(want)
+        tp.update(got & want)
+        fp.update(got - want)
+        fn.update(want - got)
+
+    def f1(t, p, n):
+        return 2 * t / (2 * t + p + n) if t else 0.0
+
+    total = sum(tp.values()), sum(fp.values()), sum(fn.values())
+    gold = set(tp) | set(fn)
+    values = {
+        "micro_f1": f1(*total) if any(total) else 1.0,
+        "macro_f1": sum(f1(tp[x], fp[x], fn[x]) for x in gold) / len(gold) if gold else float(not fp),
+        "exact_match": sum(set(a) == set(b) for a, b in rows) / len(rows),
+    }
+    return {name: float(values[name]) for name in names}
+
+
+def generated_report(spec, predictions, test, train) -> dict:
+    """Metrics, 95 % intervals, the most frequent answers (a collapsed model repeats one), and the baselines a user
+    has without a model: the most frequent training answer and, where the task allows one, a rule (`heuristic`)."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.likelihood import _percentile_interval
+    from samdkif_peft.evaluation.scoring import task_metric_names
+
+    names = list(task_metric_names(spec))
+    rows = record_rows(spec, predictions, test)
+    rng = np.random.default_rng(0)
+    samples = [aggregate(spec, [rows[i] for i in rng.integers(0, len(rows), len(rows))]) for _ in range(1000)]
+    shown = Counter(" ".join(p.split())[:80] or "(empty)" for p in predictions)
+    majority = Counter(train["output"]).most_common(1)[0][0]
+    baselines = {"majority": {"label": " ".join(majority.split())[:80],
+                              **aggregate(spec, record_rows(spec, [majority] * len(test), test))}}  # fmt: skip
+    rule = HEURISTICS.get(spec.name)
+    if rule is not None:
+        guesses = rule[1](test, train)
+        baselines["heuristic"] = {"label": rule[0], **aggregate(spec, record_rows(spec, guesses, test))}
+    return {
+        **aggregate(spec, rows), "metric_names": names,
+        "intervals": {k: _percentile_interval([x[k] for x in samples], 0.95) for k in names},
+        "prediction_counts": dict(shown.most_common(8)), "distinct_predictions": len(shown),
+        "baselines": baselines, "per_record": rows,
+    }  # fmt: skip
+
+
+def _lead_sentence(test, train):
+    return [re.split(r"(?<=[.!?])\s+", r["context"].strip(), maxsplit=1)[0] for r in test]
+
+
+def _last_section(test, train):
+    """The abstract's last labelled section without its label (structured abstracts end with CONCLUSION(S):)."""
+    return [re.sub(r"^[A-Z][A-Z ,/&-]+:\s*", "", r["context"].strip().split("\n")[-1]) for r in test]
+
+
+def _dictionary_entities(test, train):
+    """Every training mention found in the text (longest first, whole words), with its training type."""
+    from samdkif_peft.evaluation.parsing import parse_entities
+
+    lexicon = {}
+    for output in train["output"]:
+        for entity in parse_entities(output):
+            kind, mention = entity.split(": ", 1)
+            lexicon.setdefault(mention, kind)
+    by_length = sorted(lexicon, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in by_length) + r")\b", re.IGNORECASE)
+    return ["\n".join(f"{lexicon[m.group(1).lower()]}: {m.group(1)}" for m in pattern.finditer(r["context"]))
+            for r in test]  # fmt: skip
+
+
+# task -> (what the rule does, rule(test, train) -> one answer per test record)
+HEURISTICS = {
+    "pubmed_title_generation": ("first sentence of the abstract", _lead_sentence),
+    "pubmed_conclusion_extraction": ("last section of the abstract", _last_section),
+    "drug_disease_ner": ("training mentions found in the text", _dictionary_entities),
+}
+
+
+def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str, dict]:
+    """A minus B on the same records for open-answer tasks (paired bootstrap, records resampled together)."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.likelihood import _percentile_interval
+
+    point_a, point_b = aggregate(spec, rows_a), aggregate(spec, rows_b)
+    rng = np.random.default_rng(0)
+    diffs = {k: [] for k in point_a}
+    for _ in range(n_resamples):
+        pick = rng.integers(0, len(rows_a), len(rows_a))
+        sa, sb = aggregate(spec, [rows_a[i] for i in pick]), aggregate(spec, [rows_b[i] for i in pick])
+        for k in diffs:
+            diffs[k].append(sa[k] - sb[k])
+    return {
+        k: {"difference": point_a[k] - point_b[k], "interval": _percentile_interval(v, 0.95)} for k, v in diffs.items()
+    }
+
+
+def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
     """`hybrid[@tag] - task_lora[@tag]` (against what a user picks instead) and `hybrid[@tag] -
     hybrid_noskills[@tag]` (what the skills add inside the hybrid) for every tag both were run with, from the cached
     predictions."""
@@ -251,7 +358,9 @@ def paired_comparisons(folder: Path) -> dict[str, dict]:
         if not (name.startswith("hybrid@") or name == "hybrid"):
             continue
         for other in (name.replace("hybrid", "task_lora", 1), name.replace("hybrid", "hybrid_noskills", 1)):
-            if other in results:
+            if other in results and "per_record" in result:  # open-answer task: the task's own metrics
+                pairs[f"{name} - {other}"] = paired_generated(spec, result["per_record"], results[other]["per_record"])
+            elif other in results:
                 pairs[f"{name} - {other}"] = paired_difference(
                     result["predictions"], results[other]["predictions"], result["references"]
                 )
@@ -301,22 +410,23 @@ def main() -> None:
                 **{k: report[k] for k in names}, "intervals": report["intervals"],
                 "accuracy_mean": report.get("accuracy_mean"), "prediction_counts": report["prediction_counts"],
                 "n": result["n"], "train_seconds": result["train_seconds"], "eval_seconds": result["seconds"],
-                "skills_dir": os.fspath(args.skills_dir), "fitted": result.get("fitted"),
+                "skills_dir": os.fspath(args.skills_dir), "fitted": result.get("fitted"), "metric_names": names,
+                "distinct_predictions": report.get("distinct_predictions"),
             }  # fmt: skip
             rows[task]["_baselines"] = report["baselines"]
             shown = " ".join(f"{k}={report[k]:.3f} [{report['intervals'][k][0]:.3f}, {report['intervals'][k][1]:.3f}]"
                              for k in names)  # fmt: skip
             print(f"{task:28s} {result['variant']:14s} {shown} preds={report['prediction_counts']}", flush=True)
     for task in rows:  # hybrid vs task LoRA at the same rate, paired on the same test records
-        if scoreable(task):
-            rows[task]["_paired"] = paired_comparisons(out / task)
+        rows[task]["_paired"] = paired_comparisons(out / task, TASKS[task])
     # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
     path = Path(args.json)
     payload = json.loads(path.read_text()) if path.is_file() else {}
     budget = payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}, seed={args.seed}", {})
     for task, variants in rows.items():
         budget.setdefault(task, {}).update(variants)
-    payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir), scoring="option log-likelihood, sum",
+    payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir),
+                   scoring="option log-likelihood, sum; open answers: greedy generation",
                    machine={"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()})
     path.write_text(json.dumps(payload, indent=1) + "\n")
 

@@ -298,12 +298,12 @@ def generated_report(spec, predictions, test, train) -> dict:
 
 
 def _lead_sentence(test, train):
-    return [re.split(r"(?<=[.!?])\s+", r["context"].strip(), maxsplit=1)[0] for r in test]
+    return [re.split(r"(?<=[.!?])\s+", context.strip(), maxsplit=1)[0] for context in test["context"]]
 
 
 def _last_section(test, train):
     """The abstract's last labelled section without its label (structured abstracts end with CONCLUSION(S):)."""
-    return [re.sub(r"^[A-Z][A-Z ,/&-]+:\s*", "", r["context"].strip().split("\n")[-1]) for r in test]
+    return [re.sub(r"^[A-Z][A-Z ,/&-]+:\s*", "", context.strip().split("\n")[-1]) for context in test["context"]]
 
 
 def _dictionary_entities(test, train):
@@ -317,8 +317,8 @@ def _dictionary_entities(test, train):
             lexicon.setdefault(mention, kind)
     by_length = sorted(lexicon, key=len, reverse=True)
     pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in by_length) + r")\b", re.IGNORECASE)
-    return ["\n".join(f"{lexicon[m.group(1).lower()]}: {m.group(1)}" for m in pattern.finditer(r["context"]))
-            for r in test]  # fmt: skip
+    return ["\n".join(f"{lexicon[m.group(1).lower()]}: {m.group(1)}" for m in pattern.finditer(context))
+            for context in test["context"]]  # fmt: skip
 
 
 # task -> (what the rule does, rule(test, train) -> one answer per test record)

@@ -185,6 +185,18 @@ def _counts(counts: dict[str, int], shown: int = 3) -> str:
     return text + (f", ... ({len(top)} labels predicted)" if len(top) > shown else "")
 
 
+def _variant_label(variant: str) -> str:
+    name, _, tag = variant.partition("@")
+    label = LABEL_VARIANTS.get(name, name)
+    if tag == "lr5e-3":  # the task LoRA's rate: part of the trained variants' names, moot for the others
+        label, tag = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3"), ""
+    return label + (f" [{TAGS.get(tag, tag)}]" if tag else "")
+
+
+def _closed(variants: dict) -> bool:
+    return all("accuracy" in row for name, row in variants.items() if not name.startswith("_"))
+
+
 def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference AdaLoRA skills") -> str:
     path = RESULTS / name
     if not path.is_file():
@@ -202,24 +214,25 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
         "| task | budget | variant | accuracy [95 % CI] | macro-F1 [95 % CI] | predicted labels |",
         "|---|---|---|---|---|---|",
     ]
+    open_tasks = []
     for budget, tasks in data["runs"].items():
         for task, variants in tasks.items():
+            if not _closed(variants):
+                open_tasks.append((budget, task, variants))
+                continue
             majority = variants.get("_baselines", {}).get("majority")
             if majority:
                 lines.append(f"| {task} | {budget} | majority label ({majority['label']}) | "
                              f"{majority['accuracy']:.3f} | {majority['macro_f1']:.3f} | - |")  # fmt: skip
             for variant in sorted((v for v in variants if not v.startswith("_")), key=_variant_order):
                 row = variants[variant]
-                name, _, tag = variant.partition("@")
-                label = LABEL_VARIANTS.get(name, name)
-                if tag == "lr5e-3":  # the task LoRA's rate: part of the trained variants' names, moot for the others
-                    label, tag = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3"), ""
-                label += f" [{TAGS.get(tag, tag)}]" if tag else ""
                 lo, hi = row["intervals"]["accuracy"]
                 counts = _counts(row["prediction_counts"])
                 flo, fhi = row["intervals"]["macro_f1"]
-                lines.append(f"| {task} | {budget} | {label} | {row['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
-                             f"{row['macro_f1']:.3f} [{flo:.3f}, {fhi:.3f}] | {counts} |")  # fmt: skip
+                lines.append(f"| {task} | {budget} | {_variant_label(variant)} | {row['accuracy']:.3f} [{lo:.3f}, "
+                             f"{hi:.3f}] | {row['macro_f1']:.3f} [{flo:.3f}, {fhi:.3f}] | {counts} |")  # fmt: skip
+    if open_tasks:
+        lines += ["", *open_answer_table(open_tasks)]
     paired = [
         (budget, task, name, diff)
         for budget, tasks in data["runs"].items()
@@ -230,19 +243,48 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
         lines += [
             "",
             "Paired bootstrap over the same test records: the hybrid minus the task LoRA trained at the same rate "
-            "(what a user picks instead), and minus itself with the skills switched off (what the skills add):",
+            "(what a user picks instead), and minus itself with the skills switched off (what the skills add); "
+            "open-answer tasks by their primary metric:",
             "",
-            "| task | budget | comparison | accuracy difference [95 % CI] | macro-F1 difference [95 % CI] |",
+            "| task | budget | comparison | accuracy (or primary metric) difference [95 % CI] | "
+            "macro-F1 difference [95 % CI] |",
             "|---|---|---|---|---|",
         ]
         for budget, task, name, diff in paired:
-            acc, f1 = diff["accuracy"], diff["macro_f1"]
-            lines.append(
-                f"| {task} | {budget} | {name} | {acc['difference']:+.3f} [{acc['interval'][0]:+.3f}, "
-                f"{acc['interval'][1]:+.3f}] | {f1['difference']:+.3f} [{f1['interval'][0]:+.3f}, "
-                f"{f1['interval'][1]:+.3f}] |"
-            )
+            first = diff.get("accuracy") or next(iter(diff.values()))
+            cells = [f"{d['difference']:+.3f} [{d['interval'][0]:+.3f}, {d['interval'][1]:+.3f}]"
+                     for d in (first, diff.get("macro_f1") if "accuracy" in diff else None) if d]  # fmt: skip
+            metric = "" if "accuracy" in diff else f" ({next(iter(diff))})"
+            lines.append(f"| {task} | {budget} | {name}{metric} | {' | '.join(cells + ['-'] * (2 - len(cells)))} |")
     return "\n".join(lines)
+
+
+def open_answer_table(open_tasks: list) -> list[str]:
+    """Greedy generations scored by each task's own metrics; the do-nothing baselines first."""
+    lines = [
+        "Open-answer tasks: greedy generation from the project template, each task's metrics (primary first), "
+        "95 % bootstrap intervals over records; `heuristic` is a rule with no model (see the study's `HEURISTICS`).",
+        "",
+        "| task | budget | variant | primary metric [95 % CI] | other metrics | most frequent answer (count), "
+        "distinct answers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for budget, task, variants in open_tasks:
+        rows = {v: r for v, r in variants.items() if not v.startswith("_")}
+        names = next(iter(rows.values()))["metric_names"]
+        for kind, base in variants.get("_baselines", {}).items():
+            others = ", ".join(f"{m} {base[m]:.3f}" for m in names[1:])
+            lines.append(f"| {task} | {budget} | {kind} ({base['label'][:48]}) | {names[0]} {base[names[0]]:.3f} | "
+                         f"{others or '-'} | - |")  # fmt: skip
+        for variant in sorted(rows, key=_variant_order):
+            row = rows[variant]
+            lo, hi = row["intervals"][names[0]]
+            others = ", ".join(f"{m} {row[m]:.3f}" for m in names[1:])
+            top, count = max(row["prediction_counts"].items(), key=lambda item: item[1])
+            lines.append(f"| {task} | {budget} | {_variant_label(variant)} | {names[0]} {row[names[0]]:.3f} "
+                         f"[{lo:.3f}, {hi:.3f}] | {others or '-'} | {top[:40]!r} ({count}), "
+                         f"{row.get('distinct_predictions')} |")  # fmt: skip
+    return lines
 
 
 def _variant_order(variant: str) -> tuple[int, str]:

@@ -1,0 +1,78 @@
+"""The study's open-answer scoring (benchmarks/study_label_tasks.py): its per-record rows aggregate to exactly what
+the packaged metrics compute, its pairing is a difference of those numbers, and its no-model rules do what they say."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from samdkif_peft.data import TASKS
+from samdkif_peft.evaluation.scoring import score_task
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+study = pytest.importorskip("study_label_tasks")
+
+CASES = {
+    "drug_disease_ner": (
+        ["DRUG: aspirin\nDISEASE: fever", "DISEASE: asthma", "none", "DRUG: insulin\nDRUG: metformin"],
+        ["DRUG: aspirin\nDISEASE: headache", "DISEASE: asthma", "DRUG: heparin", "DRUG: insulin"],
+    ),
+    "elixhauser_comorbidity": (
+        ["DEMENTIA; HYPERTENSION", "none", "DIABETES", "OBESITY"],
+        ["DEMENTIA", "none", "DIABETES; OBESITY", "OBESITY"],
+    ),
+    "pubmed_conclusion_extraction": (
+        ["The drug works.", "Nothing was found", "", "Results were mixed in older adults."],
+        ["The drug works.", "Nothing was found.", "A clear benefit.", "Results were mixed."],
+    ),
+    "hpo_definition_qa": (
+        ["An abnormality of the eye.", "A tumor", "x", "Reduced muscle tone in infancy."],
+        ["Any abnormality of the eye.", "A benign tumor of fat.", "Short stature.", "Reduced muscle tone."],
+    ),
+}
+
+
+def _records(outputs):
+    return {"output": outputs, "context": ["The abstract."] * len(outputs)}
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_rows_aggregate_to_the_packaged_metrics(task):
+    spec = TASKS[task]
+    predictions, references = CASES[task]
+    test = _records(references)
+    rows = study.record_rows(spec, predictions, test)
+    expected = score_task(spec, predictions, references, contexts=test["context"])
+    assert study.aggregate(spec, rows) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pairing_is_the_difference_and_zero_for_a_model_against_itself():
+    spec = TASKS["drug_disease_ner"]
+    predictions, references = CASES["drug_disease_ner"]
+    test = _records(references)
+    a, b = study.record_rows(spec, predictions, test), study.record_rows(spec, references, test)
+    diff = study.paired_generated(spec, a, b, n_resamples=50)["micro_f1"]
+    assert diff["difference"] == pytest.approx(study.aggregate(spec, a)["micro_f1"] - 1.0)
+    assert diff["interval"][1] < 0  # the references are perfect on every resample
+    same = study.paired_generated(spec, a, a, n_resamples=50)["micro_f1"]
+    assert same["difference"] == 0 and same["interval"] == [0, 0]
+
+
+def test_report_counts_answers_and_baselines():
+    spec = TASKS["pubmed_conclusion_extraction"]
+    references = ["The drug works.", "Nothing was found."]
+    test = {"output": references, "context": ["METHODS: We did.\nCONCLUSIONS: The drug works.", "Nothing was found."]}
+    train = {"output": ["Nothing was found.", "Nothing was found.", "Other."]}
+    report = study.generated_report(spec, ["Same.", "Same."], test, train)
+    assert report["prediction_counts"] == {"Same.": 2} and report["distinct_predictions"] == 1
+    assert report["baselines"]["majority"]["exact_match"] == 0.5
+    assert report["baselines"]["heuristic"]["exact_match"] == 1.0  # the last section, label stripped
+    assert report["intervals"]["exact_match"] == [0.0, 0.0]
+
+
+def test_dictionary_rule_finds_training_mentions_longest_first():
+    test = {"context": ["Aspirin and low-dose aspirin reduce fever; no asthma."]}
+    train = {"output": ["DRUG: aspirin", "DRUG: low-dose aspirin\nDISEASE: fever"]}
+    (answer,) = study._dictionary_entities(test, train)
+    assert answer.splitlines() == ["DRUG: Aspirin", "DRUG: low-dose aspirin", "DISEASE: fever"]

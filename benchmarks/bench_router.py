@@ -32,6 +32,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, logging
 
 import samdkif_peft  # noqa: F401
 from samdkif_peft import SkillRouterConfig
+from samdkif_peft.utils import cpu_description
 
 
 PRESETS = {
@@ -68,20 +69,22 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def paired(reference, fn, repeats: int, warmup: int = 1) -> tuple[float, float, float]:
+def paired(reference, fn, repeats: int, warmup: int = 1, self_timed: bool = False) -> tuple[float, float, float]:
     """Median seconds of `fn`, of `reference`, and of their per-pair ratio.
 
     Each repeat times the reference right before `fn`, so a machine that speeds up or slows down over the minutes a
     benchmark takes (shared CPUs do) moves both and cancels in the ratio; timing the reference once at the start did
-    not (ratios below 1 for models doing strictly more work).
+    not (ratios below 1 for models doing strictly more work). `self_timed`: both return the seconds to count (a
+    decode loop that leaves its prompt's forward out).
     """
     for _ in range(warmup):
         reference()
         fn()
+    clock = (lambda f: f()) if self_timed else (lambda f: median_seconds(f, 1, warmup=0))
     times, refs = [], []
     for _ in range(repeats):
-        refs.append(median_seconds(reference, 1, warmup=0))
-        times.append(median_seconds(fn, 1, warmup=0))
+        refs.append(clock(reference))
+        times.append(clock(fn))
     ratio = statistics.median(t / r for t, r in zip(times, refs))
     return statistics.median(times), statistics.median(refs), ratio
 
@@ -218,17 +221,6 @@ def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, 
 PRESET_HIDDEN = [0]
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    return f"{name} ({', '.join(f for f in ('amx_bf16', 'avx512_bf16') if f in flags) or 'no bf16 units'})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
@@ -306,13 +298,7 @@ def main() -> None:
                 return (time.perf_counter() - start) / args.new_tokens
 
         def paired_decode(model, cache, repeats):
-            ratios, times, refs = [], [], []
-            decode(base), decode(model, cache)  # warm-up
-            for _ in range(repeats):
-                refs.append(decode(base))
-                times.append(decode(model, cache))
-                ratios.append(times[-1] / refs[-1])
-            return statistics.median(times), statistics.median(refs), statistics.median(ratios)
+            return paired(lambda: decode(base), lambda: decode(model, cache), repeats, self_timed=True)
 
         base = load(base_dir, dtype)
         lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=TARGETS))
@@ -384,7 +370,7 @@ def main() -> None:
         "skills": args.skills,
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
-        "cpu": _cpu_model(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
+        "cpu": cpu_description(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
         "torch": torch.__version__,
         "rows": rows,
         "train_memory": memory,

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from bench_router import median_seconds  # the benchmarks' one timer (this folder is on the path when run as a script)
 
+from samdkif_peft.utils import cpu_description
+
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,7 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     slots = args.skills * args.rank
-    result = {"skills": args.skills, "rank": args.rank, "threads": args.threads, "torch": torch.__version__, "us": {}}
+    result = {"skills": args.skills, "rank": args.rank, "threads": args.threads, "torch": torch.__version__,
+              "cpu": cpu_description(), "us": {}}  # fmt: skip
     for module, out in (("q_proj", 576), ("v_proj", 192)):
         for rows in (1024, 1):
             row = costs(rows, out, slots, args.repeats if rows > 1 else 10 * args.repeats)

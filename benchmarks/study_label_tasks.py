@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import random
 import re
 import time
@@ -40,6 +39,7 @@ import torch
 from samdkif_peft.data import TASKS, load_task
 from samdkif_peft.data.templates import format_messages, format_prompt
 from samdkif_peft.evaluation.likelihood import evaluate_options, paired_difference, scoreable
+from samdkif_peft.utils import cpu_description
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -427,7 +427,7 @@ def main() -> None:
         budget.setdefault(task, {}).update(variants)
     payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir),
                    scoring="option log-likelihood, sum; open answers: greedy generation",
-                   machine={"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()})
+                   machine={"cpu": cpu_description(), "threads": torch.get_num_threads()})
     path.write_text(json.dumps(payload, indent=1) + "\n")
 
 if __name__ == "__main__":

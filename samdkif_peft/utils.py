@@ -1,9 +1,10 @@
-"""Small file helpers shared by the tuner, the skill loader and the data build."""
+"""Small helpers shared by the tuner, the skill loader, the data build and the benchmarks."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import tempfile
 
@@ -42,3 +43,17 @@ def atomic_copy(src: str, dst: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def cpu_description() -> str:
+    """The CPU model and its bf16 units (e.g. "AMD EPYC 9R14 (avx512_bf16)"), recorded beside every timing: bf16
+    speed, and so every ratio to a bf16 base model, depends on them (AMX vs AVX-512 vs none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{name or platform.machine()} ({', '.join(units) or 'no bf16 units'})"

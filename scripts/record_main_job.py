@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from samdkif_peft.utils import cpu_description
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def main() -> None:
             **{f"train_{name}": row.get("stage_seconds") for name, row in report.get("training", {}).items()},
             **report.get("seconds", {}),
         },
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "cpu_count": os.cpu_count(),
         "commit": commit.stdout.strip(),
         "command": "bash scripts/main_job.sh",

@@ -282,9 +282,18 @@ def generated_report(spec, predictions, test, train) -> dict:
     rng = np.random.default_rng(0)
     samples = [aggregate(spec, [rows[i] for i in rng.integers(0, len(rows), len(rows))]) for _ in range(1000)]
     shown = Counter(" ".join(p.split())[:80] or "(empty)" for p in predictions)
-    majority = Counter(train["output"]).most_common(1)[0][0]
-    baselines = {"majority": {"label": " ".join(majority.split())[:80],
-                              **aggregate(spec, record_rows(spec, [majority] * len(test), test))}}  # fmt: skip
+    n = len(test["output"])
+    if _counted(spec):  # the most frequent parsed set ("B; A" and "A; B" are one answer)
+        from samdkif_peft.evaluation.parsing import parse_prediction
+
+        parsed = Counter(tuple(parse_prediction(spec, o, c)) for o, c in zip(train["output"], train["context"]))
+        top = list(parsed.most_common(1)[0][0])
+        majority_rows = [[top, want] for _, want in record_rows(spec, test["output"], test)]
+        majority = "; ".join(top) or "none"
+    else:
+        majority = Counter(train["output"]).most_common(1)[0][0]
+        majority_rows = record_rows(spec, [majority] * n, test)
+    baselines = {"majority": {"label": " ".join(majority.split())[:80], **aggregate(spec, majority_rows)}}
     rule = HEURISTICS.get(spec.name)
     if rule is not None:
         guesses = rule[1](test, train)
@@ -315,10 +324,13 @@ def _dictionary_entities(test, train):
         for entity in parse_entities(output):
             kind, mention = entity.split(": ", 1)
             lexicon.setdefault(mention, kind)
+    if not lexicon:
+        return [""] * len(test["context"])
     by_length = sorted(lexicon, key=len, reverse=True)
     pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in by_length) + r")\b", re.IGNORECASE)
-    return ["\n".join(f"{lexicon[m.group(1).lower()]}: {m.group(1)}" for m in pattern.finditer(context))
-            for context in test["context"]]  # fmt: skip
+    found = ([(lexicon.get(m.group(1).lower()), m.group(1)) for m in pattern.finditer(context)]
+             for context in test["context"])  # fmt: skip
+    return ["\n".join(f"{kind}: {text}" for kind, text in entities if kind) for entities in found]
 
 
 # task -> (what the rule does, rule(test, train) -> one answer per test record)
@@ -358,9 +370,14 @@ def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
         if not (name.startswith("hybrid@") or name == "hybrid"):
             continue
         for other in (name.replace("hybrid", "task_lora", 1), name.replace("hybrid", "hybrid_noskills", 1)):
-            if other in results and "per_record" in result:  # open-answer task: the task's own metrics
-                pairs[f"{name} - {other}"] = paired_generated(spec, result["per_record"], results[other]["per_record"])
-            elif other in results:
+            if other not in results:
+                continue
+            a, b = result, results[other]
+            if len(a["references"]) != len(b["references"]):
+                raise SystemExit(f"{folder}: {name} and {other} scored different test records; rerun with one --limit")
+            if "per_record" in a and "per_record" in b:  # open-answer task: the task's own metrics
+                pairs[f"{name} - {other}"] = paired_generated(spec, a["per_record"], b["per_record"])
+            elif scoreable(spec):
                 pairs[f"{name} - {other}"] = paired_difference(
                     result["predictions"], results[other]["predictions"], result["references"]
                 )

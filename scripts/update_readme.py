@@ -232,7 +232,7 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
                 lines.append(f"| {task} | {budget} | {_variant_label(variant)} | {row['accuracy']:.3f} [{lo:.3f}, "
                              f"{hi:.3f}] | {row['macro_f1']:.3f} [{flo:.3f}, {fhi:.3f}] | {counts} |")  # fmt: skip
     if open_tasks:
-        lines += ["", *open_answer_table(open_tasks)]
+        lines += ["", f"### Open-answer tasks over {skills}", "", *open_answer_table(open_tasks)]
     paired = [
         (budget, task, name, diff)
         for budget, tasks in data["runs"].items()
@@ -253,10 +253,15 @@ def label_tasks(name: str = "label_tasks.json", skills: str = "the 12 reference 
         for budget, task, name, diff in paired:
             first = diff.get("accuracy") or next(iter(diff.values()))
             cells = [f"{d['difference']:+.3f} [{d['interval'][0]:+.3f}, {d['interval'][1]:+.3f}]"
-                     for d in (first, diff.get("macro_f1") if "accuracy" in diff else None) if d]  # fmt: skip
+                     for d in (first, diff.get("macro_f1")) if d]  # fmt: skip
             metric = "" if "accuracy" in diff else f" ({next(iter(diff))})"
             lines.append(f"| {task} | {budget} | {name}{metric} | {' | '.join(cells + ['-'] * (2 - len(cells)))} |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def open_answer_table(open_tasks: list) -> list[str]:
@@ -266,7 +271,7 @@ def open_answer_table(open_tasks: list) -> list[str]:
         "95 % bootstrap intervals over records; `heuristic` is a rule with no model (see the study's `HEURISTICS`).",
         "",
         "| task | budget | variant | primary metric [95 % CI] | other metrics | most frequent answer (count), "
-        "distinct answers |",
+        "distinct answers (first 80 characters) |",
         "|---|---|---|---|---|---|",
     ]
     for budget, task, variants in open_tasks:
@@ -274,15 +279,15 @@ def open_answer_table(open_tasks: list) -> list[str]:
         names = next(iter(rows.values()))["metric_names"]
         for kind, base in variants.get("_baselines", {}).items():
             others = ", ".join(f"{m} {base[m]:.3f}" for m in names[1:])
-            lines.append(f"| {task} | {budget} | {kind} ({base['label'][:48]}) | {names[0]} {base[names[0]]:.3f} | "
-                         f"{others or '-'} | - |")  # fmt: skip
+            lines.append(f"| {task} | {budget} | {kind} ({_cell(base['label'][:48])}) | {names[0]} "
+                         f"{base[names[0]]:.3f} | {others or '-'} | - |")  # fmt: skip
         for variant in sorted(rows, key=_variant_order):
             row = rows[variant]
             lo, hi = row["intervals"][names[0]]
             others = ", ".join(f"{m} {row[m]:.3f}" for m in names[1:])
             top, count = max(row["prediction_counts"].items(), key=lambda item: item[1])
             lines.append(f"| {task} | {budget} | {_variant_label(variant)} | {names[0]} {row[names[0]]:.3f} "
-                         f"[{lo:.3f}, {hi:.3f}] | {others or '-'} | {top[:40]!r} ({count}), "
+                         f"[{lo:.3f}, {hi:.3f}] | {others or '-'} | {_cell(repr(top[:40]))} ({count}), "
                          f"{row.get('distinct_predictions')} |")  # fmt: skip
     return lines
 

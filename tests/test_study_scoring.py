@@ -76,3 +76,19 @@ def test_dictionary_rule_finds_training_mentions_longest_first():
     train = {"output": ["DRUG: aspirin", "DRUG: low-dose aspirin\nDISEASE: fever"]}
     (answer,) = study._dictionary_entities(test, train)
     assert answer.splitlines() == ["DRUG: Aspirin", "DRUG: low-dose aspirin", "DISEASE: fever"]
+
+
+def test_dictionary_rule_without_mentions_and_with_unicode_case_folding():
+    assert study._dictionary_entities({"context": ["text", "more"]}, {"output": ["none"]}) == ["", ""]
+    # the case-insensitive match of "ſtatins" lower-cases to a string the lexicon does not hold: skipped, no KeyError
+    assert study._dictionary_entities({"context": ["ſtatins; statins"]}, {"output": ["DRUG: statins"]}) == [
+        "DRUG: statins"
+    ]
+
+
+def test_majority_label_set_ignores_order():
+    spec = TASKS["elixhauser_comorbidity"]
+    train = {"output": ["OBESITY; DEMENTIA", "DEMENTIA; OBESITY", "DIABETES"], "context": [""] * 3}
+    test = {"output": ["DEMENTIA; OBESITY", "DIABETES"], "context": [""] * 2}
+    report = study.generated_report(spec, ["none", "none"], test, train)
+    assert report["baselines"]["majority"]["exact_match"] == 0.5

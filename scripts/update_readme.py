@@ -2,6 +2,7 @@
 
     python scripts/update_readme.py
 
+- `<!-- results:scoreboard -->`: every task on one row (label_tasks_released.json, main_job, few_shot.json)
 - `<!-- results:main_job -->`: benchmarks/results/main_job/ (from `bash scripts/main_job.sh`)
 - `<!-- results:quickstart -->`: benchmarks/results/quickstart.json (from `examples/quickstart.py`)
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -83,6 +85,131 @@ def few_shot() -> str:
         shown = "-" if value is None else f"{value:.3f}"
         lines.append(f"| {task} | {name} | " + " | ".join(shown for _ in ks) + " |")
     return "\n".join(lines)
+
+
+SEEN_ORDER = ("icd10cm_excludes_nli", "icd10cm_chapter_classification", "hpo_definition_qa", "drug_disease_ner",
+              "pubmed_conclusion_extraction", "pubmed_title_generation")  # fmt: skip
+BOARD = ("base_best", "uniform", "own_skill", "task_lora", "hybrid")
+
+
+def _primary(task: str) -> str:
+    from few_shot_curve import PRIMARY
+
+    from samdkif_peft.data import TASKS
+
+    spec = TASKS[task]  # label tasks by macro-F1: accuracy rewards always answering the majority label
+    return PRIMARY.get(task, "macro_f1" if spec.output_format == "label" else spec.metric)
+
+
+def _board_row(variants: dict, metric: str) -> dict:
+    """Variant -> score for the scoreboard's columns (the base model's best prompt among those measured)."""
+    scores = {v.split("@")[0]: row[metric] for v, row in variants.items() if not v.startswith("_") and metric in row}
+    base = [scores[v] for v in ("base", "base_chat", "base_3shot") if v in scores]
+    return {"base_best": max(base) if base else None, **{v: scores.get(v) for v in BOARD[1:]}}
+
+
+def _no_model(task: str, baselines: dict, metric: str) -> float | None:
+    values = [b.get(metric) for b in baselines.values() if isinstance(b, dict) and b.get(metric) is not None]
+    return max(values) if values else None
+
+
+def _difference(pair: dict) -> str:
+    return f"{pair['difference']:+.3f} [{pair['interval'][0]:+.3f}, {pair['interval'][1]:+.3f}]"
+
+
+def scoreboard() -> str:
+    """Every task on one row: the no-model baseline, the base model's best prompt, uniform, own skill, the task LoRA
+    and the hybrid on each task's primary metric, and the paired hybrid-minus-task-LoRA difference. Seen tasks and
+    rare disease with all training records (`label_tasks_released.json`), DDI with all records from the main job, the
+    unseen tasks at k <= 64 from the few-shot curve (mean over seeds). Draws `benchmarks/results/scoreboard.png`."""
+    released = RESULTS / "label_tasks_released.json"
+    if not released.is_file():
+        return "_Run `python benchmarks/study_label_tasks.py --skills-dir release/skills` to fill the scoreboard._"
+    runs = json.loads(released.read_text())["runs"].get("k=all, seed=42", {})
+    rows = []  # (task, seen, budget, metric, no-model, {variant: score}, difference text)
+    for task in [t for t in SEEN_ORDER if t in runs] + [t for t in runs if t not in SEEN_ORDER]:
+        variants, metric = runs[task], _primary(task)
+        pair = variants.get("_paired", {}).get("hybrid@lr5e-3 - task_lora@lr5e-3", {}).get(metric)
+        diff = _difference(pair) if pair else "-"
+        rows.append((task, task in SEEN_ORDER, "all", metric, _no_model(task, variants.get("_baselines", {}), metric),
+                     _board_row(variants, metric), diff))  # fmt: skip
+    main_job = RESULTS / "main_job" / "report.json"
+    if main_job.is_file():
+        report = json.loads(main_job.read_text())
+        metric, scores = _primary(report["task"]), report["metrics"]
+        pair = report["paired"]["router_minus_task_lora"][metric]
+        rows.append((report["task"], False, "all (main job)", metric, _no_model("", report["baselines"], metric),
+                     {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
+                      "task_lora": scores["task_lora"][metric]},
+                     _difference(pair)))  # fmt: skip
+    few = RESULTS / "few_shot.json"
+    cells: dict = {}
+    for budget, tasks in (json.loads(few.read_text())["runs"] if few.is_file() else {}).items():
+        for task, variants in tasks.items():
+            cells.setdefault((task, budget.split(",")[0][2:]), []).append(variants)
+    for (task, k), seeds in sorted(cells.items(), key=lambda item: (item[0][0], int(item[0][1]))):
+        metric = _primary(task)
+        boards = [_board_row(v, metric) for v in seeds]
+        mean = {c: sum(b[c] for b in boards) / len(boards) if all(b[c] is not None for b in boards) else None
+                for c in BOARD}  # fmt: skip
+        pairs = [v.get("_paired", {}).get("hybrid@lr5e-3 - task_lora@lr5e-3", {}).get(metric) for v in seeds]
+        pairs = [p for p in pairs if p]
+        ahead, significant = sum(p["difference"] > 0 for p in pairs), sum(p["interval"][0] > 0 for p in pairs)
+        diff = (f"{sum(p['difference'] for p in pairs) / len(pairs):+.3f} mean; ahead in {ahead}/{len(pairs)} seeds, "
+                f"significant in {significant}") if pairs else "-"  # fmt: skip
+        no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds]
+        no_model = None if None in no_model else sum(no_model) / len(no_model)
+        rows.append((task, False, f"k={k} ({len(seeds)} seeds)", metric, no_model, mean, diff))
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    lines = [
+        "### Scoreboard: every task against what a user would pick instead (12 released skills)",
+        "",
+        "Each task's primary metric on all test records (label tasks: macro-F1, as always answering the majority "
+        "label scores accuracy 0.637 on NLI and 0.444 on DDI; accuracies are in the tables below). *No model*: the "
+        "best of the majority answer and, where one exists, a rule with no model "
+        "(chance for rare disease's shuffled options). *Base*: the base model's best prompt among those measured. "
+        "Hybrid minus task LoRA: paired bootstrap over the same test records (few-shot rows: mean over seeds, and in "
+        "how many seeds the hybrid was ahead / its interval excluded 0). Details in the tables below and "
+        "`docs/MEDICAL_VALUE.md`; figure: `benchmarks/results/scoreboard.png`.",
+        "",
+        "| task | seen | training records | metric | no model | base | uniform | own skill | task LoRA | hybrid | "
+        "hybrid - task LoRA [95 % CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, seen, budget, metric, no_model, board, diff in rows:
+        lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
+                     + " | ".join(fmt(board.get(c)) for c in BOARD) + f" | {diff} |")  # fmt: skip
+    _scoreboard_figure([r for r in rows if r[2].startswith("all")])
+    return "\n".join(lines)
+
+
+def _scoreboard_figure(rows) -> None:
+    """Grouped bars per task (all training records): what each variant scores on the task's primary metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"base_best": "base (best prompt)", "uniform": "uniform", "own_skill": "own skill",
+             "task_lora": "task LoRA", "hybrid": "hybrid"}  # fmt: skip
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+    width = 0.8 / len(BOARD)
+    for i, column in enumerate(BOARD):
+        xs = [j + (i - len(BOARD) / 2 + 0.5) * width for j in range(len(rows))]
+        ax.bar(xs, [r[5].get(column) or 0 for r in rows], width, label=names[column])
+    for j, row in enumerate(rows):
+        if row[4] is not None:
+            ax.hlines(row[4], j - 0.42, j + 0.42, colors="black", linestyles="dashed", linewidth=1)
+    labels = [textwrap.fill(r[0].replace("_", " "), 16) + f"\n({r[3]}{'' if r[1] else ', unseen'})" for r in rows]
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("primary metric")
+    ax.legend(fontsize=7, ncol=len(BOARD))
+    ax.set_title("All training records, 12 released skills, SmolLM2-135M (dashed: no-model baseline)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scoreboard.png", dpi=120)
+    plt.close(fig)
 
 
 def quickstart() -> str:
@@ -305,6 +432,7 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     blocks = {
+        "results:scoreboard": scoreboard(),
         "results:main_job": main_job(),
         "results:quickstart": quickstart(),
         "results:bench_router": bench_router(),

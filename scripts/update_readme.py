@@ -179,6 +179,13 @@ def scoreboard() -> str:
     for task, seen, budget, metric, no_model, board, diff in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
                      + " | ".join(fmt(board.get(c)) for c in BOARD) + f" | {diff} |")  # fmt: skip
+    for seen in (True, False):  # averages over the tasks measured with all records, where every column has a value
+        group = [r for r in rows if r[1] == seen and r[2].startswith("all")]
+        if len(group) > 1:
+            means = [sum(r[5].get(c) for r in group) / len(group) if all(r[5].get(c) is not None for r in group)
+                     else None for c in BOARD]  # fmt: skip
+            lines.append(f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
+                         f"{fmt(sum(r[4] for r in group) / len(group))} | " + " | ".join(map(fmt, means)) + " | |")
     _scoreboard_figure([r for r in rows if r[2].startswith("all")])
     return "\n".join(lines)
 

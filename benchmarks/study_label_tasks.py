@@ -11,6 +11,8 @@ Variants (same data, same steps, same seed for everything that trains):
 - `router`: the sequence router (`train_router` defaults); `hybrid`: the router plus a rank-8 task LoRA trained
   jointly (`task_rank=8`); `hybrid_noskills`: that hybrid evaluated with the skills switched off
   (`force_skill_weights({})`: base + its task LoRA), the ablation that says whether the skills contribute;
+  `own_skill_lora`: the hybrid over the task's own skill only (a frozen skill at weight 1 plus a task LoRA trained
+  on top: what a user who knows which skill fits would stack without a router);
   `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
   `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task;
 - `router_token`, `router_static`: the other router kinds, trained like `router`;
@@ -44,9 +46,10 @@ from samdkif_peft.utils import cpu_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "lorahub", "router", "router_token",
-            "router_static", "xlora", "hybrid", "hybrid_noskills", "task_lora", "task_adalora")
-TRAINED = ("router", "router_token", "router_static", "xlora", "hybrid", "task_lora", "task_adalora")
-ROUTER_KINDS = {"router": "sequence", "router_token": "token", "router_static": "static", "hybrid": "sequence"}
+            "router_static", "xlora", "hybrid", "hybrid_noskills", "own_skill_lora", "task_lora", "task_adalora")
+TRAINED = ("router", "router_token", "router_static", "xlora", "hybrid", "own_skill_lora", "task_lora", "task_adalora")
+ROUTER_KINDS = {"router": "sequence", "router_token": "token", "router_static": "static", "hybrid": "sequence",
+                "own_skill_lora": "static"}  # fmt: skip
 logger = logging.getLogger("study")
 
 
@@ -93,8 +96,10 @@ def train_variant(variant, task, data, skills, base, folder, args):
         overrides["max_steps"] = args.max_steps
     if variant in ROUTER_KINDS:
         extra = {"temperature": args.temperature, "task_rank": 0}
-        if variant == "hybrid":
+        if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
+        if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
+            skills = {TASKS[task].skill_type: skills[TASKS[task].skill_type]}
         return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
                             **extra, **common)  # fmt: skip
     if variant == "xlora":
@@ -158,7 +163,7 @@ def run_variant(variant, task, skills, base, args, out: Path):
     path = out / task / f"{variant}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    if name == "own_skill" and spec.skill_type not in skills:
+    if name in ("own_skill", "own_skill_lora") and spec.skill_type not in skills:
         return None
     data = subsample(load_task(task), args.k, args.seed)
     folder = str(out / task / "adapters" / variant.replace("hybrid_noskills", "hybrid"))
@@ -361,15 +366,15 @@ def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str,
 
 
 def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
-    """`hybrid[@tag] - task_lora[@tag]` (against what a user picks instead) and `hybrid[@tag] -
-    hybrid_noskills[@tag]` (what the skills add inside the hybrid) for every tag both were run with, from the cached
-    predictions."""
+    """`hybrid[@tag] - task_lora[@tag]` (against what a user picks instead), `hybrid[@tag] - hybrid_noskills[@tag]`
+    (what the skills add inside the hybrid) and `hybrid[@tag] - own_skill_lora[@tag]` (what routing over twelve skills
+    adds to stacking a LoRA on the task's own skill) for every tag both were run with, from the cached predictions."""
     results = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     pairs = {}
     for name, result in results.items():
         if not (name.startswith("hybrid@") or name == "hybrid"):
             continue
-        for other in (name.replace("hybrid", "task_lora", 1), name.replace("hybrid", "hybrid_noskills", 1)):
+        for other in (name.replace("hybrid", x, 1) for x in ("task_lora", "hybrid_noskills", "own_skill_lora")):
             if other not in results:
                 continue
             a, b = result, results[other]

@@ -302,6 +302,7 @@ LABEL_VARIANTS = {
     "router": "sequence router (SA-MDKIF), lr 5e-3",
     "hybrid": "hybrid: router 5e-3 + task LoRA r8 1e-3",
     "hybrid_noskills": "that hybrid, skills switched off",
+    "own_skill_lora": "own skill + task LoRA r8 (no router)",
     "task_lora": "task LoRA r8, lr 1e-3 (what a user picks instead)",
     "task_adalora": "task AdaLoRA (the skills' recipe)",
 }

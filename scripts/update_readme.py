@@ -61,10 +61,10 @@ def few_shot() -> str:
         "### Few-shot, unseen tasks (`benchmarks/few_shot_curve.py`, 12 released skills)",
         "",
         "Primary metric per task (DDI: macro-F1, since always answering the majority label scores accuracy 0.444; "
-        "rare disease: accuracy over 4 options, chance 0.25; Elixhauser: micro-F1), all test records, by option "
-        "log-likelihood. Each cell: mean over seeds [min, max] (seeds). Every trained variant has the same k "
-        "records, steps (30 / 60 / 100 / one epoch for k = 16 / 64 / 256 / all) and rate 5e-3. Figure: "
-        "`benchmarks/results/few_shot.png`.",
+        "rare disease: accuracy over 4 options, chance 0.25; Elixhauser: micro-F1 of the generated flags), all test "
+        "records, label tasks by option log-likelihood. Each cell: mean over seeds [min, max] (seeds). Every trained "
+        "variant has the same k records, steps (30 / 60 / 100 / one epoch for k = 16 / 64 / 256 / all) and rate "
+        "5e-3. Figure: `benchmarks/results/few_shot.png`.",
         "",
         "| task | variant | " + " | ".join(ks) + " |",
         "|---|---|" + "---|" * len(ks),

@@ -88,9 +88,12 @@ def subsample(dataset, k: int | None, seed: int):
 
 def train_variant(variant, task, data, skills, base, folder, args):
     variant = variant.split("@")[0]
-    from samdkif_peft.training import train_router, train_skill
+    from samdkif_peft.training import DEFAULT_ROUTER_MAX_LENGTH, train_router, train_skill
 
-    common = dict(dataset=data, max_eval_samples=64, resume_from_checkpoint=True, balance_labels=args.balance_labels)
+    # every variant sees the same tokens: the routers' length (a PubMed record or Elixhauser's 39-flag query is over
+    # the skills' 256 and would be cut in its middle for the task LoRA only)
+    common = dict(dataset=data, max_eval_samples=64, resume_from_checkpoint=True, balance_labels=args.balance_labels,
+                  max_length=DEFAULT_ROUTER_MAX_LENGTH)  # fmt: skip
     overrides = {"seed": args.seed, "save_steps": 50, "eval_steps": 50, **json.loads(args.training_args)}
     if args.max_steps:
         overrides["max_steps"] = args.max_steps

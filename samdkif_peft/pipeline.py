@@ -145,7 +145,7 @@ def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str
     """The baseline a user would pick: a LoRA on the task alone, with the router's data, step budget and seed."""
     from .data import load_task
     from .training import train_skill
-    from .training.common import training_finished
+    from .training.common import DEFAULT_ROUTER_MAX_LENGTH, training_finished
     from .training.train_router import TASK_LEARNING_RATE
 
     folder = out / TRAINED_FOLDERS["task_lora"] / task
@@ -155,6 +155,7 @@ def _train_task_lora(config: PipelineConfig, task: str, base: str, data_dir: str
         args = {"max_steps": config.router_max_steps, "seed": config.seed, "learning_rate": TASK_LEARNING_RATE}
         train_skill(task, base, folder, peft_type="lora", training_args=args, dataset=load_task(task, data_dir),
                     max_train_samples=config.router_train_samples, max_eval_samples=64,
+                    max_length=DEFAULT_ROUTER_MAX_LENGTH,  # the routers' length: long records cut alike
                     resume_from_checkpoint=True)  # fmt: skip
 
 

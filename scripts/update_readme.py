@@ -310,6 +310,7 @@ TAGS = {
     "lr5e-3": "task LoRA at lr 5e-3",
     "T24": "temperature 24",
     "lora-skill": "the nli skill retrained as LoRA r8",
+    "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
 }
 
 

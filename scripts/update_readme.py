@@ -324,8 +324,9 @@ def _counts(counts: dict[str, int], shown: int = 3) -> str:
 def _variant_label(variant: str) -> str:
     name, _, tag = variant.partition("@")
     label = LABEL_VARIANTS.get(name, name)
-    if tag == "lr5e-3":  # the task LoRA's rate: part of the trained variants' names, moot for the others
-        label, tag = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3"), ""
+    if tag in ("lr5e-3", "len256"):  # trained at 5e-3: part of the trained variants' names, moot for the others
+        label = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3")
+        tag = "" if tag == "lr5e-3" else tag
     return label + (f" [{TAGS.get(tag, tag)}]" if tag else "")
 
 

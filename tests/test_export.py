@@ -73,6 +73,11 @@ def test_cli_export(tiny_assets, tmp_path, inputs, capsys):
             tiny_assets["base"]]  # fmt: skip
     assert main(argv) == 0
     assert "exact; load it with plain peft" in capsys.readouterr().out
+    assert main([*argv[:4], str(tmp_path / "small"), *argv[5:], "--min-weight", "0.99"]) == 0
+    assert "skills below 0.99 left out" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "small" / "samdkif_export.json").read_text())
+    assert all(summary["rank"][k] < r for k, r in json.loads((tmp_path / "lora" / "samdkif_export.json").read_text())
+               ["rank"].items())  # fmt: skip
     lora = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "lora").eval()
     with torch.no_grad():
         torch.testing.assert_close(lora(**inputs).logits, expected, rtol=1e-5, atol=1e-5)

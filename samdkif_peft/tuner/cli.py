@@ -29,6 +29,8 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--prompts", default=None, help="task records (JSONL/CSV/Parquet) whose gates are averaged; "
                         "needed unless the router is static")  # fmt: skip
     export.add_argument("--limit", type=int, default=256, help="use the first N prompts (default 256)")
+    export.add_argument("--min-weight", type=float, default=0.0, help="leave out each module's skills weighted below "
+                        "this (a smaller LoRA; the strongest skill always stays)")  # fmt: skip
     export.set_defaults(func=run_export)
     from ..task_router.cli import add_train_parser
 
@@ -114,12 +116,17 @@ def run_export(args: argparse.Namespace) -> int:
         if tokenizer is not None and tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), args.router)
-        summary = export_lora(model, args.out, prompts=prompts, tokenizer=tokenizer)
+        summary = export_lora(model, args.out, prompts=prompts, tokenizer=tokenizer, min_weight=args.min_weight)
     except (OSError, ValueError) as err:
         print(f"samdkif router export: error: {err}", file=sys.stderr)
         return 1
-    how = f"gates averaged over {len(prompts)} prompts (approximate)" if summary["approximate"] else "exact"
-    print(f"{summary['output_dir']}: LoRA over {summary['modules']} modules, {how}; load it with plain peft")
+    how = f"gates averaged over {len(prompts)} prompts (approximate)" if prompts else "exact"
+    left_out = max(summary["dropped_weight"].values())
+    if left_out:
+        how += f", skills below {args.min_weight} left out (up to {left_out:.3f} of a module's weight)"
+    rank = max(summary["rank"].values())
+    print(f"{summary['output_dir']}: LoRA over {summary['modules']} modules, rank <= {rank}, {how}; load it with "
+          "plain peft")  # fmt: skip
     return 0
 
 

@@ -29,6 +29,7 @@ def export_lora(
     tokenizer: Any = None,
     adapter_name: str | None = None,
     batch_size: int = 8,
+    min_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Write the router of `model` (a `PeftModel` with a skill router) as a peft LoRA in `output_dir`.
 
@@ -37,6 +38,10 @@ def export_lora(
             the task's training prompts), become its fixed weights. A per-task average of an input-dependent router
             is an approximation; its exactness is reported back as `approximate=True`.
         tokenizer: tokenizes `prompts`.
+        min_weight: leave out, per module, the skills whose fixed weight is below this (their rank slots), keeping at
+            least that module's strongest skill. Trained routers put most weight on a few skills, so the LoRA
+            shrinks from the sum of all skill ranks to a few (servers cap the rank: vLLM's `max_lora_rank`); the
+            left-out weight is reported per module (`dropped_weight`) and makes the export `approximate`.
 
     Returns:
         `{"output_dir", "modules", "rank", "approximate", "gates"}` (`gates`: module -> the fixed skill weights).
@@ -46,6 +51,9 @@ def export_lora(
 
     from .layer import SkillRouterLayer
     from .router import get_router, mergeable_kinds
+
+    if not 0.0 <= min_weight < 1.0:
+        raise ValueError(f"min_weight must be in [0, 1) (a skill weight below which it is left out), got {min_weight}")
 
     base = model.base_model
     name = adapter_name or base._active_router()
@@ -64,11 +72,16 @@ def export_lora(
         averaged = base.mean_routing_weights(tokenizer, prompts, batch_size=batch_size, adapter_name=name)
         gates = {key: averaged[key].to(layers[key].skills_A[name].device) for key in layers}
         approximate = True
-    tensors, ranks = {}, {}
+    tensors, ranks, dropped = {}, {}, {}
     for key, layer in layers.items():
-        slot_w = gates[key].float().index_select(-1, layer.skill_slots[name])
-        a = layer.skills_A[name].float()
-        b = layer.skills_B[name].float() * slot_w
+        weights = gates[key].float().reshape(-1)
+        slot_w = weights.index_select(-1, layer.skill_slots[name])
+        skill_w = weights[: len(config.skill_names)]  # (a null expert's weight, if any, comes last)
+        cut = min(min_weight, float(skill_w.max()))  # the strongest skill always stays
+        keep = slot_w >= cut
+        dropped[key] = round(float(skill_w[skill_w < cut].sum()), 6)
+        a = layer.skills_A[name].float()[keep]
+        b = (layer.skills_B[name].float() * slot_w)[:, keep]
         if name in layer.skill_router_task_A:
             a = torch.cat([a, layer.skill_router_task_A[name].weight.detach().float()], dim=0)
             task_b = layer.skill_router_task_B[name].weight.detach().float() * layer.task_scale[name]
@@ -96,7 +109,8 @@ def export_lora(
         "output_dir": os.fspath(output_dir),
         "modules": len(layers),
         "rank": ranks,
-        "approximate": approximate,
+        "approximate": approximate or any(v > 0 for v in dropped.values()),
+        "dropped_weight": dropped,
         "router": config.router,
         "skills": list(config.skill_names),
         "gates": {k: [round(float(v), 6) for v in g.flatten().tolist()] for k, g in gates.items()},

@@ -296,7 +296,7 @@ def generated_report(spec, predictions, test, train) -> dict:
 
         parsed = Counter(tuple(parse_prediction(spec, o, c)) for o, c in zip(train["output"], train["context"]))
         top = list(parsed.most_common(1)[0][0])
-        majority_rows = [[top, want] for _, want in record_rows(spec, test["output"], test)]
+        majority_rows = [[top, want] for _, want in rows]  # the references, already parsed
         majority = "; ".join(top) or "none"
     else:
         majority = Counter(train["output"]).most_common(1)[0][0]
@@ -351,21 +351,11 @@ HEURISTICS = {
 
 def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str, dict]:
     """A minus B on the same records for open-answer tasks (paired bootstrap, records resampled together)."""
-    import numpy as np
+    from samdkif_peft.evaluation.likelihood import paired_bootstrap
 
-    from samdkif_peft.evaluation.likelihood import _percentile_interval
-
-    point_a, point_b = aggregate(spec, rows_a), aggregate(spec, rows_b)
-    rng = np.random.default_rng(0)
-    diffs = {k: [] for k in point_a}
-    for _ in range(n_resamples):
-        pick = rng.integers(0, len(rows_a), len(rows_a))
-        sa, sb = aggregate(spec, [rows_a[i] for i in pick]), aggregate(spec, [rows_b[i] for i in pick])
-        for k in diffs:
-            diffs[k].append(sa[k] - sb[k])
-    return {
-        k: {"difference": point_a[k] - point_b[k], "interval": _percentile_interval(v, 0.95)} for k, v in diffs.items()
-    }
+    return paired_bootstrap(lambda pick: aggregate(spec, [rows_a[i] for i in pick]),
+                            lambda pick: aggregate(spec, [rows_b[i] for i in pick]), len(rows_a),
+                            n_resamples=n_resamples)  # fmt: skip
 
 
 def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
@@ -386,9 +376,7 @@ def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
             if "per_record" in a and "per_record" in b:  # open-answer task: the task's own metrics
                 pairs[f"{name} - {other}"] = paired_generated(spec, a["per_record"], b["per_record"])
             elif scoreable(spec):
-                pairs[f"{name} - {other}"] = paired_difference(
-                    result["predictions"], results[other]["predictions"], result["references"]
-                )
+                pairs[f"{name} - {other}"] = paired_difference(a["predictions"], b["predictions"], a["references"])
     return pairs
 
 

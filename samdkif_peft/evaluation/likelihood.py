@@ -249,12 +249,33 @@ def paired_difference(
     a, b, r = (np.array(list(x), dtype=object) for x in (predictions_a, predictions_b, references))
     if not (len(a) == len(b) == len(r) > 0):
         raise ValueError(f"Need equally long, non-empty lists; got {len(a)}, {len(b)} and {len(r)}")
-    point_a, point_b = _fast_scores(a, r), _fast_scores(b, r)
+    return paired_bootstrap(lambda pick: _fast_scores(a[pick], r[pick]), lambda pick: _fast_scores(b[pick], r[pick]),
+                            len(r), n_resamples=n_resamples, confidence=confidence, seed=seed)  # fmt: skip
+
+
+def paired_bootstrap(
+    score_a: Callable[[Any], dict[str, float]],
+    score_b: Callable[[Any], dict[str, float]],
+    n: int,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """`score_a - score_b` per metric with a paired percentile-bootstrap interval over `n` records.
+
+    `score_x(pick)` scores one model on the records at the index array `pick` (all records: `np.arange(n)`); both
+    see the same resample, which keeps the pairing. Any metric works: label accuracy, or micro-F1 over pooled counts.
+    """
+    import numpy as np
+
+    every = np.arange(n)
+    point_a, point_b = score_a(every), score_b(every)
     rng = np.random.default_rng(seed)
     diffs: dict[str, list[float]] = {k: [] for k in point_a}
     for _ in range(n_resamples):
-        pick = rng.integers(0, len(r), size=len(r))
-        sa, sb = _fast_scores(a[pick], r[pick]), _fast_scores(b[pick], r[pick])
+        pick = rng.integers(0, n, size=n)
+        sa, sb = score_a(pick), score_b(pick)
         for key in diffs:
             diffs[key].append(sa[key] - sb[key])
     return {

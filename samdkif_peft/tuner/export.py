@@ -44,7 +44,8 @@ def export_lora(
             left-out weight is reported per module (`dropped_weight`) and makes the export `approximate`.
 
     Returns:
-        `{"output_dir", "modules", "rank", "approximate", "gates"}` (`gates`: module -> the fixed skill weights).
+        `{"output_dir", "modules", "rank", "approximate", "dropped_weight", "gates"}` (`gates`: module -> the fixed
+        skill weights; `dropped_weight`: module -> the weight of the skills `min_weight` left out).
     """
     from peft import LoraConfig
     from safetensors.torch import save_file

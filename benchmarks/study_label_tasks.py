@@ -341,11 +341,33 @@ def _dictionary_entities(test, train):
     return ["\n".join(f"{kind}: {text}" for kind, text in entities if kind) for entities in found]
 
 
+_ICD_CODE = re.compile(r"\(ICD-10-CM ([A-Z0-9.]+)\)")
+
+
+def _nearest_code(test, train):
+    """The flags of the training diagnosis whose ICD-10-CM code shares the longest prefix with the test code (the
+    most frequent answer among ties): AHRQ maps code ranges, so neighbouring codes share flags."""
+    import os
+
+    def code(context: str) -> str:  # no code in the record: every training record ties (the most frequent answer)
+        found = _ICD_CODE.search(context)
+        return found.group(1).replace(".", "") if found else ""
+
+    known = [(code(c), o) for c, o in zip(train["context"], train["output"])]
+    answers = []
+    for context in map(code, test["context"]):
+        shared = [(len(os.path.commonprefix([context, k])), o) for k, o in known]
+        best = max(n for n, _ in shared)
+        answers.append(Counter(o for n, o in shared if n == best).most_common(1)[0][0])
+    return answers
+
+
 # task -> (what the rule does, rule(test, train) -> one answer per test record)
 HEURISTICS = {
     "pubmed_title_generation": ("first sentence of the abstract", _lead_sentence),
     "pubmed_conclusion_extraction": ("last section of the abstract", _last_section),
     "drug_disease_ner": ("training mentions found in the text", _dictionary_entities),
+    "elixhauser_comorbidity": ("flags of the training code sharing the longest prefix", _nearest_code),
 }
 
 

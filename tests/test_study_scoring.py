@@ -92,3 +92,14 @@ def test_majority_label_set_ignores_order():
     test = {"output": ["DEMENTIA; OBESITY", "DIABETES"], "context": [""] * 2}
     report = study.generated_report(spec, ["none", "none"], test, train)
     assert report["baselines"]["majority"]["exact_match"] == 0.5
+
+
+def test_nearest_code_rule_takes_the_longest_shared_prefix_then_the_most_frequent_answer():
+    codes = ("E11.9", "E11.65", "E10.9", "I50.9", "I50.1", "Z00")
+    train = {
+        "context": [f"Diagnosis: x (ICD-10-CM {code})" for code in codes],
+        "output": ["DIAB_UNCX", "DIAB_CX", "DIAB_UNCX", "HF", "HF", "none"],
+    }
+    test = {"context": ["Diagnosis: x (ICD-10-CM E11.641)", "Diagnosis: y (ICD-10-CM I51)", "no code at all"]}
+    # E11.641 shares "E116" with E11.65 only; I51 shares "I5" with both heart-failure codes; no code: all tie
+    assert study._nearest_code(test, train) == ["DIAB_CX", "HF", "DIAB_UNCX"]

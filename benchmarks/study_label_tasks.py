@@ -218,9 +218,8 @@ def evaluate_generated(model, tokenizer, spec, data, args, prompt_fn):
     together), texts and spans by the mean of per-record ROUGE-L / exact match / token F1."""
     from samdkif_peft.evaluation.generation import evaluate_task
 
-    if prompt_fn is not None:
-        raise SystemExit(f"{spec.name}: open-answer tasks are scored with the project template only")
-    result = evaluate_task(model, tokenizer, spec, data, limit=args.limit, batch_size=args.batch_size, progress=True)
+    result = evaluate_task(model, tokenizer, spec, data, limit=args.limit, batch_size=args.batch_size, progress=True,
+                           prompt_fn=prompt_fn)  # fmt: skip
     test = data["test"] if args.limit is None else data["test"].select(range(min(args.limit, len(data["test"]))))
     result["report"] = generated_report(spec, result["predictions"], test, data["train"])
     result["per_record"] = result["report"].pop("per_record")

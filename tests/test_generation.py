@@ -70,3 +70,22 @@ def test_evaluate_task_scores_the_test_split(model_and_tokenizer):
         evaluate_task(model, tok, "no_such_task", data)
     with pytest.raises(ValueError, match="batch_size"):
         generate_answers(model, tok, rows, batch_size=0)
+
+
+def test_prompt_fn_replaces_the_template_in_generation(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    shots = "upper lung\nLUNG\n\n"  # e.g. a few-shot prefix or a chat template around the project prompt
+
+    def prompt_fn(record):
+        return shots + format_prompt(record)
+
+    got = generate_answers(model, tok, RECORDS, batch_size=2, max_new_tokens=6, prompt_fn=prompt_fn)
+    expected = []
+    for record in RECORDS:
+        ids = tok(prompt_fn(record), add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        expected.append(text.split("\n###")[0].strip())
+    assert got == expected
+    assert got != generate_answers(model, tok, RECORDS, batch_size=2, max_new_tokens=6)  # the prompt matters

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,13 +34,18 @@ def generate_answers(
     batch_size: int = 16,
     max_new_tokens: int = 64,
     progress: bool = False,
+    prompt_fn: Callable[[Mapping[str, str]], str] | None = None,
 ) -> list[str]:
-    """Greedy answers (the text after "### Response:", cut at the next section) for `records`, in their order."""
+    """Greedy answers (the text after the prompt, cut at the next `###` section) for `records`, in their order.
+
+    `prompt_fn(record)` builds each model input (default `format_prompt`: the project template), e.g. the base
+    model's own chat template or a few-shot prefix, so a base model gets a fair prompt.
+    """
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
     if tokenizer.pad_token_id is None:
         raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token")
-    prompts = [format_prompt(r) for r in records]
+    prompts = [(prompt_fn or format_prompt)(r) for r in records]
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     answers: list[str] = [""] * len(prompts)
@@ -103,6 +108,7 @@ def evaluate_task(
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     progress: bool = False,
+    prompt_fn: Callable[[Mapping[str, str]], str] | None = None,
 ) -> dict[str, Any]:
     """Generate and score one task's test split: `{"metrics": {...}, "n": ..., "seconds": ..., "predictions": [...]}`.
 
@@ -111,13 +117,15 @@ def evaluate_task(
         limit (`int`, *optional*): score the first `limit` test records only (quick checks; the test split is
             already shuffled with a fixed seed at build time).
         max_new_tokens (`int`, *optional*): defaults to `answer_budget` over the task's train answers.
+        prompt_fn (*optional*): `record -> model input` (see `generate_answers`); default: the project template.
     """
     spec, dataset, test = load_test_split(task, dataset, limit)
     if max_new_tokens is None:
         max_new_tokens = answer_budget(tokenizer, dataset["train"]["output"])
     start = time.perf_counter()
     predictions = generate_answers(
-        model, tokenizer, test, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress
+        model, tokenizer, test, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
+        prompt_fn=prompt_fn,
     )
     metrics = score_task(spec, predictions, test["output"], contexts=test["context"])
     seconds = time.perf_counter() - start

@@ -79,32 +79,30 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
 
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from samdkif_peft.base_model import resolve_base_model
+    from samdkif_peft.base_model import load_base_model
     from samdkif_peft.data.build import load_skill
     from samdkif_peft.skills.shipped import parse_skill_arguments
     from samdkif_peft.utils import cpu_description
 
-    base = resolve_base_model(None)
-    tokenizer = AutoTokenizer.from_pretrained(base)
     folders = parse_skill_arguments([args.skills_dir])
     path = Path(args.json)
     results = json.loads(path.read_text())["skills"] if path.is_file() else {}
     for skill in args.skills:
         splits = load_skill(skill, build_if_missing=True)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+        recipes = {}  # recipe -> (its first n records per split, its label set)
         for recipe in CLOSED[skill]:
-            pick = {s: [r for r in splits[s] if r["template_id"].startswith(recipe + ".")][: args.n]
-                    for s in ("train", "validation")}  # fmt: skip
-            labels = sorted({r["output"] for r in splits["train"] if r["template_id"].startswith(recipe + ".")})
+            of = {s: [r for r in splits[s] if r["template_id"].startswith(f"{recipe}.")]
+                  for s in ("train", "validation")}  # fmt: skip
+            recipes[recipe] = ({s: records[: args.n] for s, records in of.items()},
+                               sorted({r["output"] for r in of["train"]}))  # fmt: skip
+        model, tokenizer = load_base_model(None, dtype=torch.float32)
+        model.eval()
+        for recipe, (pick, labels) in recipes.items():
             row = {"base": {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}}
             results.setdefault(skill, {})[recipe] = row
         model = PeftModel.from_pretrained(model, folders[skill]).eval()
-        for recipe in CLOSED[skill]:
-            pick = {s: [r for r in splits[s] if r["template_id"].startswith(recipe + ".")][: args.n]
-                    for s in ("train", "validation")}  # fmt: skip
-            labels = sorted({r["output"] for r in splits["train"] if r["template_id"].startswith(recipe + ".")})
+        for recipe, (pick, labels) in recipes.items():
             row = results[skill][recipe]
             row["skill"] = {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}
             row["memorisation"] = memorisation(row)

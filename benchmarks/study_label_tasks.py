@@ -45,8 +45,23 @@ from samdkif_peft.utils import cpu_description
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("base", "base_chat", "base_3shot", "uniform", "own_skill", "lorahub", "router", "router_token",
-            "router_static", "xlora", "hybrid", "hybrid_noskills", "own_skill_lora", "task_lora", "task_adalora")
+VARIANTS = (
+    "base",
+    "base_chat",
+    "base_3shot",
+    "uniform",
+    "own_skill",
+    "lorahub",
+    "router",
+    "router_token",
+    "router_static",
+    "xlora",
+    "hybrid",
+    "hybrid_noskills",
+    "own_skill_lora",
+    "task_lora",
+    "task_adalora",
+)
 TRAINED = ("router", "router_token", "router_static", "xlora", "hybrid", "own_skill_lora", "task_lora", "task_adalora")
 ROUTER_KINDS = {"router": "sequence", "router_token": "token", "router_static": "static", "hybrid": "sequence",
                 "own_skill_lora": "static"}  # fmt: skip
@@ -459,10 +474,14 @@ def main() -> None:
     budget = payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}, seed={args.seed}", {})
     for task, variants in rows.items():
         budget.setdefault(task, {}).update(variants)
-    payload.update(seed=args.seed, skills_dir=os.fspath(args.skills_dir),
-                   scoring="option log-likelihood, sum; open answers: greedy generation",
-                   machine={"cpu": cpu_description(), "threads": torch.get_num_threads()})
+    payload.update(
+        seed=args.seed,
+        skills_dir=os.fspath(args.skills_dir),
+        scoring="option log-likelihood, sum; open answers: greedy generation",
+        machine={"cpu": cpu_description(), "threads": torch.get_num_threads()},
+    )
     path.write_text(json.dumps(payload, indent=1) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -186,8 +186,10 @@ def scoreboard() -> str:
         if len(group) > 1:
             means = [sum(r[5].get(c) for r in group) / len(group) if all(r[5].get(c) is not None for r in group)
                      else None for c in BOARD]  # fmt: skip
-            lines.append(f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
-                         f"{fmt(sum(r[4] for r in group) / len(group))} | " + " | ".join(map(fmt, means)) + " | |")
+            lines.append(
+                f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
+                f"{fmt(sum(r[4] for r in group) / len(group))} | " + " | ".join(map(fmt, means)) + " | |"
+            )
     _scoreboard_figure([r for r in rows if r[2].startswith("all")])
     return "\n".join(lines)
 

@@ -334,14 +334,17 @@ def test_generate_kv_cache_parity(tiny_assets, kwargs):
     assert not model.training  # generate leaves the mode alone
 
 
-@pytest.mark.parametrize("router", ["static", "sequence"])
-def test_reused_gates_follow_every_change(tiny_assets, inputs, router):
-    """Fixed gates are folded into B once in eval mode; every change that moves them must still reach the output."""
-    model = make_router(tiny_assets, router=router)
+@pytest.mark.parametrize("router,task_rank", [("static", 0), ("sequence", 0), ("static", 2), ("sequence", 2)])
+def test_reused_gates_follow_every_change(tiny_assets, inputs, router, task_rank):
+    """Fixed gates are folded into B once in eval mode (with the hybrid's task LoRA appended to A and B); every change
+    that moves them must still reach the output."""
+    model = make_router(tiny_assets, router=router, task_rank=task_rank)
     layer = model.base_model.model.model.layers[0].self_attn.q_proj
     row = {k: v[:1] for k, v in inputs.items()}  # batch 1: one set of gates, folded into B
     first = logits(model, row)
-    assert layer._fixed_mixing["default"][1][1] is None  # folded
+    _, slot_w, A, B, task_folded = layer._fixed_mixing["default"][1]
+    assert slot_w is None and task_folded == bool(task_rank)  # folded
+    assert A.shape[0] == B.shape[1] == layer.skills_A["default"].shape[0] + task_rank
     with torch.enable_grad():
         fresh = model(**row).logits.detach()  # with autograd: computed from scratch, nothing reused
     torch.testing.assert_close(first, fresh, rtol=1e-5, atol=1e-5)

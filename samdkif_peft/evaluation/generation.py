@@ -124,7 +124,12 @@ def evaluate_task(
         max_new_tokens = answer_budget(tokenizer, dataset["train"]["output"])
     start = time.perf_counter()
     predictions = generate_answers(
-        model, tokenizer, test, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
+        model,
+        tokenizer,
+        test,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=progress,
         prompt_fn=prompt_fn,
     )
     metrics = score_task(spec, predictions, test["output"], contexts=test["context"])

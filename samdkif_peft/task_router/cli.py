@@ -35,8 +35,11 @@ def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default=None, help="base model folder or Hub id (default: the prepared SmolLM2)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (overrides --epochs)")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records at batch 8 (default 1)")
-    p.add_argument("--balance-labels", action="store_true",
-                   help="class-balanced training records for the router and the baseline (label tasks)")
+    p.add_argument(
+        "--balance-labels",
+        action="store_true",
+        help="class-balanced training records for the router and the baseline (label tasks)",
+    )
     p.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
     p.add_argument("--eval-limit", type=int, default=None, help="score only the first N test records")
     p.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")

@@ -53,8 +53,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint (and evaluate) every N steps (100)")
     p.add_argument("--max-train-samples", type=int, default=None, help="use the first N training records")
     p.add_argument("--max-eval-samples", type=int, default=None, help="use the first N validation records")
-    p.add_argument("--balance-labels", action="store_true",
-                   help="resample training records so each distinct output is equally frequent (label tasks)")
+    p.add_argument(
+        "--balance-labels",
+        action="store_true",
+        help="resample training records so each distinct output is equally frequent (label tasks)",
+    )
     p.add_argument(
         "--max-length", type=int, default=None, help="longest sequence in tokens (default 256 skill / 384 router)"
     )

@@ -105,8 +105,15 @@ def train_router(
 
         dataset = load_task(task, data_dir)
     model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
-    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples,
-                                       balance_labels, training_seed(training_args))
+    train, evaluation = prepare_splits(
+        dataset,
+        tokenizer,
+        max_length,
+        max_train_samples,
+        max_eval_samples,
+        balance_labels,
+        training_seed(training_args),
+    )
     args = build_training_arguments(
         output_dir,
         training_args,

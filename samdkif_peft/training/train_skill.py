@@ -155,8 +155,15 @@ def train_skill(
     elif peft_type == "lora":
         peft_config = default_lora_config()
     model, tokenizer = load_model_and_tokenizer(base_model, dtype, tokenizer)
-    train, evaluation = prepare_splits(dataset, tokenizer, max_length, max_train_samples, max_eval_samples,
-                                       balance_labels, training_seed(training_args))
+    train, evaluation = prepare_splits(
+        dataset,
+        tokenizer,
+        max_length,
+        max_train_samples,
+        max_eval_samples,
+        balance_labels,
+        training_seed(training_args),
+    )
     args = build_training_arguments(
         output_dir,
         training_args,

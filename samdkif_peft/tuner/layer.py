@@ -47,7 +47,7 @@ class SkillRouterLayer(BaseTunerLayer):
         self._routing_state: dict[str, RoutingState] = {}
         self._last_gates: dict[str, torch.Tensor] = {}
         self._merged_gates: dict[str, torch.Tensor] = {}
-        self._fixed_mixing: dict[str, tuple[tuple, tuple]] = {}  # see `_mixing`
+        self._fixed_mixing: dict[str, tuple[tuple, tuple, tuple]] = {}  # see `_mixing`
         self._disable_adapters = False
         self.merged_adapters = []
         self.kwargs = kwargs
@@ -128,43 +128,68 @@ class SkillRouterLayer(BaseTunerLayer):
         routing = self.routing[adapter_name]
         return routing_weights(logits, routing["temperature"], routing["top_k"], routing["null_expert"])
 
-    def _mixing(self, adapter_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(gates, gates expanded to the rank slots or None, the B they multiply) for this forward.
+    def _mixing(
+        self, adapter_name: str, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, bool]:
+        """(gates, gates expanded to the rank slots or None, A, the B they multiply, whether the task LoRA is in A/B).
 
         Gates that cannot change from one forward to the next (a static router's, forced weights, a sequence router's
-        within one generation) are computed once and, when one set serves the whole batch, folded into B: decoding
-        then runs two matmuls per layer and token instead of the routing ops as well. Reused only in eval mode
-        without autograd, and only while the gate parameters, the prompt, forced weights and factors are the same
-        objects at the same versions (an optimizer step or `.to()` invalidates it).
+        within one generation) are computed once and, when one set serves the whole batch, folded into B, and the
+        hybrid's task LoRA is appended to A and B (scale folded in): decoding then runs two matmuls per layer and
+        token instead of the routing ops and the task LoRA's own two. Reused only in eval mode without autograd, and
+        only while the gate and task parameters, the prompt, forced weights and factors are the same objects at the
+        same versions (an optimizer step, `load_state_dict` or `.to()` invalidates it; the gate's parameter objects
+        are listed again whenever the cache misses).
         """
-        B = self.skills_B[adapter_name]
+        A, B = self.skills_A[adapter_name], self.skills_B[adapter_name]
         state = self._routing_state[adapter_name]
         gate = self.skill_router_gate[adapter_name]
         reusable = not (self.training or torch.is_grad_enabled()) and (
             state.forced is not None or gate.ignores_layer_input
         )
-        if reusable:
-            key = (
-                state.forced,
-                state.pooled if state.forced is None else None,
-                B,
-                B._version,
-                *(v for p in gate.parameters() for v in (p, p._version)),
-                *self.routing[adapter_name].values(),
-            )
-            cached = self._fixed_mixing.get(adapter_name)
-            if cached is not None and _same_key(cached[0], key):
-                return cached[1]
+        if not reusable:
+            weights = self.skill_weights(adapter_name, x)
+            return weights, weights.index_select(-1, self.skill_slots[adapter_name]).to(B.dtype), A, B, False
+        task = self._foldable_task(adapter_name, A.dtype)
+        cached = self._fixed_mixing.get(adapter_name)
+        params = cached[2] if cached is not None and cached[2][0] is gate else None
+        if params is not None and self._mixing_key(adapter_name, params, task)[0] == cached[0][0]:
+            return cached[1]
+        params = (gate, *gate.parameters())
+        key = self._mixing_key(adapter_name, params, task)  # (values, the tensors they name: held with the entry)
         weights = self.skill_weights(adapter_name, x)
         slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(B.dtype)
-        if not reusable:
-            return weights, slot_w, B
         if slot_w.dim() == 1 or slot_w.shape[0] == 1:  # one set of gates for every row: fold it into B
-            mixing = (weights, None, B * slot_w.reshape(-1))
+            B = B * slot_w.reshape(-1)
+            if task is not None:  # and the task LoRA into the same rank space: y += [B g, s B_t] [A; A_t] x
+                A = torch.cat([A, task[0].weight])
+                B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
+            mixing = (weights, None, A, B, task is not None)
         else:
-            mixing = (weights, slot_w, B)
-        self._fixed_mixing[adapter_name] = (key, mixing)
+            mixing = (weights, slot_w, A, B, False)
+        self._fixed_mixing[adapter_name] = (key, mixing, params)
         return mixing
+
+    def _foldable_task(self, adapter_name: str, dtype: torch.dtype) -> tuple[nn.Linear, nn.Linear] | None:
+        """The hybrid's task LoRA when it can join the skills' matmuls: eval-mode dropout and the factors' dtype."""
+        if adapter_name not in self.skill_router_task_A:
+            return None
+        task_A, task_B = self.skill_router_task_A[adapter_name], self.skill_router_task_B[adapter_name]
+        if self.task_dropout[adapter_name].training or task_A.weight.dtype != dtype or task_B.weight.dtype != dtype:
+            return None
+        return task_A, task_B
+
+    def _mixing_key(self, adapter_name: str, params: tuple, task: tuple[nn.Linear, nn.Linear] | None) -> tuple:
+        """What the reused mixing depends on: each tensor's id and version (the cache entry holds the tensors, so an id
+        cannot be reused while it is compared) and the routing settings; a tuple of plain values, compared at C speed.
+        """
+        state, A, B = self._routing_state[adapter_name], self.skills_A[adapter_name], self.skills_B[adapter_name]
+        tensors = [state.forced if state.forced is not None else state.pooled, A, B, *params[1:]]
+        if task is not None:
+            tensors += [task[0].weight, task[1].weight]
+        key = tuple(v for t in tensors for v in ((id(t), t._version) if t is not None else (None, None)))
+        scale = self.task_scale[adapter_name] if task is not None else None
+        return (*key, state.forced is not None, scale, *self.routing[adapter_name].values()), tensors
 
     def _mergeable_gates(self, adapter_name: str) -> torch.Tensor:
         """The input-independent skill weights of a mergeable router (or forced weights); others cannot merge."""
@@ -219,11 +244,6 @@ class SkillRouterLayer(BaseTunerLayer):
         return adapter_name in self.skill_router_gate and self.skill_router_gate[adapter_name].mergeable
 
 
-def _same_key(a: tuple, b: tuple) -> bool:
-    """Tensors compared by identity (the cache holds them, so an id is never reused), everything else by value."""
-    return len(a) == len(b) and all(x is y if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b))
-
-
 class Linear(nn.Module, SkillRouterLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         super().__init__()
@@ -243,14 +263,13 @@ class Linear(nn.Module, SkillRouterLayer):
         for name in self.active_adapters:
             if name not in self.skill_router_gate:
                 continue
-            A = self.skills_A[name]
-            weights, slot_w, B = self._mixing(name, x)  # slot_w: gates expanded to rank slots (None: folded in B)
-            self._last_gates[name] = weights.detach()
+            weights, slot_w, A, B, task_folded = self._mixing(name, x)  # slot_w None: gates folded into B
+            self._last_gates[name] = weights.detach() if weights.requires_grad else weights
             z = F.linear(x.to(A.dtype), A)  # (B, T, K): every skill's rank space at once
             # Added in the factors' dtype (float32 by default, as peft's autocast_adapter_dtype does for LoRA) and
             # rounded once: bf16 partial sums would round differently for cached and uncached decoding.
             delta = F.linear(z if slot_w is None else z * slot_w, B)
-            if name in self.skill_router_task_A:
+            if name in self.skill_router_task_A and not task_folded:
                 task_A, task_B = self.skill_router_task_A[name], self.skill_router_task_B[name]
                 h = task_A(self.task_dropout[name](x).to(task_A.weight.dtype))
                 delta = delta + task_B(h).to(delta.dtype) * self.task_scale[name]

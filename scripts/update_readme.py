@@ -144,6 +144,8 @@ def scoreboard() -> str:
                       "task_lora": scores["task_lora"][metric]},
                      _difference(pair)))  # fmt: skip
     few = RESULTS / "few_shot.json"
+    pooled_path = RESULTS / "few_shot_pooled.json"  # few_shot_curve.py: seed-mean differences, one shared bootstrap
+    pooled = json.loads(pooled_path.read_text()) if pooled_path.is_file() else {}
     cells: dict = {}
     for budget, tasks in (json.loads(few.read_text())["runs"] if few.is_file() else {}).items():
         for task, variants in tasks.items():
@@ -158,6 +160,10 @@ def scoreboard() -> str:
         ahead, significant = sum(p["difference"] > 0 for p in pairs), sum(p["interval"][0] > 0 for p in pairs)
         diff = (f"{sum(p['difference'] for p in pairs) / len(pairs):+.3f} mean; ahead in {ahead}/{len(pairs)} seeds, "
                 f"significant in {significant}") if pairs else "-"  # fmt: skip
+        pool = pooled.get(f"k={k}", {}).get(task)
+        if pairs and pool and pool["seeds"] == len(pairs):
+            diff = (f"{_difference(pool)} over seeds; ahead in {ahead}/{len(pairs)} seeds, significant alone in "
+                    f"{significant}")  # fmt: skip
         no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds]
         no_model = None if None in no_model else sum(no_model) / len(no_model)
         rows.append((task, False, f"k={k} ({len(seeds)} seeds)", metric, no_model, mean, diff))
@@ -170,8 +176,10 @@ def scoreboard() -> str:
         "best of the majority answer and, where one exists, a rule with no model "
         "(chance for rare disease's shuffled options). *Base*: the base model's best prompt among those measured. "
         "*Own skill + LoRA*: a task LoRA trained on top of the task's own frozen skill, no router. "
-        "Hybrid minus task LoRA: paired bootstrap over the same test records (few-shot rows: mean over seeds, and in "
-        "how many seeds the hybrid was ahead / its interval excluded 0). Details in the tables below and "
+        "Hybrid minus task LoRA: paired bootstrap over the same test records (few-shot rows: the difference "
+        "averaged over seeds, with one bootstrap of the test records shared by every seed, which covers the test "
+        "records' sampling but not the draw of the k training records; then in how many seeds the hybrid was ahead "
+        "and its own interval excluded 0). Details in the tables below and "
         "`docs/MEDICAL_VALUE.md`; figure: `benchmarks/results/scoreboard.png`.",
         "",
         "| task | seen | training records | metric | no model | base | uniform | own skill | own skill + LoRA | "

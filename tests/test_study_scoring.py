@@ -103,3 +103,38 @@ def test_nearest_code_rule_takes_the_longest_shared_prefix_then_the_most_frequen
     test = {"context": ["Diagnosis: x (ICD-10-CM E11.641)", "Diagnosis: y (ICD-10-CM I51)", "no code at all"]}
     # E11.641 shares "E116" with E11.65 only; I51 shares "I5" with both heart-failure codes; no code: all tie
     assert study._nearest_code(test, train) == ["DIAB_CX", "HF", "DIAB_UNCX"]
+
+
+def test_pooled_few_shot_difference_is_the_seed_mean_with_one_shared_bootstrap(tmp_path):
+    """`few_shot_curve.pooled_differences`: with one seed it is that seed's paired difference; with two it is their
+    mean, and its interval comes from resampling the same test records in both seeds."""
+    import json
+
+    from samdkif_peft.evaluation.likelihood import paired_difference
+
+    curve = pytest.importorskip("few_shot_curve")
+    references = ["a", "b", "c", "a", "b", "c", "a", "a"] * 5
+    runs = {
+        1: (["a", "b", "c", "a", "b", "b", "a", "a"] * 5, ["a"] * 40),
+        2: (["a", "b", "b", "a", "c", "c", "a", "b"] * 5, ["a", "b"] * 20),
+    }
+
+    def write(seeds):
+        for seed in seeds:
+            folder = tmp_path / "few_shot" / "k=16" / f"seed={seed}" / "ddi_severity"
+            folder.mkdir(parents=True, exist_ok=True)
+            for variant, predictions in zip(("hybrid", "task_lora"), runs[seed]):
+                result = {"predictions": predictions, "references": references}
+                (folder / f"{variant}@lr5e-3.json").write_text(json.dumps(result))
+        return curve.pooled_differences(root=tmp_path, n_resamples=200)["k=16"]["ddi_severity"]
+
+    one = write([1])
+    alone = paired_difference(*runs[1], references, n_resamples=200)["macro_f1"]
+    assert one["seeds"] == 1 and one["difference"] == pytest.approx(alone["difference"])
+    assert one["interval"] == pytest.approx(alone["interval"])
+    two = write([1, 2])
+    second = paired_difference(*runs[2], references)["macro_f1"]["difference"]
+    assert two["seeds"] == 2 and two["per_seed"] == pytest.approx([alone["difference"], second])
+    assert two["difference"] == pytest.approx((alone["difference"] + second) / 2)
+    assert two["interval"][0] <= two["difference"] <= two["interval"][1]
+    assert json.loads((tmp_path / "few_shot_pooled.json").read_text())["k=16"]["ddi_severity"]["seeds"] == 2

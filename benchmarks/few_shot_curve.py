@@ -61,9 +61,28 @@ def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
             subprocess.run(["git", "commit", "-qm", f"few-shot curve: {task} k={k} seed={seed} {variant}"], check=True)
 
 
-def pooled_differences(
-    a: str = "hybrid", b: str = "task_lora", n_resamples: int = 1000, root: Path = RESULTS
-) -> dict:
+def _scorer(result: dict, spec, references: list):
+    """pick -> this cell's metrics on the test records at `pick`."""
+    import numpy as np
+    from study_label_tasks import aggregate
+
+    from samdkif_peft.evaluation.likelihood import _fast_scores
+
+    if "per_record" in result:  # open answers: the task's own metrics from per-record rows
+        rows = result["per_record"]
+        return lambda pick: aggregate(spec, [rows[i] for i in pick])
+    predictions, refs = np.array(result["predictions"], dtype=object), np.array(references, dtype=object)
+    return lambda pick: _fast_scores(predictions[pick], refs[pick])
+
+
+def _seed_mean(scorers: list, side: int, metric: str):
+    """pick -> {metric: the mean over seeds of side `side`'s score on the same records}."""
+    import numpy as np
+
+    return lambda pick: {metric: float(np.mean([pair[side](pick)[metric] for pair in scorers]))}
+
+
+def pooled_differences(a: str = "hybrid", b: str = "task_lora", n_resamples: int = 1000, root: Path = RESULTS) -> dict:
     """`a - b` on each task's primary metric, averaged over the seeds of each (k, task), with one paired bootstrap
     over test records shared by every seed (the test set is the same; each resample is scored in every seed).
 
@@ -72,9 +91,9 @@ def pooled_differences(
     Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`.
     """
     import numpy as np
-    from study_label_tasks import TASKS, aggregate
+    from study_label_tasks import TASKS
 
-    from samdkif_peft.evaluation.likelihood import _fast_scores, paired_bootstrap
+    from samdkif_peft.evaluation.likelihood import paired_bootstrap
 
     pooled: dict = {}
     for k_dir in sorted((root / "few_shot").glob("k=*")):
@@ -89,20 +108,12 @@ def pooled_differences(
             references = pairs[0][0]["references"]
             if any(r["references"] != references for pair in pairs for r in pair):
                 raise SystemExit(f"{k_dir.name} {task}: the cells scored different test records")
-            metric, spec = PRIMARY[task], TASKS[task]
-
-            def score(result: dict):
-                if "per_record" in result:  # open answers: the task's own metrics from per-record rows
-                    rows = result["per_record"]
-                    return lambda pick: aggregate(spec, [rows[i] for i in pick])
-                p, r = np.array(result["predictions"], dtype=object), np.array(references, dtype=object)
-                return lambda pick: _fast_scores(p[pick], r[pick])
-
-            scorers = [(score(x), score(y)) for x, y in pairs]
-            mean = lambda side: lambda pick: {metric: float(np.mean([s[side](pick)[metric] for s in scorers]))}  # noqa: E731
-            result = paired_bootstrap(mean(0), mean(1), len(references), n_resamples=n_resamples)[metric]
-            per_seed = [s[0](np.arange(len(references)))[metric] - s[1](np.arange(len(references)))[metric]
-                        for s in scorers]  # fmt: skip
+            metric = PRIMARY[task]
+            scorers = [(_scorer(x, TASKS[task], references), _scorer(y, TASKS[task], references)) for x, y in pairs]
+            result = paired_bootstrap(_seed_mean(scorers, 0, metric), _seed_mean(scorers, 1, metric),
+                                      len(references), n_resamples=n_resamples)[metric]  # fmt: skip
+            every = np.arange(len(references))
+            per_seed = [sa(every)[metric] - sb(every)[metric] for sa, sb in scorers]
             pooled.setdefault(k_dir.name, {})[task] = {
                 "metric": metric, "comparison": f"{a} - {b}", "seeds": len(pairs), **result,
                 "per_seed": per_seed, "n": len(references),

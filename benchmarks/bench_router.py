@@ -151,9 +151,9 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
         )
         return get_peft_model(load(base_dir, dtype, use_cache=False), config).eval()
 
-    def ours(router, autocast=True, merged=False):
+    def ours(router, autocast=True, merged=False, task_rank=0):
         def build():
-            config = SkillRouterConfig(skills=skills, router=router, task_type="CAUSAL_LM")
+            config = SkillRouterConfig(skills=skills, router=router, task_type="CAUSAL_LM", task_rank=task_rank)
             model = get_peft_model(load(base_dir, dtype), config, autocast_adapter_dtype=autocast).eval()
             return model.merge_and_unload() if merged else model
 
@@ -168,6 +168,7 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
         f"SKILL_ROUTER static, {n} skills, merge_and_unload()": (ours("static", merged=True), True, 0),
         f"SKILL_ROUTER sequence, {n} skills": (ours("sequence"), True, 8 * n),
         f"SKILL_ROUTER token, {n} skills": (ours("token"), True, 8 * n),
+        f"SKILL_ROUTER hybrid (sequence + task LoRA r8), {n} skills": (ours("sequence", task_rank=8), True, 8 * n + 8),
         f"SKILL_ROUTER static, {n} skills, bf16 factors": (ours("static", autocast=False), True, 8 * n),
         f"SKILL_ROUTER sequence, {n} skills, bf16 factors": (ours("sequence", autocast=False), True, 8 * n),
         f"SKILL_ROUTER token, {n} skills, bf16 factors": (ours("token", autocast=False), True, 8 * n),

@@ -8,6 +8,13 @@ of a skill (options `(A) ...` or a small label set), the base model and the skil
 held-out records by option log-likelihood (sum); the memorisation signal is the skill's gain over the base model on
 training records minus its gain on held-out ones. Routing can only inject knowledge that the skills hold, so this
 bounds what any router can add on a task about the skills' entities. Results: `results/skill_memorisation.json`.
+
+    python benchmarks/skill_memorisation.py --skills relation_extraction --probe-epochs 10 --probe-rate 5e-3
+
+`--probe-epochs E` asks whether the adapter *can* hold such facts at all: instead of the released skill, it trains a
+LoRA r8 (the skill recipe) on exactly the probed training records, E passes at `--probe-rate`, and scores that
+(`runs/skill-probe/<skill>@<E>ep-lr<rate>`; results in `results/skill_memorisation_probe.json`). If facts seen E times
+are not remembered, no affordable skill budget injects them.
 """
 
 from __future__ import annotations
@@ -69,13 +76,39 @@ def memorisation(row: dict, n_resamples: int = 1000) -> dict:
             "interval": [float(x) for x in np.percentile(samples, [2.5, 97.5])]}  # fmt: skip
 
 
+def probe_adapter(skill: str, recipes: dict, args) -> Path:
+    """A LoRA r8 (the skill recipe) trained on exactly the probed training records of `skill`'s recipes; resumes."""
+    from datasets import Dataset, DatasetDict
+
+    from samdkif_peft.base_model import resolve_base_model
+    from samdkif_peft.training import train_skill
+
+    out = Path(args.probe_out) / f"{skill}@{args.probe_epochs:g}ep-lr{args.probe_rate:g}"
+    if (out / "adapter_model.safetensors").is_file():
+        return out
+    fields = ("context", "query", "output")
+    records = [{k: r[k] for k in fields} for pick, _ in recipes.values() for r in pick["train"]]
+    has_checkpoint = any((out / "checkpoints").glob("checkpoint-*"))
+    train_skill(skill, resolve_base_model(None), out, dataset=DatasetDict(train=Dataset.from_list(records)),
+                training_args={"num_train_epochs": args.probe_epochs, "learning_rate": args.probe_rate,
+                               "save_steps": 50, "seed": 42},
+                resume_from_checkpoint=has_checkpoint or None)  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills-dir", default="release/skills")
     parser.add_argument("--skills", nargs="+", default=list(CLOSED), choices=list(CLOSED))
     parser.add_argument("--n", type=int, default=75, help="records per recipe and split (validation has ~75)")
-    parser.add_argument("--json", default=str(RESULTS / "skill_memorisation.json"))
+    parser.add_argument("--json", default=None, help="default results/skill_memorisation[_probe].json")
+    parser.add_argument("--probe-epochs", type=float, default=0, help="train a probe adapter on the probed records")
+    parser.add_argument("--probe-rate", type=float, default=5e-3, help="the probe adapter's learning rate")
+    parser.add_argument("--probe-out", default="runs/skill-probe")
     args = parser.parse_args()
+    if args.json is None:
+        name = "skill_memorisation_probe.json" if args.probe_epochs else "skill_memorisation.json"
+        args.json = str(RESULTS / name)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
 
     from peft import PeftModel
@@ -101,9 +134,11 @@ def main() -> None:
         for recipe, (pick, labels) in recipes.items():
             row = {"base": {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}}
             results.setdefault(skill, {})[recipe] = row
-        model = PeftModel.from_pretrained(model, folders[skill]).eval()
+        folder = folders[skill] if not args.probe_epochs else probe_adapter(skill, recipes, args)
+        model = PeftModel.from_pretrained(model, folder).eval()
         for recipe, (pick, labels) in recipes.items():
             row = results[skill][recipe]
+            row["adapter"] = str(folder)
             row["skill"] = {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}
             row["memorisation"] = memorisation(row)
             low, high = row["memorisation"]["interval"]
@@ -113,6 +148,8 @@ def main() -> None:
                   f"memorisation {row['memorisation']['difference']:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}]", flush=True)  # fmt: skip
         path.write_text(json.dumps({"skills": results, "skills_dir": args.skills_dir, "n": args.n,
+                                    "probe": {"epochs": args.probe_epochs, "learning_rate": args.probe_rate}
+                                    if args.probe_epochs else None,
                                     "scoring": "option log-likelihood, sum",
                                     "machine": {"cpu": cpu_description(), "threads": torch.get_num_threads()}},
                                    indent=1) + "\n")  # fmt: skip

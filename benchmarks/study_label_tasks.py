@@ -385,6 +385,41 @@ HEURISTICS = {
 }
 
 
+# Tasks whose answers are PubMed text (abstract sections, article titles). What leaves the machine (the summary
+# JSON, `--publish` copies) keeps their scores and per-record metrics, never the text: the abstracts are not ours.
+PUBMED_TEXT = ("pubmed_conclusion_extraction", "pubmed_title_generation")
+WITHHELD = "(PubMed text withheld)"
+
+
+def _digest(text: str) -> str:
+    """A short stable name for a text: equal answers stay equal, the text does not leave."""
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def publishable_report(task: str, report: dict) -> dict:
+    """`report` with PubMed text replaced: answer counts keep only the largest count, the majority answer its role."""
+    if task not in PUBMED_TEXT:
+        return report
+    counts = report.get("prediction_counts") or {}
+    baselines = {k: dict(v) for k, v in report.get("baselines", {}).items()}
+    if "majority" in baselines:
+        baselines["majority"]["label"] = f"most frequent answer {WITHHELD}"
+    return {**report, "prediction_counts": {WITHHELD: max(counts.values(), default=0)}, "baselines": baselines}
+
+
+def publishable(task: str, result: dict) -> dict:
+    """A cached variant result fit to commit: for `PUBMED_TEXT` tasks, predictions and references become digests."""
+    if task not in PUBMED_TEXT:
+        return result
+    out = {**result, "report": publishable_report(task, result["report"])}
+    for key in ("predictions", "references"):
+        if key in out:
+            out[key] = [_digest(str(x)) for x in out[key]]
+    return out
+
+
 def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str, dict]:
     """A minus B on the same records for open-answer tasks (paired bootstrap, records resampled together)."""
     from samdkif_peft.evaluation.likelihood import paired_bootstrap
@@ -435,6 +470,8 @@ def main() -> None:
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
     parser.add_argument("--limit", type=int, default=None, help="test records (default: all)")
+    parser.add_argument("--publish", default=None, help="copy the tasks' cached results here, fit to commit, e.g. "
+                        "benchmarks/results/label_tasks_released (PubMed text withheld)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -453,7 +490,8 @@ def main() -> None:
             result = run_variant(variant, task, skills, base, args, out)
             if result is None:
                 continue
-            report = result["report"]
+            shown_report = result["report"]
+            report = publishable_report(task, shown_report)
             names = report.get("metric_names", ["accuracy", "macro_f1"])
             rows.setdefault(task, {})[result["variant"]] = {
                 **{k: report[k] for k in names}, "intervals": report["intervals"],
@@ -465,7 +503,7 @@ def main() -> None:
             rows[task]["_baselines"] = report["baselines"]
             shown = " ".join(f"{k}={report[k]:.3f} [{report['intervals'][k][0]:.3f}, {report['intervals'][k][1]:.3f}]"
                              for k in names)  # fmt: skip
-            print(f"{task:28s} {result['variant']:14s} {shown} preds={report['prediction_counts']}", flush=True)
+            print(f"{task:28s} {result['variant']:14s} {shown} preds={shown_report['prediction_counts']}", flush=True)
     for task in rows:  # hybrid vs task LoRA at the same rate, paired on the same test records
         rows[task]["_paired"] = paired_comparisons(out / task, TASKS[task])
     # One JSON for every budget: runs["k=all"|"k=64"|...][task][variant]; other budgets' rows are kept.
@@ -481,6 +519,13 @@ def main() -> None:
         machine={"cpu": cpu_description(), "threads": torch.get_num_threads()},
     )
     path.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.publish:  # the cached results of these tasks, fit to commit (PubMed text withheld)
+        for task in args.tasks:
+            target = Path(args.publish) / out.parent.name / out.name / task
+            target.mkdir(parents=True, exist_ok=True)
+            for cached in sorted((out / task).glob("*.json")):
+                result = publishable(task, json.loads(cached.read_text()))
+                (target / cached.name).write_text(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

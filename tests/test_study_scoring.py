@@ -138,3 +138,26 @@ def test_pooled_few_shot_difference_is_the_seed_mean_with_one_shared_bootstrap(t
     assert two["difference"] == pytest.approx((alone["difference"] + second) / 2)
     assert two["interval"][0] <= two["difference"] <= two["interval"][1]
     assert json.loads((tmp_path / "few_shot_pooled.json").read_text())["k=16"]["ddi_severity"]["seeds"] == 2
+
+
+def test_published_results_carry_no_pubmed_text():
+    """Results of tasks whose answers are PubMed text are committed with scores and digests, never the text."""
+    import json
+
+    texts = ["Aspirin lowered the risk of stroke in older adults.", "No benefit was found.", "Aspirin works."]
+    report = {
+        "metric_names": ["exact_match"], "exact_match": 0.5, "intervals": {"exact_match": [0.0, 1.0]},
+        "prediction_counts": {texts[0][:80]: 2, texts[1]: 1},
+        "baselines": {"majority": {"label": texts[2], "exact_match": 0.0},
+                      "heuristic": {"label": "last section of the abstract", "exact_match": 0.9}},
+    }  # fmt: skip
+    result = {"report": report, "predictions": [texts[0], texts[0], texts[1]], "references": texts,
+              "per_record": [[1.0], [0.0], [0.0]], "metrics": {"exact_match": 0.5}}  # fmt: skip
+    published = study.publishable("pubmed_conclusion_extraction", result)
+    dumped = json.dumps(published)
+    assert not any(t[:20] in dumped for t in texts)
+    assert published["per_record"] == result["per_record"] and published["metrics"] == result["metrics"]
+    assert published["predictions"][0] == published["predictions"][1] != published["predictions"][2]
+    assert published["report"]["prediction_counts"] == {study.WITHHELD: 2}
+    assert published["report"]["baselines"]["heuristic"]["label"] == "last section of the abstract"
+    assert study.publishable("drug_disease_ner", result) is result  # mentions, not abstract text

@@ -120,8 +120,8 @@ def _difference(pair: dict) -> str:
 
 def scoreboard() -> str:
     """Every task on one row: the no-model baseline, the base model's best prompt, uniform, own skill, the task LoRA
-    and the hybrid on each task's primary metric, and the paired hybrid-minus-task-LoRA difference. Seen tasks and
-    rare disease with all training records (`label_tasks_released.json`), DDI with all records from the main job, the
+    and the hybrid on each task's primary metric, and the paired hybrid-minus-task-LoRA difference. Every task with
+    all training records (`label_tasks_released.json`; the means use these rows only), the main job's own run, the
     unseen tasks at k <= 64 from the few-shot curve (mean over seeds). Draws `benchmarks/results/scoreboard.png`."""
     released = RESULTS / "label_tasks_released.json"
     if not released.is_file():
@@ -134,7 +134,7 @@ def scoreboard() -> str:
         diff = _difference(pair) if pair else "-"
         rows.append((task, task in SEEN_ORDER, "all", metric, _no_model(task, variants.get("_baselines", {}), metric),
                      _board_row(variants, metric), diff))  # fmt: skip
-    main_job = RESULTS / "main_job" / "report.json"
+    main_job = RESULTS / "main_job" / "report.json"  # the product's command on its task: a row of its own
     if main_job.is_file():
         report = json.loads(main_job.read_text())
         metric, scores = _primary(report["task"]), report["metrics"]
@@ -189,8 +189,8 @@ def scoreboard() -> str:
     for task, seen, budget, metric, no_model, board, diff in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
                      + " | ".join(fmt(board.get(c)) for c in BOARD) + f" | {diff} |")  # fmt: skip
-    for seen in (True, False):  # averages over the tasks measured with all records, where every column has a value
-        group = [r for r in rows if r[1] == seen and r[2].startswith("all")]
+    for seen in (True, False):  # averages over the study's all-record rows (one protocol), where every column has one
+        group = [r for r in rows if r[1] == seen and r[2] == "all"]
         if len(group) > 1:
             means = [sum(r[5].get(c) for r in group) / len(group) if all(r[5].get(c) is not None for r in group)
                      else None for c in BOARD]  # fmt: skip
@@ -198,7 +198,7 @@ def scoreboard() -> str:
                 f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
                 f"{fmt(sum(r[4] for r in group) / len(group))} | " + " | ".join(map(fmt, means)) + " | |"
             )
-    _scoreboard_figure([r for r in rows if r[2].startswith("all")])
+    _scoreboard_figure([r for r in rows if r[2] == "all"])
     return "\n".join(lines)
 
 

@@ -61,20 +61,6 @@ def run_cell(args, task: str, k: str, seed: int, variant: str) -> None:
             subprocess.run(["git", "commit", "-qm", f"few-shot curve: {task} k={k} seed={seed} {variant}"], check=True)
 
 
-def _scorer(result: dict, spec, references: list):
-    """pick -> this cell's metrics on the test records at `pick`."""
-    import numpy as np
-    from study_label_tasks import aggregate
-
-    from samdkif_peft.evaluation.likelihood import _fast_scores
-
-    if "per_record" in result:  # open answers: the task's own metrics from per-record rows
-        rows = result["per_record"]
-        return lambda pick: aggregate(spec, [rows[i] for i in pick])
-    predictions, refs = np.array(result["predictions"], dtype=object), np.array(references, dtype=object)
-    return lambda pick: _fast_scores(predictions[pick], refs[pick])
-
-
 def _seed_mean(scorers: list, side: int, metric: str):
     """pick -> {metric: the mean over seeds of side `side`'s score on the same records}."""
     import numpy as np
@@ -91,7 +77,7 @@ def pooled_differences(a: str = "hybrid", b: str = "task_lora", n_resamples: int
     Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`.
     """
     import numpy as np
-    from study_label_tasks import TASKS
+    from study_label_tasks import TASKS, record_scorer
 
     from samdkif_peft.evaluation.likelihood import paired_bootstrap
 
@@ -109,7 +95,8 @@ def pooled_differences(a: str = "hybrid", b: str = "task_lora", n_resamples: int
             if any(r["references"] != references for pair in pairs for r in pair):
                 raise SystemExit(f"{k_dir.name} {task}: the cells scored different test records")
             metric = PRIMARY[task]
-            scorers = [(_scorer(x, TASKS[task], references), _scorer(y, TASKS[task], references)) for x, y in pairs]
+            spec = TASKS[task]
+            scorers = [(record_scorer(spec, x, references), record_scorer(spec, y, references)) for x, y in pairs]
             result = paired_bootstrap(_seed_mean(scorers, 0, metric), _seed_mean(scorers, 1, metric),
                                       len(references), n_resamples=n_resamples)[metric]  # fmt: skip
             every = np.arange(len(references))

@@ -40,7 +40,7 @@ import torch
 
 from samdkif_peft.data import TASKS, load_task
 from samdkif_peft.data.templates import format_messages, format_prompt
-from samdkif_peft.evaluation.likelihood import evaluate_options, paired_difference, scoreable
+from samdkif_peft.evaluation.likelihood import evaluate_options, paired_bootstrap, scoreable
 from samdkif_peft.utils import cpu_description
 
 
@@ -422,11 +422,8 @@ def publishable(task: str, result: dict) -> dict:
 
 def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str, dict]:
     """A minus B on the same records for open-answer tasks (paired bootstrap, records resampled together)."""
-    from samdkif_peft.evaluation.likelihood import paired_bootstrap
-
-    return paired_bootstrap(lambda pick: aggregate(spec, [rows_a[i] for i in pick]),
-                            lambda pick: aggregate(spec, [rows_b[i] for i in pick]), len(rows_a),
-                            n_resamples=n_resamples)  # fmt: skip
+    score_a, score_b = (record_scorer(spec, {"per_record": rows}, [], open_answers=True) for rows in (rows_a, rows_b))
+    return paired_bootstrap(score_a, score_b, len(rows_a), n_resamples=n_resamples)
 
 
 def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
@@ -444,11 +441,27 @@ def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
             a, b = result, results[other]
             if len(a["references"]) != len(b["references"]):
                 raise SystemExit(f"{folder}: {name} and {other} scored different test records; rerun with one --limit")
-            if "per_record" in a and "per_record" in b:  # open-answer task: the task's own metrics
-                pairs[f"{name} - {other}"] = paired_generated(spec, a["per_record"], b["per_record"])
-            elif scoreable(spec):
-                pairs[f"{name} - {other}"] = paired_difference(a["predictions"], b["predictions"], a["references"])
+            open_answers = "per_record" in a and "per_record" in b  # open-answer task: the task's own metrics
+            if open_answers or scoreable(spec):
+                refs = a["references"]
+                pairs[f"{name} - {other}"] = paired_bootstrap(
+                    record_scorer(spec, a, refs, open_answers), record_scorer(spec, b, refs, open_answers), len(refs)
+                )
     return pairs
+
+
+def record_scorer(spec, result: dict, references: list, open_answers: bool | None = None):
+    """pick -> `result`'s metrics on the test records at `pick`: the task's own metrics from its per-record rows
+    (open answers; by default when it has them), else accuracy and macro-F1 of its predicted labels."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.likelihood import _fast_scores
+
+    if open_answers if open_answers is not None else "per_record" in result:
+        rows = result["per_record"]
+        return lambda pick: aggregate(spec, [rows[i] for i in pick])
+    predictions, refs = np.array(result["predictions"], dtype=object), np.array(references, dtype=object)
+    return lambda pick: _fast_scores(predictions[pick], refs[pick])
 
 
 def main() -> None:

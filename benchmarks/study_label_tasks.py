@@ -101,6 +101,12 @@ def subsample(dataset, k: int | None, seed: int):
     return DatasetDict({"train": train, "validation": dataset["validation"], "test": dataset["test"]})
 
 
+def own_skill(spec, args) -> str | None:
+    """The skill of `own_skill[_lora]`: the task's own type, or `--own-skill` (e.g. a knowledge skill for an unseen
+    task)."""
+    return args.own_skill or spec.skill_type
+
+
 def train_variant(variant, task, data, skills, base, folder, args):
     variant = variant.split("@")[0]
     from samdkif_peft.training import DEFAULT_ROUTER_MAX_LENGTH, train_router, train_skill
@@ -117,7 +123,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
         if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
-            skills = {TASKS[task].skill_type: skills[TASKS[task].skill_type]}
+            skills = {own_skill(TASKS[task], args): skills[own_skill(TASKS[task], args)]}
         return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
                             **extra, **common)  # fmt: skip
     if variant == "xlora":
@@ -181,7 +187,7 @@ def run_variant(variant, task, skills, base, args, out: Path):
     path = out / task / f"{variant}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    if name in ("own_skill", "own_skill_lora") and spec.skill_type not in skills:
+    if name in ("own_skill", "own_skill_lora") and own_skill(spec, args) not in skills:
         return None
     data = subsample(load_task(task), args.k, args.seed)
     folder = str(out / task / "adapters" / variant.replace("hybrid_noskills", "hybrid"))
@@ -196,7 +202,7 @@ def run_variant(variant, task, skills, base, args, out: Path):
     forced = nullcontext()
     fitted = None
     if name == "own_skill":
-        forced = model.base_model.force_skill_weights({spec.skill_type: 1.0})
+        forced = model.base_model.force_skill_weights({own_skill(spec, args): 1.0})
     elif name == "lorahub":
         from samdkif_peft.training import fit_skill_weights
 
@@ -479,6 +485,8 @@ def main() -> None:
     parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
     parser.add_argument("--balance-labels", action="store_true", help="class-balanced training records (use a --tag)")
     parser.add_argument("--lorahub-budget", type=int, default=40, help="loss evaluations of the lorahub fit")
+    parser.add_argument("--own-skill", default=None, help="the skill of own_skill[_lora] (default: the task's type; "
+                        "use a --tag)")  # fmt: skip
     parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature")
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")

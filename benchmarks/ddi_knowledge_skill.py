@@ -4,6 +4,7 @@
     python benchmarks/ddi_knowledge_skill.py train --epochs 4   # LoRA r8 skill, resumable
     python benchmarks/ddi_knowledge_skill.py probe              # does it remember its facts? (train vs held out)
     python benchmarks/ddi_knowledge_skill.py skills             # release/skills + this skill, one folder for the study
+    python benchmarks/ddi_knowledge_skill.py report             # commit the study's cells, pooled paired differences
 
 The twelve released skills hold no drug-drug interaction knowledge (docs/MEDICAL_VALUE.md section 10), while a
 lookup over the DDI pairs of the skill buckets is worth +0.2-0.3 macro-F1 on DDI severity. This script builds the
@@ -102,11 +103,12 @@ def _record(context: str, recipe: str, output: str, key: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["build", "train", "probe", "skills"])
+    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report"])
     parser.add_argument("--out", default="runs/ddi-knowledge")
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--n", type=int, default=150, help="probe: yes/no records per split")
+    parser.add_argument("--study-out", default="runs/study-ddik", help="report: the study's --out over 13 skills")
     args = parser.parse_args()
     out = Path(args.out)
     data = out / "data"
@@ -136,6 +138,8 @@ def main() -> None:
                     resume_from_checkpoint=has_checkpoint or None)  # fmt: skip
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
+    elif args.stage == "report":
+        report(Path(args.study_out))
     else:
         folder = out / "skills13"
         folder.mkdir(parents=True, exist_ok=True)
@@ -185,6 +189,45 @@ def probe(data: Path, skill_dir: Path, n: int) -> None:
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[skill_dir.name] = row
     path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+# (a, where a is read, b, where b is read): "knowledge" is the study over 13 skills, "few_shot" the 12-skill curve
+COMPARISONS = (
+    ("hybrid", "knowledge", "task_lora", "few_shot"),
+    ("own_skill_lora", "knowledge", "task_lora", "few_shot"),
+    ("hybrid", "knowledge", "hybrid", "few_shot"),
+    ("hybrid", "knowledge", "hybrid_noskills", "knowledge"),
+)
+
+
+def report(study_out: Path) -> dict:
+    """Copy the study's DDI cells to `results/ddi_knowledge/` (no weights) and pool each comparison over seeds
+    (`few_shot_curve.pooled_differences`); written to `results/ddi_knowledge_pooled.json`."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from few_shot_curve import pooled_differences
+
+    committed = RESULTS / "ddi_knowledge"
+    for cell in sorted(study_out.glob("k=*/seed=*/ddi_severity/*@lr5e-3.json")):
+        if cell.name.startswith("task_lora"):
+            continue  # the 12-skill curve's own cells (results/few_shot), copied into the study's cache
+        target = committed / cell.relative_to(study_out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cell, target)
+    folders = {"knowledge": committed, "few_shot": RESULTS / "few_shot"}
+    count = {"knowledge": 13, "few_shot": 12}
+    pooled = {}
+    for a, a_in, b, b_in in COMPARISONS:
+        name = f"{a} ({count[a_in]} skills) - {b} ({count[b_in]} skills)"
+        pooled[name] = pooled_differences(a, b, a_dir=folders[a_in], b_dir=folders[b_in], write=False)
+        for k, tasks in pooled[name].items():
+            row = tasks["ddi_severity"]
+            low, high = row["interval"]
+            seeds = " ".join(f"{d:+.3f}" for d in row["per_seed"])
+            print(f"{k:5s} {name:60s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] per seed {seeds}")
+    (RESULTS / "ddi_knowledge_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
+    return pooled
 
 
 if __name__ == "__main__":

@@ -68,25 +68,38 @@ def _seed_mean(scorers: list, side: int, metric: str):
     return lambda pick: {metric: float(np.mean([pair[side](pick)[metric] for pair in scorers]))}
 
 
-def pooled_differences(a: str = "hybrid", b: str = "task_lora", n_resamples: int = 1000, root: Path = RESULTS) -> dict:
+def pooled_differences(
+    a: str = "hybrid",
+    b: str = "task_lora",
+    n_resamples: int = 1000,
+    root: Path = RESULTS,
+    a_dir: Path | None = None,
+    b_dir: Path | None = None,
+    out: Path | None = None,
+    write: bool = True,
+) -> dict:
     """`a - b` on each task's primary metric, averaged over the seeds of each (k, task), with one paired bootstrap
     over test records shared by every seed (the test set is the same; each resample is scored in every seed).
 
     The interval covers the test records' sampling given these seeds' draws of k training records, not the draw
     itself: with 3 seeds, the spread between draws is the [min, max] of the per-seed differences beside it.
-    Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`.
+    Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`. `a_dir` /
+    `b_dir` read `a` / `b` from other folders of the same `k=*/seed=*/<task>/` layout (e.g. a study over other skills),
+    and `out` writes the result elsewhere (`write=False`: nowhere).
     """
     import numpy as np
     from study_label_tasks import TASKS, record_scorer
 
     from samdkif_peft.evaluation.likelihood import paired_bootstrap
 
+    a_dir, b_dir = a_dir or root / "few_shot", b_dir or root / "few_shot"
     pooled: dict = {}
-    for k_dir in sorted((root / "few_shot").glob("k=*")):
+    for k_dir in sorted(a_dir.glob("k=*")):
         for task in UNSEEN:
             pairs = []
             for seed_dir in sorted(k_dir.glob("seed=*")):
-                cells = [seed_dir / task / f"{v}@lr5e-3.json" for v in (a, b)]
+                relative = seed_dir.relative_to(a_dir) / task
+                cells = [a_dir / relative / f"{a}@lr5e-3.json", b_dir / relative / f"{b}@lr5e-3.json"]
                 if all(c.is_file() for c in cells):
                     pairs.append([json.loads(c.read_text()) for c in cells])
             if not pairs:
@@ -105,7 +118,8 @@ def pooled_differences(a: str = "hybrid", b: str = "task_lora", n_resamples: int
                 "metric": metric, "comparison": f"{a} - {b}", "seeds": len(pairs), **result,
                 "per_seed": per_seed, "n": len(references),
             }  # fmt: skip
-    (root / "few_shot_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
+    if write:
+        (out or root / "few_shot_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
     return pooled
 
 

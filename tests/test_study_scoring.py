@@ -138,6 +138,15 @@ def test_pooled_few_shot_difference_is_the_seed_mean_with_one_shared_bootstrap(t
     assert two["difference"] == pytest.approx((alone["difference"] + second) / 2)
     assert two["interval"][0] <= two["difference"] <= two["interval"][1]
     assert json.loads((tmp_path / "few_shot_pooled.json").read_text())["k=16"]["ddi_severity"]["seeds"] == 2
+    # `a` read from another study's folder (e.g. over other skills): the same pairing, written where asked
+    for seed in (1, 2):
+        moved = tmp_path / "other" / "k=16" / f"seed={seed}" / "ddi_severity"
+        moved.mkdir(parents=True)
+        source = tmp_path / "few_shot" / "k=16" / f"seed={seed}" / "ddi_severity" / "hybrid@lr5e-3.json"
+        source.rename(moved / "hybrid@lr5e-3.json")
+    across = curve.pooled_differences(root=tmp_path, n_resamples=200, a_dir=tmp_path / "other",
+                                      out=tmp_path / "across.json")["k=16"]["ddi_severity"]  # fmt: skip
+    assert across == two and (tmp_path / "across.json").is_file()
 
 
 def test_published_results_carry_no_pubmed_text():

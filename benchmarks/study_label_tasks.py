@@ -123,7 +123,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
         if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
-            skills = {own_skill(TASKS[task], args): skills[own_skill(TASKS[task], args)]}
+            skills = {name: skills[name] for name in [own_skill(TASKS[task], args)]}
         return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
                             **extra, **common)  # fmt: skip
     if variant == "xlora":

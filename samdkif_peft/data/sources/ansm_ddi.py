@@ -40,6 +40,22 @@ def normalize_name(text: str) -> str:
     return " ".join(text.lower().replace("’", "'").split())
 
 
+def pair_key(drug_a: str, drug_b: str) -> str:
+    """The unordered pair's entity key (`a|b`, normalised and sorted): one key however ANSM orders or accents it."""
+    return "|".join(sorted((normalize_name(drug_a), normalize_name(drug_b))))
+
+
+def most_severe_per_pair(interactions: list[Interaction]) -> dict[str, Interaction]:
+    """`pair_key` -> the pair's record with the most severe level (a pair can be listed under both orders)."""
+    order = list(SEVERITY_LABELS.values())
+    best: dict[str, Interaction] = {}
+    for i in interactions:
+        key = pair_key(i.drug_a, i.drug_b)
+        if key not in best or order.index(i.severity) < order.index(best[key].severity):
+            best[key] = i
+    return best
+
+
 def severity_label(level: str) -> str | None:
     level = normalize_name(level)
     for french, english in SEVERITY_LABELS.items():

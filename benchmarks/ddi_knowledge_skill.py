@@ -3,7 +3,8 @@
     python benchmarks/ddi_knowledge_skill.py build              # records from the ANSM thesaurus, skill buckets only
     python benchmarks/ddi_knowledge_skill.py train --epochs 4   # LoRA r8 skill, resumable
     python benchmarks/ddi_knowledge_skill.py probe              # does it remember its facts? (train vs held out)
-    python benchmarks/ddi_knowledge_skill.py skills             # release/skills + this skill, one folder for the study
+    python benchmarks/ddi_knowledge_skill.py skills             # release/skills + this skill (skills13); + relation
+                                                                # extraction again (skills13-control, no knowledge)
     python benchmarks/ddi_knowledge_skill.py report             # commit the study's cells, pooled paired differences
 
 The twelve released skills hold no drug-drug interaction knowledge (docs/MEDICAL_VALUE.md section 10), while a
@@ -144,15 +145,16 @@ def main() -> None:
         probe(data, skill_dir, args.n)
     elif args.stage == "report":
         report(Path(args.study_out))
-    else:
-        folder = out / "skills13"
-        folder.mkdir(parents=True, exist_ok=True)
-        for sub in sorted(Path("release/skills").iterdir()):
-            if not (folder / sub.name).exists():
-                (folder / sub.name).symlink_to(sub.resolve())
-        if not (folder / f"skill-{NAME}").exists():
-            (folder / f"skill-{NAME}").symlink_to(skill_dir.resolve())
-        print(folder, sorted(p.name for p in folder.iterdir()))
+    else:  # the 13 skills, and the control's 13 (relation extraction twice, no knowledge)
+        released = Path("release/skills")
+        for folder, thirteenth in ((out / "skills13", skill_dir), (out / "skills13-control",
+                                                                   released / "skill-relation_extraction")):
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"skill-{NAME}" if folder.name == "skills13" else "skill-control"
+            for link, target in [*((sub.name, sub) for sub in sorted(released.iterdir())), (name, thirteenth)]:
+                if not (folder / link).exists():
+                    (folder / link).symlink_to(target.resolve())
+            print(folder, sorted(p.name for p in folder.iterdir()))
 
 
 def probe(data: Path, skill_dir: Path, n: int) -> None:
@@ -193,6 +195,13 @@ COMPARISONS = (
     ("own_skill_lora", "knowledge", "task_lora", "few_shot"),
     ("hybrid", "knowledge", "hybrid", "few_shot"),
     ("hybrid", "knowledge", "hybrid_noskills", "knowledge"),
+    # the control: a LoRA stacked on another frozen skill (relation extraction, `--own-skill relation_extraction
+    # --tag re-lr5e-3`), so that what the knowledge skill adds is not what any frozen skill underneath adds
+    ("own_skill_lora", "knowledge", "own_skill_lora@re-lr5e-3", "knowledge"),
+    ("own_skill_lora@re-lr5e-3", "knowledge", "task_lora", "few_shot"),
+    # the router's control: 13 skills whose 13th is relation extraction again (`runs/ddi-knowledge/skills13-control`,
+    # `--tag ctl-lr5e-3`): one more skill of the same shape, without the knowledge
+    ("hybrid", "knowledge", "hybrid@ctl-lr5e-3", "knowledge"),
 )
 
 
@@ -203,18 +212,23 @@ def report(study_out: Path) -> dict:
     from few_shot_curve import pooled_differences
 
     committed = RESULTS / "ddi_knowledge"
-    for cell in sorted(study_out.glob("k=*/seed=*/ddi_severity/*@lr5e-3.json")):
+    for cell in sorted(study_out.glob("k=*/seed=*/ddi_severity/*@*lr5e-3.json")):
         if cell.name.startswith("task_lora"):
             continue  # the 12-skill curve's own cells (results/few_shot), copied into the study's cache
         target = committed / cell.relative_to(study_out)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cell, target)
-    folders = {"knowledge": committed, "few_shot": RESULTS / "few_shot"}
+    # the 12-skill side: the few-shot curve's cells (k = 16, 64, ...) and the released-skills study's (k = all)
+    twelve = (RESULTS / "few_shot", RESULTS / "label_tasks_released")
+    folders = {"knowledge": (committed,), "few_shot": twelve}
     count = {"knowledge": 13, "few_shot": 12}
     pooled = {}
     for a, a_in, b, b_in in COMPARISONS:
         name = f"{a} ({count[a_in]} skills) - {b} ({count[b_in]} skills)"
-        pooled[name] = pooled_differences(a, b, a_dir=folders[a_in], b_dir=folders[b_in], write=False)
+        pooled[name] = {}
+        for b_dir in folders[b_in]:
+            found = pooled_differences(a, b, a_dir=committed, b_dir=b_dir, write=False)
+            pooled[name].update({k: tasks for k, tasks in found.items() if k not in pooled[name]})
         for k, tasks in pooled[name].items():
             row = tasks["ddi_severity"]
             low, high = row["interval"]

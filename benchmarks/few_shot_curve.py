@@ -68,6 +68,11 @@ def _seed_mean(scorers: list, side: int, metric: str):
     return lambda pick: {metric: float(np.mean([pair[side](pick)[metric] for pair in scorers]))}
 
 
+def _tagged(variant: str) -> str:
+    """The cell name of `variant`: the curve's rate tag unless it names its own."""
+    return variant if "@" in variant else f"{variant}@lr5e-3"
+
+
 def pooled_differences(
     a: str = "hybrid",
     b: str = "task_lora",
@@ -85,7 +90,8 @@ def pooled_differences(
     itself: with 3 seeds, the spread between draws is the [min, max] of the per-seed differences beside it.
     Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`. `a_dir` /
     `b_dir` read `a` / `b` from other folders of the same `k=*/seed=*/<task>/` layout (e.g. a study over other skills),
-    and `out` writes the result elsewhere (`write=False`: nowhere).
+    and `out` writes the result elsewhere (`write=False`: nowhere). A variant without a tag (`hybrid`) is read at the
+    curve's rate (`hybrid@lr5e-3`); a tagged one (`own_skill_lora@re-lr5e-3`) as named.
     """
     import numpy as np
     from study_label_tasks import TASKS, record_scorer
@@ -99,7 +105,7 @@ def pooled_differences(
             pairs = []
             for seed_dir in sorted(k_dir.glob("seed=*")):
                 relative = seed_dir.relative_to(a_dir) / task
-                cells = [a_dir / relative / f"{a}@lr5e-3.json", b_dir / relative / f"{b}@lr5e-3.json"]
+                cells = [a_dir / relative / f"{_tagged(a)}.json", b_dir / relative / f"{_tagged(b)}.json"]
                 if all(c.is_file() for c in cells):
                     pairs.append([json.loads(c.read_text()) for c in cells])
             if not pairs:

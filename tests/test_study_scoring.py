@@ -147,6 +147,13 @@ def test_pooled_few_shot_difference_is_the_seed_mean_with_one_shared_bootstrap(t
     across = curve.pooled_differences(root=tmp_path, n_resamples=200, a_dir=tmp_path / "other",
                                       out=tmp_path / "across.json")["k=16"]["ddi_severity"]  # fmt: skip
     assert across == two and (tmp_path / "across.json").is_file()
+    # a variant that names its own tag is read as named (a control run under another tag)
+    for seed in (1, 2):
+        folder = tmp_path / "other" / "k=16" / f"seed={seed}" / "ddi_severity"
+        (folder / "hybrid@lr5e-3.json").rename(folder / "own_skill_lora@re-lr5e-3.json")
+    tagged = curve.pooled_differences("own_skill_lora@re-lr5e-3", root=tmp_path, n_resamples=200,
+                                      a_dir=tmp_path / "other", write=False)["k=16"]["ddi_severity"]  # fmt: skip
+    assert tagged["per_seed"] == two["per_seed"] and tagged["comparison"] == "own_skill_lora@re-lr5e-3 - task_lora"
 
 
 def test_published_results_carry_no_pubmed_text():

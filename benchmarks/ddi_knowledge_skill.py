@@ -6,6 +6,7 @@
     python benchmarks/ddi_knowledge_skill.py skills             # release/skills + this skill (skills13); + relation
                                                                 # extraction again (skills13-control, no knowledge)
     python benchmarks/ddi_knowledge_skill.py report             # commit the study's cells, pooled paired differences
+    python benchmarks/ddi_knowledge_skill.py gates              # the trained hybrids' weight on the 13th skill
 
 The twelve released skills hold no drug-drug interaction knowledge (docs/MEDICAL_VALUE.md section 10), while a
 lookup over the DDI pairs of the skill buckets is worth +0.2-0.3 macro-F1 on DDI severity. This script builds the
@@ -100,7 +101,7 @@ def _record(context: str, recipe: str, output: str, key: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report"])
+    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report", "gates"])
     parser.add_argument("--out", default="runs/ddi-knowledge")
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
@@ -145,10 +146,14 @@ def main() -> None:
         probe(data, skill_dir, args.n)
     elif args.stage == "report":
         report(Path(args.study_out))
+    elif args.stage == "gates":
+        gates(Path(args.study_out))
     else:  # the 13 skills, and the control's 13 (relation extraction twice, no knowledge)
         released = Path("release/skills")
-        for folder, thirteenth in ((out / "skills13", skill_dir), (out / "skills13-control",
-                                                                   released / "skill-relation_extraction")):
+        for folder, thirteenth in (
+            (out / "skills13", skill_dir),
+            (out / "skills13-control", released / "skill-relation_extraction"),
+        ):
             folder.mkdir(parents=True, exist_ok=True)
             name = f"skill-{NAME}" if folder.name == "skills13" else "skill-control"
             for link, target in [*((sub.name, sub) for sub in sorted(released.iterdir())), (name, thirteenth)]:
@@ -236,6 +241,33 @@ def report(study_out: Path) -> dict:
             print(f"{k:5s} {name:60s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] per seed {seeds}")
     (RESULTS / "ddi_knowledge_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
     return pooled
+
+
+def gates(study_out: Path) -> dict:
+    """Mean router weight of every trained 13-skill hybrid (knowledge and control) on each skill over the first 64
+    test prompts (`routing_map.task_row`): does the router use the knowledge skill more than the control's duplicate?
+    Written to `results/ddi_knowledge_gates.json`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from routing_map import task_row
+
+    from samdkif_peft.base_model import resolve_base_model
+
+    base = resolve_base_model(None)
+    rows = {}
+    for folder in sorted(study_out.glob("k=*/seed=*/ddi_severity/adapters/hybrid@*lr5e-3")):
+        if not (folder / "adapter_config.json").is_file():
+            continue
+        weights = task_row(folder, "ddi_severity", base)
+        thirteenth = NAME if NAME in weights else "control"
+        key = f"{folder.parents[2].name} {folder.parents[1].name} {folder.name}"
+        rows[key] = {"thirteenth": thirteenth, "weight": weights[thirteenth], "uniform": 1 / len(weights),
+                     "top": max(weights, key=weights.get), "weights": weights}  # fmt: skip
+        print(
+            f"{key:45s} {thirteenth:14s} {weights[thirteenth]:.3f} (uniform {1 / len(weights):.3f}); "
+            f"top {rows[key]['top']} {max(weights.values()):.3f}"
+        )
+    (RESULTS / "ddi_knowledge_gates.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

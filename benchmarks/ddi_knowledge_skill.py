@@ -259,7 +259,7 @@ def gates(study_out: Path) -> dict:
             continue
         weights = task_row(folder, "ddi_severity", base)
         thirteenth = NAME if NAME in weights else "control"
-        key = f"{folder.parents[2].name} {folder.parents[1].name} {folder.name}"
+        key = f"{folder.parents[3].name} {folder.parents[2].name} {folder.name}"
         rows[key] = {"thirteenth": thirteenth, "weight": weights[thirteenth], "uniform": 1 / len(weights),
                      "top": max(weights, key=weights.get), "weights": weights}  # fmt: skip
         print(

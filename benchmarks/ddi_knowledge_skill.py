@@ -150,12 +150,11 @@ def main() -> None:
         gates(Path(args.study_out))
     else:  # the 13 skills, and the control's 13 (relation extraction twice, no knowledge)
         released = Path("release/skills")
-        for folder, thirteenth in (
-            (out / "skills13", skill_dir),
-            (out / "skills13-control", released / "skill-relation_extraction"),
+        for folder, name, thirteenth in (
+            (out / "skills13", f"skill-{NAME}", skill_dir),
+            (out / "skills13-control", "skill-control", released / "skill-relation_extraction"),
         ):
             folder.mkdir(parents=True, exist_ok=True)
-            name = f"skill-{NAME}" if folder.name == "skills13" else "skill-control"
             for link, target in [*((sub.name, sub) for sub in sorted(released.iterdir())), (name, thirteenth)]:
                 if not (folder / link).exists():
                     (folder / link).symlink_to(target.resolve())

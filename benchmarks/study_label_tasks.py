@@ -470,6 +470,17 @@ def record_scorer(spec, result: dict, references: list, open_answers: bool | Non
     return lambda pick: _fast_scores(predictions[pick], refs[pick])
 
 
+def merge_rows(budget: dict, rows: dict) -> None:
+    """Add this run's rows to a budget's stored ones. Paired comparisons are merged too: a run whose cache lacks a
+    pair's cells (another machine, a fresh `--out`) keeps the stored pair instead of erasing it."""
+    for task, variants in rows.items():
+        stored = budget.setdefault(task, {})
+        paired = {**stored.get("_paired", {}), **variants.get("_paired", {})}
+        stored.update(variants)
+        if paired:
+            stored["_paired"] = paired
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skills-dir", required=True, help="folder of skill adapters, one sub-folder per skill")
@@ -531,8 +542,7 @@ def main() -> None:
     path = Path(args.json)
     payload = json.loads(path.read_text()) if path.is_file() else {}
     budget = payload.setdefault("runs", {}).setdefault(f"k={args.k or 'all'}, seed={args.seed}", {})
-    for task, variants in rows.items():
-        budget.setdefault(task, {}).update(variants)
+    merge_rows(budget, rows)
     payload.update(
         seed=args.seed,
         skills_dir=os.fspath(args.skills_dir),

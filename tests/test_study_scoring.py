@@ -177,3 +177,15 @@ def test_published_results_carry_no_pubmed_text():
     assert published["report"]["prediction_counts"] == {study.WITHHELD: 2}
     assert published["report"]["baselines"]["heuristic"]["label"] == "last section of the abstract"
     assert study.publishable("drug_disease_ner", result) is result  # mentions, not abstract text
+
+
+def test_a_run_without_a_pairs_cells_keeps_the_stored_pair():
+    """`study_label_tasks.merge_rows`: new variants and pairs are added or replace their old values; a stored paired
+    comparison this run could not recompute (its cells are not in this cache) stays."""
+    study = pytest.importorskip("study_label_tasks")
+    budget = {"ddi_severity": {"hybrid@lr5e-3": {"macro_f1": 0.2}, "_paired": {"hybrid - task_lora": {"d": 1}}}}
+    study.merge_rows(budget, {"ddi_severity": {"router@lr5e-3": {"macro_f1": 0.1}, "_paired": {}}})
+    assert budget["ddi_severity"]["_paired"] == {"hybrid - task_lora": {"d": 1}}
+    assert set(budget["ddi_severity"]) == {"hybrid@lr5e-3", "router@lr5e-3", "_paired"}
+    study.merge_rows(budget, {"ddi_severity": {"_paired": {"hybrid - task_lora": {"d": 2}, "x - y": {"d": 3}}}})
+    assert budget["ddi_severity"]["_paired"] == {"hybrid - task_lora": {"d": 2}, "x - y": {"d": 3}}

@@ -13,7 +13,8 @@ Variants (same data, same steps, same seed for everything that trains):
   (`force_skill_weights({})`: base + its task LoRA), the ablation that says whether the skills contribute;
   `own_skill_lora`: the hybrid over the task's own skill only (a frozen skill at weight 1 plus a task LoRA trained
   on top: what a user who knows which skill fits would stack without a router);
-  `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead);
+  `task_lora`: a LoRA r8 on q,v trained on the task alone (what a user picks instead; `--task-rank` sets the
+  rank of both task adapters, alpha 2r);
   `task_adalora`: the skills' AdaLoRA recipe (`train_skill` defaults) trained on the task;
 - `router_token`, `router_static`: the other router kinds, trained like `router`;
 - `lorahub`: fixed skill weights fitted without gradients on 32 training records (`fit_skill_weights`, LoRAHub's
@@ -128,8 +129,11 @@ def train_variant(variant, task, data, skills, base, folder, args):
                             **extra, **common)  # fmt: skip
     if variant == "xlora":
         return train_xlora(task, data, skills, base, folder, overrides, args.balance_labels)
-    if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`)
-        return train_skill(task, base, folder, peft_type="lora", training_args=overrides, **common)
+    if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`) at --task-rank 8
+        from samdkif_peft.training.train_skill import default_lora_config
+
+        config = default_lora_config(r=args.task_rank, lora_alpha=2 * args.task_rank)  # alpha 2r, like the hybrid's
+        return train_skill(task, base, folder, peft_config=config, training_args=overrides, **common)
     return train_skill(task, base, folder, peft_type="adalora", training_args=overrides, **common)  # the paper's
 
 
@@ -492,7 +496,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=None, help="training records per task (default: all)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=0, help="0: one epoch")
-    parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA")
+    parser.add_argument("--task-rank", type=int, default=8, help="rank of the hybrid's task LoRA and of task_lora "
+                        "(use a --tag)")  # fmt: skip
     parser.add_argument("--task-learning-rate", type=float, default=1e-3, help="the hybrid's task LoRA rate")
     parser.add_argument("--balance-labels", action="store_true", help="class-balanced training records (use a --tag)")
     parser.add_argument("--lorahub-budget", type=int, default=40, help="loss evaluations of the lorahub fit")

@@ -368,6 +368,29 @@ def test_reused_gates_follow_every_change(tiny_assets, inputs, router, task_rank
         torch.testing.assert_close(logits(model, other), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("router,task_rank", [("static", 0), ("sequence", 0), ("sequence", 2)])
+def test_unused_skills_leave_the_reused_matmuls(tiny_assets, inputs, router, task_rank):
+    """With top_k (or forced weights) some gates are exactly 0: their rank slots are dropped from the reused A and B
+    (so 48 skills under top_k cost what the chosen ones cost), and the output equals the full computation."""
+    model = make_router(tiny_assets, router=router, top_k=1, task_rank=task_rank)
+    layer = model.base_model.model.model.layers[0].self_attn.q_proj
+    slots = layer.skill_slots["default"]
+    for batch in ({k: v[:1] for k, v in inputs.items()}, inputs):  # folded (one set of gates), then per row
+        out = logits(model, batch)
+        weights, slot_w, A, B, _ = layer._fixed_mixing["default"][1]
+        used = weights.reshape(-1, weights.shape[-1]).ne(0).any(0)
+        assert 0 < int(used.sum()) < len(used)  # top_k=1 leaves skills out
+        assert A.shape[0] == B.shape[1] == int(used[slots].sum()) + (task_rank if slot_w is None else 0)
+        with torch.enable_grad():  # computed from scratch over every slot
+            torch.testing.assert_close(out, model(**batch).logits.detach(), rtol=1e-5, atol=1e-5)
+    with model.base_model.force_skill_weights({"beta": 1.0}):
+        forced = logits(model, inputs)
+        _, _, A, _, _ = layer._fixed_mixing["default"][1]
+        assert A.shape[0] == int((slots == layer.skill_names["default"].index("beta")).sum()) + task_rank
+        with torch.enable_grad():
+            torch.testing.assert_close(forced, model(**inputs).logits.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):
     model = make_router(tiny_assets, router="sequence")
     prompt = torch.randint(3, VOCAB, (1, 6))

@@ -136,10 +136,12 @@ class SkillRouterLayer(BaseTunerLayer):
         Gates that cannot change from one forward to the next (a static router's, forced weights, a sequence router's
         within one generation) are computed once and, when one set serves the whole batch, folded into B, and the
         hybrid's task LoRA is appended to A and B (scale folded in): decoding then runs two matmuls per layer and
-        token instead of the routing ops and the task LoRA's own two. Reused only in eval mode without autograd, and
-        only while the gate and task parameters, the prompt, forced weights and factors are the same objects at the
-        same versions (an optimizer step, `load_state_dict` or `.to()` invalidates it; the gate's parameter objects
-        are listed again whenever the cache misses).
+        token instead of the routing ops and the task LoRA's own two. The rank slots of skills that no row uses (gate
+        0 under `top_k`, a null expert or forced weights) are left out, so many skills under `top_k` cost what the
+        chosen ones cost. Reused only in eval mode without autograd, and only while the gate and task parameters, the
+        prompt, forced weights and factors are the same objects at the same versions (an optimizer step,
+        `load_state_dict` or `.to()` invalidates it; the gate's parameter objects are listed again whenever the cache
+        misses).
         """
         A, B = self.skills_A[adapter_name], self.skills_B[adapter_name]
         state = self._routing_state[adapter_name]
@@ -159,6 +161,10 @@ class SkillRouterLayer(BaseTunerLayer):
         key = self._mixing_key(adapter_name, params, task)  # (values, the tensors they name: held with the entry)
         weights = self.skill_weights(adapter_name, x)
         slot_w = weights.index_select(-1, self.skill_slots[adapter_name]).to(B.dtype)
+        live = slot_w.reshape(-1, slot_w.shape[-1]).ne(0).any(0)  # slots some row's gates use
+        if not bool(live.all()):  # top_k or a null expert left skills at 0: drop their slots from both matmuls
+            kept = live.nonzero().squeeze(-1)
+            A, B, slot_w = A.index_select(0, kept), B.index_select(1, kept), slot_w.index_select(-1, kept)
         if slot_w.dim() == 1 or slot_w.shape[0] == 1:  # one set of gates for every row: fold it into B
             B = B * slot_w.reshape(-1)
             if task is not None:  # and the task LoRA into the same rank space: y += [B g, s B_t] [A; A_t] x

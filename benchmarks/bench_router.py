@@ -121,6 +121,16 @@ def flop_floor(shape: dict, total_rank: int) -> float:
     return extra / base
 
 
+def pin_gates(model, seed: int) -> None:
+    """Sequence-router gates that ignore the prompt (zero weights, random biases): every prompt gets the same skills
+    per layer, like a router trained on one task."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "skill_router_gate" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) if name.endswith("bias") else 0 * param)
+
+
 def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
     """name -> (builder, supports_kv_cache, total LoRA rank it multiplies per token)."""
     paths = list(skills.values())
@@ -237,6 +247,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/router_speed.json")
     parser.add_argument("--memory-only", action="store_true", help="measure only the training peak memory and "
                         "update it in an existing --out (a few minutes)")  # fmt: skip
+    parser.add_argument("--scaling-only", action="store_true", help="measure only the skill-count and rank tables "
+                        "and update them in an existing --out")  # fmt: skip
     args = parser.parse_args()
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -309,7 +321,8 @@ def main() -> None:
         rows["base model"]["decode_ms_per_token"] = 1000 * statistics.median(decode(base) for _ in range(3))
         # Train-step reference: one trainable LoRA r8 on q,v (what a router step is compared with).
         rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 3)
-        for name, (build, cache, rank) in variants(base_dir, main_skills, dtype).items():
+        chosen = {} if args.scaling_only else variants(base_dir, main_skills, dtype)
+        for name, (build, cache, rank) in chosen.items():
             model = build()
             row = {"flop_floor": flop_floor(shape, rank), "forward_s": {}, "forward_ratio": {}}
             for seq in args.seq:
@@ -325,7 +338,7 @@ def main() -> None:
             print(f"{name}: {row}", flush=True)
             del model
 
-        memory = train_memory(base_dir, main_skills, batches[args.seq[0]], args.threads)
+        memory = None if args.scaling_only else train_memory(base_dir, main_skills, batches[args.seq[0]], args.threads)
         print(f"training peak RSS: {memory}", flush=True)
 
         # Cost as skills are added, and as their rank grows: the default (sequence) router vs peft's loop over
@@ -338,6 +351,14 @@ def main() -> None:
             entry = {"flop_floor": flop_floor(shape, 8 * n)}
             entry["forward_ratio"] = paired(lambda: forward(base), lambda m=ours: forward(m), args.repeats)[2]
             entry["decode_ratio"] = paired_decode(ours, True, dec_repeats)[2]
+            # top_k=2 with gates that pick the same two skills per layer for every prompt (as a router trained on
+            # one task does): the unused skills' rank slots leave the matmuls, so the floor is two skills'
+            top = get_peft_model(load(base_dir, dtype), SkillRouterConfig(skills=subset, task_type="CAUSAL_LM",
+                                                                          top_k=2)).eval()  # fmt: skip
+            pin_gates(top, seed=n)
+            entry["top2_flop_floor"] = flop_floor(shape, 8 * min(n, 2))
+            entry["top2_forward_ratio"] = paired(lambda: forward(base), lambda m=top: forward(m), args.repeats)[2]
+            entry["top2_decode_ratio"] = paired_decode(top, True, dec_repeats)[2]
             if n <= args.skills:
                 peft_all = PeftModel.from_pretrained(load(base_dir, dtype), subset[next(iter(subset))],
                                                      adapter_name="a0")  # fmt: skip
@@ -380,6 +401,8 @@ def main() -> None:
         "method": "ratios are medians of per-repeat ratios, each variant timed right after the base model; "
         "flop_floor: the extra FLOPs per token of the ranks multiplied, over the base model's linear FLOPs",
     }
+    if args.scaling_only:  # the other tables stay as the full run measured them
+        result = {**json.loads(open(args.out).read()), "scaling": scaling, "ranks": by_rank}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
@@ -411,12 +434,14 @@ def render(result: dict) -> str:
                       f"{m['1 LoRA r8, peak RSS MiB']:.0f} MiB, the default router over {result['skills']} skills "
                       f"{m['default router, peak RSS MiB']:.0f} MiB ({m['ratio']:.2f}x)."]  # fmt: skip
     lines += ["", f"Default (sequence) router as skills are added (forward {b}x{seqs[0]}; decode as above):", "",
-              "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward |",
-              "|---|---|---|---|---|"]  # fmt: skip
+              "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward | top_k=2 (two "
+              "skills chosen per layer): FLOP floor, forward, decode |", "|---|---|---|---|---|---|"]  # fmt: skip
     for n, e in result["scaling"].items():
         peft_all = f"{e['peft_all_active_forward_ratio']:.2f}x" if "peft_all_active_forward_ratio" in e else "-"
+        top = (f"+{100 * e['top2_flop_floor']:.1f} %, {e['top2_forward_ratio']:.2f}x, {e['top2_decode_ratio']:.2f}x"
+               if "top2_forward_ratio" in e else "-")  # fmt: skip
         lines.append(f"| {n} | +{100 * e['flop_floor']:.1f} % | {e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x "
-                     f"| {peft_all} |")  # fmt: skip
+                     f"| {peft_all} | {top} |")  # fmt: skip
     lines += ["", f"Default router over {result['skills']} skills of each rank:", "",
               "| rank | FLOP floor | forward | decode |", "|---|---|---|---|"]  # fmt: skip
     for rank, e in result["ranks"].items():

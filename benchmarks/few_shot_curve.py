@@ -28,7 +28,13 @@ UNSEEN = ("ddi_severity", "rare_disease_diagnosis", "elixhauser_comorbidity")
 STEPS = {"16": 30, "64": 60, "256": 100, "all": 0}  # 0: one epoch (155-250 steps of 8 records)
 # what each task is read by: macro-F1 where accuracy rewards the majority label (DDI), accuracy over 4 shuffled
 # options (rare disease; chance 0.25), micro-F1 over comorbidity flags (Elixhauser)
-PRIMARY = {"ddi_severity": "macro_f1", "rare_disease_diagnosis": "accuracy", "elixhauser_comorbidity": "micro_f1"}
+PRIMARY = {
+    "ddi_severity": "macro_f1",
+    "rare_disease_diagnosis": "accuracy",
+    "elixhauser_comorbidity": "micro_f1",
+    "icd10cm_excludes_nli": "macro_f1",
+    "icd10cm_chapter_classification": "macro_f1",
+}  # (seen: lever studies)
 RATE = 5e-3
 MULTIPLE_CHOICE = ("rare_disease_diagnosis",)
 
@@ -82,6 +88,7 @@ def pooled_differences(
     b_dir: Path | None = None,
     out: Path | None = None,
     write: bool = True,
+    tasks: tuple[str, ...] = UNSEEN,
 ) -> dict:
     """`a - b` on each task's primary metric, averaged over the seeds of each (k, task), with one paired bootstrap
     over test records shared by every seed (the test set is the same; each resample is scored in every seed).
@@ -90,8 +97,9 @@ def pooled_differences(
     itself: with 3 seeds, the spread between draws is the [min, max] of the per-seed differences beside it.
     Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`. `a_dir` /
     `b_dir` read `a` / `b` from other folders of the same `k=*/seed=*/<task>/` layout (e.g. a study over other skills),
-    and `out` writes the result elsewhere (`write=False`: nowhere). A variant without a tag (`hybrid`) is read at the
-    curve's rate (`hybrid@lr5e-3`); a tagged one (`own_skill_lora@re-lr5e-3`) as named.
+    and `out` writes the result elsewhere (`write=False`: nowhere); `tasks`: which tasks (any of `PRIMARY`). A variant
+    without a tag (`hybrid`) is read at the curve's rate (`hybrid@lr5e-3`); a tagged one (`own_skill_lora@re-lr5e-3`)
+    as named.
     """
     import numpy as np
     from study_label_tasks import TASKS, record_scorer
@@ -101,7 +109,7 @@ def pooled_differences(
     a_dir, b_dir = a_dir or root / "few_shot", b_dir or root / "few_shot"
     pooled: dict = {}
     for k_dir in sorted(a_dir.glob("k=*")):
-        for task in UNSEEN:
+        for task in tasks:
             pairs = []
             for seed_dir in sorted(k_dir.glob("seed=*")):
                 relative = seed_dir.relative_to(a_dir) / task

@@ -120,13 +120,17 @@ def train_variant(variant, task, data, skills, base, folder, args):
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
     if variant in ROUTER_KINDS:
+        router = ROUTER_KINDS[variant]
         extra = {"temperature": args.temperature, "task_rank": 0}
         if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
+        if variant == "hybrid":  # the routing levers of docs/MEDICAL_VALUE.md (defaults: the library's)
+            router = args.hybrid_router
+            extra.update(temperature=args.temperature, top_k=args.top_k, null_expert=args.null_expert)
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
             skills = {name: skills[name] for name in [own_skill(TASKS[task], args)]}
-        return train_router(task, skills, base, folder, router=ROUTER_KINDS[variant], training_args=overrides,
-                            **extra, **common)  # fmt: skip
+        return train_router(task, skills, base, folder, router=router, training_args=overrides, **extra,
+                            **common)  # fmt: skip
     if variant == "xlora":
         return train_xlora(task, data, skills, base, folder, overrides, args.balance_labels)
     if variant == "task_lora":  # LoRA r8, alpha 16, dropout 0.05 on q, v (`default_lora_config`) at --task-rank 8
@@ -503,7 +507,13 @@ def main() -> None:
     parser.add_argument("--lorahub-budget", type=int, default=40, help="loss evaluations of the lorahub fit")
     parser.add_argument("--own-skill", default=None, help="the skill of own_skill[_lora] (default: the task's type; "
                         "use a --tag)")  # fmt: skip
-    parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature")
+    parser.add_argument("--temperature", type=float, default=1.0, help="router softmax temperature (router kinds "
+                        "and hybrid; use a --tag)")  # fmt: skip
+    parser.add_argument("--hybrid-router", default="sequence", choices=("sequence", "token", "static"),
+                        help="the hybrid's router kind (use a --tag)")  # fmt: skip
+    parser.add_argument("--top-k", type=int, default=None, help="the hybrid's top-k gates (use a --tag)")
+    parser.add_argument("--null-expert", action="store_true", help="the hybrid gets a 'base model only' choice "
+                        "(use a --tag)")  # fmt: skip
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
     parser.add_argument("--limit", type=int, default=None, help="test records (default: all)")

@@ -40,6 +40,7 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     "static-router": ("static-lr5e-3", ["--hybrid-router", "static"], ["hybrid"]),
     "top-2": ("top2-lr5e-3", ["--top-k", "2"], ["hybrid"]),
     "null-expert": ("null-lr5e-3", ["--null-expert"], ["hybrid"]),
+    "router-input-layer-15": ("L15-lr5e-3", ["--sequence-input", "layer:15"], ["hybrid"]),  # the middle of 30
     "task-rank-16": ("r16-lr5e-3", ["--task-rank", "16"], ["hybrid", "task_lora"]),
     "task-rank-4": ("r4-lr5e-3", ["--task-rank", "4"], ["hybrid", "task_lora"]),
 }

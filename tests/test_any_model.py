@@ -88,7 +88,7 @@ def test_sequence_embeddings_source_refused_where_there_are_none(mlp_skills):
         SkillRouterConfig(skills=mlp_skills, sequence_input="middle")
 
 
-@pytest.mark.parametrize("source", ["embeddings", "first_layer"])
+@pytest.mark.parametrize("source", ["embeddings", "first_layer", "layer:1"])
 def test_llama_driven_by_inputs_embeds(tiny_assets, source):
     config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", sequence_input=source)
     model = get_peft_model(load_base(tiny_assets["base"]), config)

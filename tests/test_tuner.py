@@ -26,6 +26,7 @@ TEST_CASES = [
     ("sequence top-2 null", {"router": "sequence", "top_k": 2, "null_expert": True}),
     ("token top-1 T=0.5", {"router": "token", "top_k": 1, "temperature": 0.5}),
     ("sequence from first layer", {"router": "sequence", "sequence_input": "first_layer"}),
+    ("sequence from block 1", {"router": "sequence", "sequence_input": "layer:1"}),
 ]
 IDS = [name for name, _ in TEST_CASES]
 CASES = [kwargs for _, kwargs in TEST_CASES]
@@ -240,7 +241,7 @@ def test_training_changes_only_router(tiny_assets, inputs, kwargs):
     assert all(torch.equal(v, dict(model.named_buffers())[k]) for k, v in buffers.items())
 
 
-@pytest.mark.parametrize("router", [*ROUTERS, "sequence/first_layer"])
+@pytest.mark.parametrize("router", [*ROUTERS, "sequence/first_layer", "sequence/layer:1"])
 @pytest.mark.parametrize("use_reentrant", [True, False])
 def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, use_reentrant):
     kind, _, source = router.partition("/")
@@ -258,7 +259,8 @@ def test_gradient_checkpointing_parity(tiny_assets, tmp_path, inputs, router, us
         handle = layer.register_forward_hook(lambda *args, calls=calls: calls.append(1))
         model(**inputs, labels=labels, use_cache=False).loss.backward()
         handle.remove()
-        assert len(calls) == (2 if checkpointing else 1)  # checkpointing really recomputed the layer in backward
+        probe = source.startswith("layer:")  # block 0 also runs in the base-only pass that feeds the router
+        assert len(calls) == (2 if checkpointing else 1) + probe  # checkpointing really recomputed the layer
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     plain, checkpointed = grads
     assert plain.keys() == checkpointed.keys() and plain
@@ -389,6 +391,30 @@ def test_unused_skills_leave_the_reused_matmuls(tiny_assets, inputs, router, tas
         assert A.shape[0] == int((slots == layer.skill_names["default"].index("beta")).sum()) + task_rank
         with torch.enable_grad():
             torch.testing.assert_close(forced, model(**inputs).logits.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_router_reads_a_middle_block(tiny_assets, inputs):
+    """`sequence_input='layer:N'` routes on the hidden state entering block N of the base model without the skills
+    (one partial pass per prompt), pooled like the embeddings; it refuses a block the model does not have."""
+    model = make_router(tiny_assets, router="sequence", sequence_input="layer:1")
+    base = load_base(tiny_assets["base"]).eval()
+    entering = {}
+    handle = base.model.layers[1].register_forward_pre_hook(lambda m, args: entering.setdefault("h", args[0]))
+    with torch.no_grad():
+        base(**inputs)
+        model(**inputs)
+    handle.remove()
+    state = next(iter(model.base_model._routing_states.values()))
+    expected = state._pool(entering["h"], inputs["attention_mask"], None)
+    torch.testing.assert_close(state.pooled, expected)
+    embedded = make_router(tiny_assets, router="sequence")
+    with torch.no_grad():
+        embedded(**inputs)
+    assert not torch.allclose(next(iter(embedded.base_model._routing_states.values())).pooled, state.pooled)
+    with pytest.raises(ValueError, match="the model has 2 blocks in 'model.layers'; choose N in \\[0, 1\\]"):
+        make_router(tiny_assets, router="sequence", sequence_input="layer:2")
+    with pytest.raises(ValueError, match="sequence_input='layer:x'; choose from"):
+        SkillRouterConfig(skills=dict(tiny_assets["skills"]), sequence_input="layer:x")
 
 
 def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):

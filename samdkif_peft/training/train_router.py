@@ -47,6 +47,7 @@ def train_router(
     top_k: int | None = None,
     temperature: float = 1.0,
     null_expert: bool = False,
+    sequence_input: str | None = None,
     task_rank: int = DEFAULT_TASK_RANK,
     task_alpha: float | None = None,
     task_learning_rate: float | None = TASK_LEARNING_RATE,
@@ -71,10 +72,10 @@ def train_router(
             trained on `base_model` (e.g. by `train_skill`).
         base_model (`str`): folder or Hub id of the skills' base model.
         output_dir (`str`): where the router is saved; Trainer checkpoints go to `output_dir/checkpoints`.
-        router, top_k, temperature, null_expert, task_rank, task_alpha, bundle_skills: `SkillRouterConfig`
-            settings. `task_rank` defaults to 8: a task LoRA trained jointly with the router (the hybrid), which
-            beat both the router alone and a plain task LoRA in docs/MEDICAL_VALUE.md; `task_rank=0` trains the
-            paper's router alone.
+        router, top_k, temperature, null_expert, sequence_input, task_rank, task_alpha, bundle_skills:
+            `SkillRouterConfig` settings. `task_rank` defaults to 8: a task LoRA trained jointly with the router
+            (the hybrid), which beat both the router alone and a plain task LoRA in docs/MEDICAL_VALUE.md;
+            `task_rank=0` trains the paper's router alone.
         task_learning_rate (`float`, *optional*, defaults to 5e-3): the hybrid's task LoRA trains at this rate,
             the router at the training arguments' rate. `None`: one rate for both.
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
@@ -95,6 +96,7 @@ def train_router(
         top_k=top_k,
         temperature=temperature,
         null_expert=null_expert,
+        sequence_input=sequence_input,
         task_rank=task_rank,
         task_alpha=task_alpha,
         bundle_skills=bundle_skills,

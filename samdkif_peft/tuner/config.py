@@ -16,7 +16,8 @@ from .registration import SkillPeftType
 from .router import describe_routers, get_router
 
 
-SEQUENCE_INPUTS = ("embeddings", "first_layer")
+SEQUENCE_INPUTS = ("embeddings", "first_layer", "layer:<N>")
+_LAYER_INPUT_RE = re.compile(r"^layer:(\d+)$")
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -67,9 +68,11 @@ class SkillRouterConfig(PeftConfig):
     sequence_input: str | None = field(
         default=None,
         metadata={
-            "help": "What the sequence router pools over the prompt: 'embeddings' (the model's input embeddings) or "
-            "'first_layer' (the input of the first adapted layer: any model peft can wrap). None: embeddings where "
-            "the model has get_input_embeddings(), else first_layer; the choice is saved with the router."
+            "help": "What the sequence router pools over the prompt: 'embeddings' (the model's input embeddings), "
+            "'first_layer' (the input of the first adapted layer: any model peft can wrap) or 'layer:N' (the hidden "
+            "state entering decoder block N, from a pass of the base model through blocks 0..N-1 without the skills, "
+            "once per prompt: it tells records of one task apart, which pooled embeddings hardly do). None: "
+            "embeddings where the model has get_input_embeddings(), else first_layer; the choice is saved."
         },
     )
     top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
@@ -102,8 +105,12 @@ class SkillRouterConfig(PeftConfig):
         # relative skills resolve against it) and the skills the model loaded (a bundling save copies their files).
         self.origin: RouterOrigin | None = None
         self.resolved_skills: dict[str, ResolvedSkill] = {}
-        if self.sequence_input not in (None, *SEQUENCE_INPUTS):
-            raise ValueError(f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (or None: auto)")
+        if self.sequence_input not in (None, *SEQUENCE_INPUTS[:2]) and not _LAYER_INPUT_RE.match(
+            str(self.sequence_input)
+        ):
+            raise ValueError(
+                f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (e.g. 'layer:15') or None"
+            )
         if not isinstance(self.skills, dict) or not self.skills:
             raise ValueError(
                 "SkillRouterConfig needs `skills`, a non-empty dict of name -> adapter path or Hub repo id, e.g. "

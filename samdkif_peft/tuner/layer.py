@@ -267,7 +267,7 @@ class Linear(nn.Module, SkillRouterLayer):
             return result
         previous_dtype = result.dtype
         for name in self.active_adapters:
-            if name not in self.skill_router_gate:
+            if name not in self.skill_router_gate or self._routing_state[name].probing:  # probe: the base alone
                 continue
             weights, slot_w, A, B, task_folded = self._mixing(name, x)  # slot_w None: gates folded into B
             self._last_gates[name] = weights.detach() if weights.requires_grad else weights

@@ -45,7 +45,8 @@ class SkillRouterModel(BaseTuner):
         finally:
             self.__dict__.pop("_pending", None)
         if needs_prompt:
-            state.attach(model, dict(model.named_modules())[source] if source else None)
+            probe = config.sequence_input.startswith("layer:")  # a base-only pass up to that block, per prompt
+            state.attach(model, dict(model.named_modules())[source] if source else None, probe=probe)
 
     def _prepare_adapter_config(self, peft_config: SkillRouterConfig, model_config: dict) -> SkillRouterConfig:
         bank = self.__dict__["_pending"][0]
@@ -244,6 +245,8 @@ def _prompt_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBank)
         embeddings = None
     choice = config.sequence_input or ("embeddings" if embeddings is not None else "first_layer")
     config.sequence_input = choice
+    if choice.startswith("layer:"):
+        return _decoder_block(model, bank, int(choice.split(":")[1]), embeddings)
     if choice == "embeddings":
         if embeddings is None or not hasattr(embeddings, "embedding_dim"):
             raise ValueError(
@@ -255,3 +258,28 @@ def _prompt_source(config: SkillRouterConfig, model: nn.Module, bank: SkillBank)
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     first = min(bank.modules, key=lambda m: order.get(m, len(order)))
     return first, bank.modules[first][0].shape[1]  # A: (K, in_features)
+
+
+def _decoder_block(model: nn.Module, bank: SkillBank, index: int, embeddings: nn.Module | None) -> tuple[str, int]:
+    """`sequence_input='layer:N'`: block N of the module list that holds the adapted layers (a decoder's `layers`),
+    and the width of the hidden state that enters it."""
+    first = next(iter(bank.modules))
+    blocks = [
+        (name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and first.startswith(name + ".")
+    ]
+    if not blocks:
+        raise ValueError(
+            f"sequence_input='layer:{index}' pools the hidden state entering decoder block {index}, but the adapted "
+            f"module {first!r} sits in no nn.ModuleList of blocks; use sequence_input='embeddings' or 'first_layer'"
+        )
+    name, layers = max(blocks, key=lambda item: len(item[0]))  # the innermost list holding the adapted layers
+    if not 0 <= index < len(layers):
+        raise ValueError(
+            f"sequence_input='layer:{index}': the model has {len(layers)} blocks in {name!r}; choose N in "
+            f"[0, {len(layers) - 1}] (e.g. layer:{len(layers) // 2}, the middle)"
+        )
+    width = getattr(getattr(model, "config", None), "hidden_size", None)
+    width = width or getattr(embeddings, "embedding_dim", None)
+    if width is None:
+        raise ValueError(f"sequence_input='layer:{index}' needs model.config.hidden_size to size the router")
+    return f"{name}.{index}", int(width)

@@ -167,6 +167,10 @@ def routing_weights(
     return weights[..., :-1] if null_expert else weights
 
 
+class _ProbeDone(Exception):
+    """Raised by the probe block's pre-hook: the pass has what it came for."""
+
+
 class RoutingState:
     """Per-model state shared by the layers of one router adapter.
 
@@ -185,15 +189,20 @@ class RoutingState:
         self._embeddings: nn.Module | None = None
         self._deferred: dict[str, Any] | None = None  # first_layer source: what to pool once that layer runs
         self._warned_empty_prompt = False
+        self._probe_block: nn.Module | None = None  # layer:N source: the block whose input a base-only pass pools
+        self.probing = False  # inside that pass: the layers leave the skills out
 
     # -- hooks (prompt routers only) --------------------------------------------------------------------------------
-    def attach(self, model: nn.Module, source: nn.Module | None = None) -> None:
+    def attach(self, model: nn.Module, source: nn.Module | None = None, probe: bool = False) -> None:
         """Pool the prompt in a pre-hook on the top-level model (one embedding lookup, no second forward pass), or,
-        with a `source` module (`sequence_input='first_layer'`), from that module's input when it first runs."""
+        with a `source` module (`sequence_input='first_layer'`), from that module's input when it first runs, or
+        with `probe` (`sequence_input='layer:N'`, `source` = block N), from a base-only pass up to that block."""
         if self._handles:
             return
         if source is None:
             self._embeddings = model.get_input_embeddings()
+        elif probe:
+            self._probe_block = source
         else:
             self._handles.append(source.register_forward_pre_hook(self._pool_source_input))
         self._handles.append(model.register_forward_pre_hook(self._pre_forward, with_kwargs=True))
@@ -215,6 +224,8 @@ class RoutingState:
             self._session = outer
 
     def _pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.probing:  # the probe's own pass through the model: nothing to route
+            return
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         inputs_embeds = kwargs.get("inputs_embeds")
         cache = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5.x renames it `cache`
@@ -230,6 +241,10 @@ class RoutingState:
                     "The sequence router routes on the prompt, but this KV cache was not produced by this model's "
                     "forward (or its batch changed). Run the prompt through the model to build the cache."
                 )
+        elif self._probe_block is not None:  # layer:N: a base-only pass through blocks 0..N-1
+            pooled = self._probe(module, input_ids, inputs_embeds, kwargs)
+            if session is not None:
+                session["pooled"] = pooled
         elif self._embeddings is None:  # first_layer: pooled when that layer sees its input, further down
             self._deferred = {"attention_mask": kwargs.get("attention_mask"), "labels": kwargs.get("labels")}
             pooled = None
@@ -248,6 +263,31 @@ class RoutingState:
         self.pooled = self._pool(args[0], deferred["attention_mask"], deferred["labels"])
         if self._session is not None:
             self._session["pooled"] = self.pooled
+
+    @torch.no_grad()
+    def _probe(self, model: nn.Module, input_ids: Any, inputs_embeds: Any, kwargs: dict) -> torch.Tensor:
+        """The pooled hidden state entering the probe block: the base model (skills left out) runs up to that block
+        and stops there, so the pass costs N of the model's blocks, once per prompt."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def stop(block: nn.Module, args: tuple, kw: dict) -> None:
+            captured["hidden"] = args[0] if args else kw["hidden_states"]
+            raise _ProbeDone
+
+        inputs = {k: kwargs[k] for k in ("attention_mask", "position_ids") if kwargs.get(k) is not None}
+        inputs.update({"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids})
+        handle = self._probe_block.register_forward_pre_hook(stop, with_kwargs=True)
+        self.probing = True
+        try:
+            model(**inputs, use_cache=False)
+        except _ProbeDone:
+            pass
+        finally:
+            self.probing = False
+            handle.remove()
+        if "hidden" not in captured:
+            raise RuntimeError("sequence_input='layer:N': the model's forward never reached block N")
+        return self._pool(captured["hidden"], kwargs.get("attention_mask"), kwargs.get("labels"))
 
     def _post_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         cache = getattr(output, "past_key_values", None)

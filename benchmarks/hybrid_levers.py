@@ -43,6 +43,12 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     "router-input-layer-15": ("L15-lr5e-3", ["--sequence-input", "layer:15"], ["hybrid"]),  # the middle of 30
     "task-rank-16": ("r16-lr5e-3", ["--task-rank", "16"], ["hybrid", "task_lora"]),
     "task-rank-4": ("r4-lr5e-3", ["--task-rank", "4"], ["hybrid", "task_lora"]),
+    "rate-1e-3": (
+        "lr1e-3",
+        ["--task-learning-rate", "1e-3", "--training-args", json.dumps({"learning_rate": 1e-3})],
+        ["hybrid", "task_lora"],
+    ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
+    "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
 }
 
 
@@ -71,20 +77,25 @@ def run_cell(args, lever: str, seed: int) -> None:
             subprocess.run(["git", "commit", "-qm", message], check=True)
 
 
+def _cell(variant: str, tag: str) -> str:
+    """A lever's cell as `pooled_differences` names it (the curve's own rate tag is implied)."""
+    return variant if tag == "lr5e-3" else f"{variant}@{tag}"
+
+
 def report() -> dict:
     """Each lever's hybrid minus the default hybrid, and minus the task LoRA of the same rank, pooled over seeds."""
     from few_shot_curve import PRIMARY, pooled_differences
 
     tasks = tuple(PRIMARY)
-    comparisons = [("own_skill_lora", "hybrid"), ("hybrid", "task_lora"), ("own_skill_lora", "task_lora")]
-    for lever, (tag, _, variants) in LEVERS.items():
-        if lever in ("default", "own-skill-lora"):
-            continue
-        comparisons.append((f"hybrid@{tag}", "hybrid"))
-        rank_lora = f"task_lora@{tag}" if "task_lora" in variants else "task_lora"
-        comparisons.append((f"hybrid@{tag}", rank_lora))
-        if "task_lora" in variants:
-            comparisons.append((rank_lora, "task_lora"))
+    comparisons = []
+    for tag, _, variants in LEVERS.values():
+        rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
+        for variant in variants:
+            cell = _cell(variant, tag)
+            if cell not in ("hybrid", "task_lora"):
+                comparisons.append((cell, "task_lora" if variant == "task_lora" else "hybrid"))
+            if variant != "task_lora":
+                comparisons.append((cell, rank_lora))
     pooled: dict = {}
     for a, b in comparisons:
         found = pooled_differences(a, b, a_dir=COMMITTED, b_dir=COMMITTED, write=False, tasks=tasks)
@@ -97,6 +108,56 @@ def report() -> dict:
                       f"per seed {seeds}")  # fmt: skip
     (RESULTS / "hybrid_levers.json").write_text(json.dumps(pooled, indent=1) + "\n")
     return pooled
+
+
+def render() -> str:
+    """The README's table: each lever's hybrid (mean over seeds [min, max] of the task's primary metric), its
+    difference to the default hybrid and to the task LoRA of the same rank, from the committed cells and the pooled
+    report."""
+    import statistics
+
+    from few_shot_curve import PRIMARY
+
+    path = RESULTS / "hybrid_levers.json"
+    if not path.is_file():
+        return "_Run `python benchmarks/hybrid_levers.py run --commit` to measure the levers._"
+    pooled = json.loads(path.read_text())
+    lines = []
+    for task, by_k in pooled.items():
+        metric = PRIMARY[task]
+        for k, comparisons in by_k.items():
+            seeds = sorted((COMMITTED / k).glob("seed=*"))
+
+            def scores(cell: str, seeds=seeds, task=task, metric=metric) -> list[float]:
+                files = [d / task / f"{cell}.json" for d in seeds]
+                return [json.loads(f.read_text())["metrics"][metric] for f in files if f.is_file()]
+
+            def diff(name: str, comparisons=comparisons) -> str:
+                row = comparisons.get(name)
+                if row is None:
+                    return "-"
+                low, high = row["interval"]
+                return f"{row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({row['seeds']})"
+
+            lines += [f"{task}, {k} ({metric}; every cell the same {k[2:]} records per seed, "
+                      f"{len(seeds)} seeds):", "",
+                      "| lever | variant | mean [min, max] (seeds) | minus the default hybrid | minus the task LoRA "
+                      "of its rank |", "|---|---|---|---|---|"]  # fmt: skip
+            for lever, (tag, _, variants) in LEVERS.items():
+                for variant in variants:
+                    values = scores(f"{variant}@{tag}")
+                    if not values:
+                        continue
+                    shown = f"{statistics.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}] ({len(values)})"
+                    cell = _cell(variant, tag)
+                    rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
+                    versus_default = "-" if cell in ("hybrid", "task_lora") else diff(f"{cell} - hybrid")
+                    versus_lora = "-" if variant == "task_lora" else diff(f"{cell} - {rank_lora}")
+                    if variant == "task_lora" and cell != "task_lora":
+                        versus_default = diff(f"{cell} - task_lora") + " (vs the default task LoRA)"
+                    lines.append(f"| {lever} | {variant} | {shown} | {versus_default} | {versus_lora} |")
+            lines.append("")
+    return "\n".join(lines).strip()
 
 
 def main() -> None:

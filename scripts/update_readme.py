@@ -8,6 +8,7 @@
 - `<!-- results:bench_router -->`: benchmarks/results/router_speed.json (from `benchmarks/bench_router.py`)
 - `<!-- results:bench_data -->`: benchmarks/results/data_build.json (from `benchmarks/bench_data.py`)
 - `<!-- results:few_shot -->`: benchmarks/results/few_shot.json (from `benchmarks/few_shot_curve.py`)
+- `<!-- results:hybrid_levers -->`: benchmarks/results/hybrid_levers.json (from `benchmarks/hybrid_levers.py`)
 - `<!-- results:label_tasks_released -->`: benchmarks/results/label_tasks_released.json (the released skills)
 - `<!-- results:label_tasks -->`: benchmarks/results/label_tasks.json (from `benchmarks/study_label_tasks.py`)
 - `<!-- include:docs/DATA.md -->`: the data documentation
@@ -90,6 +91,13 @@ def few_shot() -> str:
 SEEN_ORDER = ("icd10cm_excludes_nli", "icd10cm_chapter_classification", "hpo_definition_qa", "drug_disease_ner",
               "pubmed_conclusion_extraction", "pubmed_title_generation")  # fmt: skip
 BOARD = ("base_best", "uniform", "own_skill", "own_skill_lora", "task_lora", "hybrid")
+
+
+def hybrid_levers() -> str:
+    """The hybrid's levers, one at a time over seeds (rendered by the benchmark that measures them)."""
+    from hybrid_levers import render
+
+    return render()
 
 
 def _primary(task: str) -> str:
@@ -464,6 +472,7 @@ def main() -> None:
         "results:bench_router": bench_router(),
         "results:bench_data": bench_data(),
         "results:few_shot": few_shot(),
+        "results:hybrid_levers": hybrid_levers(),
         "results:label_tasks_released": label_tasks("label_tasks_released.json", "the 12 released LoRA skills"),
         "results:label_tasks": label_tasks(),
     }

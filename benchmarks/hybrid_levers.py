@@ -49,6 +49,7 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ["hybrid", "task_lora"],
     ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
+    "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
 }
 
 

@@ -50,6 +50,7 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
     "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
+    "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k
 }
 
 
@@ -57,6 +58,7 @@ def run_cell(args, lever: str, seed: int) -> None:
     from few_shot_curve import STEPS
 
     tag, extra, variants = LEVERS[lever]
+    extra = [str(2 * STEPS[str(args.k)]) if a == "2x" else a for a in extra]
     command = [
         sys.executable, str(HERE / "study_label_tasks.py"), "--skills-dir", args.skills_dir, "--tasks", args.task,
         "--variants", *variants, "--k", str(args.k), "--seed", str(seed), "--max-steps", str(STEPS[str(args.k)]),

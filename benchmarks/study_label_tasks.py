@@ -406,6 +406,9 @@ PUBMED_TEXT = ("pubmed_conclusion_extraction", "pubmed_title_generation")
 WITHHELD = "(PubMed text withheld)"
 
 
+_DIGEST_RE = re.compile(r"[0-9a-f]{12}")
+
+
 def _digest(text: str) -> str:
     """A short stable name for a text: equal answers stay equal, the text does not leave."""
     import hashlib
@@ -425,13 +428,16 @@ def publishable_report(task: str, report: dict) -> dict:
 
 
 def publishable(task: str, result: dict) -> dict:
-    """A cached variant result fit to commit: for `PUBMED_TEXT` tasks, predictions and references become digests."""
+    """A cached variant result fit to commit: for `PUBMED_TEXT` tasks, predictions and references become digests.
+    Idempotent: a cell published before (a committed cell copied back into a study's cache) keeps its digests, which
+    a second pass would replace with digests of digests, no longer equal to a fresh cell's."""
     if task not in PUBMED_TEXT:
         return result
     out = {**result, "report": publishable_report(task, result["report"])}
     for key in ("predictions", "references"):
-        if key in out:
-            out[key] = [_digest(str(x)) for x in out[key]]
+        values = [str(x) for x in out.get(key, [])]
+        if key in out and not all(_DIGEST_RE.fullmatch(x) for x in values):
+            out[key] = [_digest(x) for x in values]
     return out
 
 

@@ -177,6 +177,8 @@ def test_published_results_carry_no_pubmed_text():
     assert published["report"]["prediction_counts"] == {study.WITHHELD: 2}
     assert published["report"]["baselines"]["heuristic"]["label"] == "last section of the abstract"
     assert study.publishable("drug_disease_ner", result) is result  # mentions, not abstract text
+    again = study.publishable("pubmed_conclusion_extraction", published)  # a committed cell published once more
+    assert again["predictions"] == published["predictions"] and again["references"] == published["references"]
 
 
 def test_a_run_without_a_pairs_cells_keeps_the_stored_pair():

@@ -50,6 +50,7 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
     "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
+    "skill-prior": ("prior-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),  # router starts at softmax(-loss / 0.25)
     "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k
 }
 

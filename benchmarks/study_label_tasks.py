@@ -127,7 +127,7 @@ def train_variant(variant, task, data, skills, base, folder, args):
         if variant == "hybrid":  # the routing levers of docs/MEDICAL_VALUE.md (defaults: the library's)
             router = args.hybrid_router
             extra.update(temperature=args.temperature, top_k=args.top_k, null_expert=args.null_expert,
-                         sequence_input=args.sequence_input)  # fmt: skip
+                         sequence_input=args.sequence_input, skill_prior_records=args.skill_prior)  # fmt: skip
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
             skills = {name: skills[name] for name in [own_skill(TASKS[task], args)]}
         return train_router(task, skills, base, folder, router=router, training_args=overrides, **extra,
@@ -521,6 +521,8 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=None, help="the hybrid's top-k gates (use a --tag)")
     parser.add_argument("--null-expert", action="store_true", help="the hybrid gets a 'base model only' choice "
                         "(use a --tag)")  # fmt: skip
+    parser.add_argument("--skill-prior", type=int, default=0, help="the hybrid's router starts from the skills' "
+                        "losses on this many training records (0: uniform; use a --tag)")  # fmt: skip
     parser.add_argument("--sequence-input", default=None, help="what the hybrid's sequence router pools, e.g. "
                         "layer:15 (use a --tag)")  # fmt: skip
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")

@@ -285,6 +285,29 @@ def test_train_hybrid_gives_the_task_lora_its_own_rate_and_resumes(assets, tmp_p
         assert torch.equal(model.eval()(**batch).logits, reloaded(**batch).logits)
 
 
+def test_train_router_starts_from_the_skill_prior(assets, tmp_path):
+    """skill_prior_records: each skill's loss on the first records sets the router's starting weights, recorded in
+    train_results.json; the Trainer starts from exactly those gates."""
+    from transformers import TrainerCallback
+
+    seen = {}
+
+    class Start(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["biases"] = [p.detach().clone() for n, p in model.named_parameters()
+                              if "skill_router_gate" in n and n.endswith("proj.bias")]  # fmt: skip
+
+    path = train_router("toy", assets["skills"], assets["base"], tmp_path / "prior", task_rank=0,
+                        dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=8,
+                        training_args={**FAST, "max_steps": 1}, callbacks=[Start()])  # fmt: skip
+    prior = json.loads(open(os.path.join(path, "train_results.json")).read())["skill_prior"]
+    assert set(prior) == set(assets["skills"]) and abs(sum(prior.values()) - 1) < 1e-6
+    assert prior["upper"] != prior["reverse"]  # from the skills' losses (the toy skills fit "upper" about equally)
+    order = json.loads(open(os.path.join(path, "adapter_config.json")).read())["skills"]  # the router's skill order
+    expected = torch.tensor([prior[name] for name in order]).log()
+    assert seen["biases"] and all(torch.allclose(b, expected, atol=1e-5) for b in seen["biases"])
+
+
 def test_train_router_bad_input(assets, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"Skill 'ghost': adapter folder .* does not exist. Train it first"):
         train_router("toy", {**assets["skills"], "ghost": str(tmp_path / "ghost")}, assets["base"], tmp_path / "r",

@@ -417,6 +417,22 @@ def test_sequence_router_reads_a_middle_block(tiny_assets, inputs):
         SkillRouterConfig(skills=dict(tiny_assets["skills"]), sequence_input="layer:x")
 
 
+@pytest.mark.parametrize("router", ROUTERS)
+def test_routing_prior_is_the_starting_mixture(tiny_assets, inputs, router):
+    """`set_routing_prior` makes every layer start at the given weights (an untrained router's input-dependent part is
+    zero); unknown skills or negative weights are refused."""
+    config = SkillRouterConfig(skills=dict(tiny_assets["skills"]), task_type="CAUSAL_LM", router=router)
+    model = get_peft_model(load_base(tiny_assets["base"]), config).eval()
+    names = config.skill_names
+    model.base_model.set_routing_prior({names[0]: 6.0, names[1]: 3.0, names[2]: 1.0})
+    logits(model, inputs)
+    for gates in model.base_model.get_routing_weights().values():
+        expected = torch.tensor([0.6, 0.3, 0.1]).expand_as(gates)
+        torch.testing.assert_close(gates.float(), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="non-negative weights over"):
+        model.base_model.set_routing_prior({"ghost": 1.0})
+
+
 def test_sequence_router_keeps_prompt_gates_through_decoding(tiny_assets):
     model = make_router(tiny_assets, router="sequence")
     prompt = torch.randint(3, VOCAB, (1, 6))

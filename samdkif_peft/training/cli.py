@@ -37,6 +37,8 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
     router.add_argument("--sequence-input", default=None, help="what the sequence router pools: embeddings, "
                         "first_layer or layer:N (the hidden state entering block N; default: embeddings)")  # fmt: skip
+    router.add_argument("--skill-prior", type=int, default=0, help="start the router from each skill's loss on "
+                        "this many training records (0: uniform start)")  # fmt: skip
     router.add_argument("--task-rank", type=int, default=8, help="rank of the joint task LoRA (0: router only)")
     router.add_argument("--task-learning-rate", type=float, default=None, help="hybrid: task LoRA rate (5e-3)")
     router.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")
@@ -154,6 +156,7 @@ def run_train_router(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             null_expert=args.null_expert,
             sequence_input=args.sequence_input,
+            skill_prior_records=args.skill_prior,
             task_rank=args.task_rank,
             **({"task_learning_rate": args.task_learning_rate} if args.task_learning_rate is not None else {}),
             bundle_skills=args.bundle_skills,

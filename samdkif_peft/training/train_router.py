@@ -51,6 +51,7 @@ def train_router(
     task_rank: int = DEFAULT_TASK_RANK,
     task_alpha: float | None = None,
     task_learning_rate: float | None = TASK_LEARNING_RATE,
+    skill_prior_records: int = 0,
     bundle_skills: bool = False,
     training_args: Any = None,
     dataset: Any = None,
@@ -78,6 +79,9 @@ def train_router(
             `task_rank=0` trains the paper's router alone.
         task_learning_rate (`float`, *optional*, defaults to 5e-3): the hybrid's task LoRA trains at this rate,
             the router at the training arguments' rate. `None`: one rate for both.
+        skill_prior_records (`int`, *optional*, defaults to 0): start the router from the skills' fit to the task
+            instead of uniform: each skill's loss alone on the first N training records gives the initial weights
+            `softmax(-loss / 0.25)` (`SkillRouterModel.set_routing_prior`); 0 keeps the uniform start.
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
             `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
         dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
@@ -126,6 +130,10 @@ def train_router(
     set_seed(args.seed)
     model = get_peft_model(model, config)
     checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
+    prior = None
+    if skill_prior_records > 0 and checkpoint is None:  # a resumed run keeps the router it trained
+        prior = skill_prior(model, tokenizer, train, skill_prior_records, max_length)
+        model.base_model.set_routing_prior(prior)
     output_dir, summary = fit_and_save(
         model, tokenizer, args, train, evaluation, output_dir,
         max_length=max_length, checkpoint=checkpoint, callbacks=list(callbacks),
@@ -139,6 +147,7 @@ def train_router(
             "router": router,
             "task_rank": task_rank,
             "task_learning_rate": task_learning_rate if task_rank else None,
+            "skill_prior": prior,
             "base_model": os.fspath(base_model),
             "routing_summary": model.base_model.routing_summary(),
             **summary,
@@ -174,3 +183,28 @@ def _check_skill_reference(name: str, reference: str | os.PathLike[str]) -> str:
             f"training run keeps only checkpoints/). Finish it: `samdkif train skill {name} --out {ref} --resume`."
         )
     return ref
+
+
+def skill_prior(model: Any, tokenizer: Any, train: Any, records: int, max_length: int | None, sharpness: float = 0.25):
+    """Each skill's mean loss alone on the first `records` training rows -> weights `softmax(-loss / sharpness)`: the
+    router's starting mixture leans on the skills that already fit the task (the own skill of a seen task)."""
+    import torch
+
+    from .collators import DataCollatorForCompletion
+
+    collator = DataCollatorForCompletion(tokenizer, max_length=max_length)
+    rows = [train[i] for i in range(min(records, len(train)))]
+    batches = [collator(rows[i : i + 8]) for i in range(0, len(rows), 8)]
+    device = next(model.parameters()).device
+    names = model.base_model._routing_states[model.base_model._active_router()].skill_names
+    was_training, losses = model.training, []
+    model.eval()
+    with torch.no_grad():
+        for name in names:
+            with model.base_model.force_skill_weights({name: 1.0}):
+                total = [model(**{k: v.to(device) for k, v in b.items()}).loss.float() for b in batches]
+            losses.append(torch.stack(total).mean())
+    model.train(was_training)
+    weights = torch.softmax(-torch.stack(losses) / sharpness, dim=0)
+    logger.info("skill prior from %d records: %s", len(rows), dict(zip(names, [round(float(x), 3) for x in losses])))
+    return {name: float(w) for name, w in zip(names, weights)}

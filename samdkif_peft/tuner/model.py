@@ -156,6 +156,25 @@ class SkillRouterModel(BaseTuner):
         finally:
             state.forced = previous
 
+    @torch.no_grad()
+    def set_routing_prior(self, weights: Mapping[str, float], adapter_name: str | None = None) -> None:
+        """Start every layer's router at `weights` over the skills (e.g. from each skill's fit to the task) instead of
+        uniform: the input-independent logits become `log(weight) * temperature` (a null choice gets the lowest)."""
+        name = adapter_name or self._active_router()
+        names = self._routing_states[name].skill_names
+        unknown = set(weights) - set(names)
+        if unknown or not weights or min(weights.values()) < 0:
+            raise ValueError(f"set_routing_prior needs non-negative weights over {names}, got {dict(weights)}")
+        prior = torch.tensor([float(weights.get(n, 0.0)) for n in names]).clamp(min=1e-6)
+        for layer in self._layers():
+            if name not in layer.skill_router_gate:
+                continue
+            routing = layer.routing[name]
+            logits = (prior / prior.sum()).log() * routing["temperature"]
+            if routing["null_expert"]:
+                logits = torch.cat([logits, logits.min().reshape(1)])
+            layer.skill_router_gate[name].set_prior(logits)
+
     def get_routing_weights(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """Skill weights each adapted module used in the last forward: (S,), (B, 1, S) or (B, T, S) per module."""
         name = adapter_name or self._active_router()

@@ -49,6 +49,14 @@ class Router(nn.Module):
         """Logits (S,), (B, 1, S) or (B, T, S) for the layer input `x` and the pooled prompt `pooled` (B, H)."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def set_prior(self, logits: torch.Tensor) -> None:
+        """Make `logits` the input-independent part of the routing logits (a starting point for training)."""
+        proj = getattr(self, "proj", None)
+        if not isinstance(proj, nn.Linear) or proj.bias is None:
+            raise NotImplementedError(f"router kind {self.kind!r} does not declare how to take a prior")
+        proj.bias.copy_(logits.to(proj.bias))
+
 
 ROUTERS: dict[str, type[Router]] = {}
 
@@ -135,6 +143,10 @@ class StaticRouter(Router):
 
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
         return self.logits  # (S,)
+
+    @torch.no_grad()
+    def set_prior(self, logits: torch.Tensor) -> None:
+        self.logits.copy_(logits.to(self.logits))
 
 
 def _zero_linear(in_features: int, n_choices: int) -> nn.Linear:

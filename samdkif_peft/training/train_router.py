@@ -132,7 +132,7 @@ def train_router(
     checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
     prior = None
     if skill_prior_records > 0 and checkpoint is None:  # a resumed run keeps the router it trained
-        prior = skill_prior(model, tokenizer, train, skill_prior_records, max_length)
+        prior = skill_prior(model, config.skill_names, tokenizer, train, skill_prior_records, max_length)
         model.base_model.set_routing_prior(prior)
     output_dir, summary = fit_and_save(
         model, tokenizer, args, train, evaluation, output_dir,
@@ -185,7 +185,15 @@ def _check_skill_reference(name: str, reference: str | os.PathLike[str]) -> str:
     return ref
 
 
-def skill_prior(model: Any, tokenizer: Any, train: Any, records: int, max_length: int | None, sharpness: float = 0.25):
+def skill_prior(
+    model: Any,
+    names: Sequence[str],
+    tokenizer: Any,
+    train: Any,
+    records: int,
+    max_length: int | None,
+    sharpness: float = 0.25,
+) -> dict[str, float]:
     """Each skill's mean loss alone on the first `records` training rows -> weights `softmax(-loss / sharpness)`: the
     router's starting mixture leans on the skills that already fit the task (the own skill of a seen task)."""
     import torch
@@ -194,15 +202,14 @@ def skill_prior(model: Any, tokenizer: Any, train: Any, records: int, max_length
 
     collator = DataCollatorForCompletion(tokenizer, max_length=max_length)
     rows = [train[i] for i in range(min(records, len(train)))]
-    batches = [collator(rows[i : i + 8]) for i in range(0, len(rows), 8)]
     device = next(model.parameters()).device
-    names = model.base_model._routing_states[model.base_model._active_router()].skill_names
+    batches = [{k: v.to(device) for k, v in collator(rows[i : i + 8]).items()} for i in range(0, len(rows), 8)]
     was_training, losses = model.training, []
     model.eval()
     with torch.no_grad():
         for name in names:
             with model.base_model.force_skill_weights({name: 1.0}):
-                total = [model(**{k: v.to(device) for k, v in b.items()}).loss.float() for b in batches]
+                total = [model(**batch).loss.float() for batch in batches]
             losses.append(torch.stack(total).mean())
     model.train(was_training)
     weights = torch.softmax(-torch.stack(losses) / sharpness, dim=0)

@@ -50,7 +50,10 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
     "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
-    "skill-prior": ("prior-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),  # router starts at softmax(-loss / 0.25)
+    # the router starts at softmax(-loss / 0.25) over the skills: always (the cells made before the library's guard),
+    # and as the library does by default, only where the best skill beats the uniform mix by 0.1 nats
+    "skill-prior": ("prior-lr5e-3", ["--skill-prior", "64", "--skill-prior-always"], ["hybrid"]),
+    "skill-prior-guarded": ("priorg-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),
     "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k
 }
 
@@ -81,6 +84,16 @@ def run_cell(args, lever: str, seed: int) -> None:
             subprocess.run(["git", "commit", "-qm", message], check=True)
 
 
+def _home(cell: str, task: str) -> Path:
+    """Where `cell`'s results for `task` are: the levers' folder, or for the default hybrid and task LoRA of a task
+    the few-shot curve measured already (the same records, steps, seeds and rate) the curve's folder."""
+    from few_shot_curve import _tagged
+
+    if cell in ("hybrid", "task_lora") and not any(COMMITTED.glob(f"k=*/seed=*/{task}/{_tagged(cell)}.json")):
+        return RESULTS / "few_shot"
+    return COMMITTED
+
+
 def _cell(variant: str, tag: str) -> str:
     """A lever's cell as `pooled_differences` names it (the curve's own rate tag is implied)."""
     return variant if tag == "lr5e-3" else f"{variant}@{tag}"
@@ -101,8 +114,10 @@ def report() -> dict:
             if variant != "task_lora":
                 comparisons.append((cell, rank_lora))
     pooled: dict = {}
-    for a, b in comparisons:
-        found = pooled_differences(a, b, a_dir=COMMITTED, b_dir=COMMITTED, write=False, tasks=tasks)
+    for (a, b), task in [(pair, task) for pair in comparisons for task in tasks]:
+        if COMMITTED not in (_home(a, task), _home(b, task)):
+            continue  # the curve's own comparison, reported by few_shot_curve.py
+        found = pooled_differences(a, b, a_dir=_home(a, task), b_dir=_home(b, task), write=False, tasks=(task,))
         for k, by_task in found.items():
             for task, row in by_task.items():
                 pooled.setdefault(task, {}).setdefault(k, {})[f"{a} - {b}"] = row
@@ -133,7 +148,8 @@ def render() -> str:
             seeds = sorted((COMMITTED / k).glob("seed=*"))
 
             def scores(cell: str, seeds=seeds, task=task, metric=metric) -> list[float]:
-                files = [d / task / f"{cell}.json" for d in seeds]
+                folder = _home(cell.removesuffix("@lr5e-3"), task)
+                files = [folder / d.relative_to(COMMITTED) / task / f"{cell}.json" for d in seeds]
                 return [json.loads(f.read_text())["metrics"][metric] for f in files if f.is_file()]
 
             def diff(name: str, comparisons=comparisons) -> str:

@@ -121,13 +121,16 @@ def train_variant(variant, task, data, skills, base, folder, args):
         overrides["max_steps"] = args.max_steps
     if variant in ROUTER_KINDS:
         router = ROUTER_KINDS[variant]
-        extra = {"temperature": args.temperature, "task_rank": 0}
+        # the study's routers start uniform unless --skill-prior is given (its cells predate the library's default)
+        extra = {"temperature": args.temperature, "task_rank": 0, "skill_prior_records": args.skill_prior}
         if variant in ("hybrid", "own_skill_lora"):
-            extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate}
+            extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate,
+                     "skill_prior_records": args.skill_prior if variant == "hybrid" else 0}  # fmt: skip
         if variant == "hybrid":  # the routing levers of docs/MEDICAL_VALUE.md (defaults: the library's)
             router = args.hybrid_router
             extra.update(temperature=args.temperature, top_k=args.top_k, null_expert=args.null_expert,
-                         sequence_input=args.sequence_input, skill_prior_records=args.skill_prior)  # fmt: skip
+                         sequence_input=args.sequence_input,
+                         skill_prior_min_gain=float("-inf") if args.skill_prior_always else None)  # fmt: skip
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
             skills = {name: skills[name] for name in [own_skill(TASKS[task], args)]}
         return train_router(task, skills, base, folder, router=router, training_args=overrides, **extra,
@@ -521,8 +524,10 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=None, help="the hybrid's top-k gates (use a --tag)")
     parser.add_argument("--null-expert", action="store_true", help="the hybrid gets a 'base model only' choice "
                         "(use a --tag)")  # fmt: skip
-    parser.add_argument("--skill-prior", type=int, default=0, help="the hybrid's router starts from the skills' "
-                        "losses on this many training records (0: uniform; use a --tag)")  # fmt: skip
+    parser.add_argument("--skill-prior", type=int, default=0, help="the routers (not own_skill_lora) start from the "
+                        "skills' losses on this many training records (0: uniform; use a --tag)")  # fmt: skip
+    parser.add_argument("--skill-prior-always", action="store_true", help="the hybrid starts from the prior even "
+                        "where no skill beats the uniform mix (the first prior cells; use a --tag)")  # fmt: skip
     parser.add_argument("--sequence-input", default=None, help="what the hybrid's sequence router pools, e.g. "
                         "layer:15 (use a --tag)")  # fmt: skip
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")

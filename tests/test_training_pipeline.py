@@ -285,27 +285,56 @@ def test_train_hybrid_gives_the_task_lora_its_own_rate_and_resumes(assets, tmp_p
         assert torch.equal(model.eval()(**batch).logits, reloaded(**batch).logits)
 
 
-def test_train_router_starts_from_the_skill_prior(assets, tmp_path):
-    """skill_prior_records: each skill's loss on the first records sets the router's starting weights, recorded in
-    train_results.json; the Trainer starts from exactly those gates."""
+def _starting_gate_biases(seen: dict):
     from transformers import TrainerCallback
-
-    seen = {}
 
     class Start(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             seen["biases"] = [p.detach().clone() for n, p in model.named_parameters()
                               if "skill_router_gate" in n and n.endswith("proj.bias")]  # fmt: skip
 
+    return Start()
+
+
+@pytest.mark.parametrize("fits", [True, False, None])
+def test_train_router_starts_from_the_skill_prior(assets, tmp_path, fits):
+    """skill_prior_records (default 64): each skill's loss on the first records, and the uniform mix's, recorded in
+    train_results.json. Where the best skill beats the mix by the margin, the Trainer starts from exactly the prior's
+    gates; where it does not, from the uniform start (zero biases). `fits=None`: the default rule decides."""
+    from samdkif_peft.training.train_router import DEFAULT_SKILL_PRIOR_RECORDS, SKILL_PRIOR_MIN_GAIN
+
+    assert DEFAULT_SKILL_PRIOR_RECORDS > 0  # on by default
+    seen = {}
     path = train_router("toy", assets["skills"], assets["base"], tmp_path / "prior", task_rank=0,
                         dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=8,
-                        training_args={**FAST, "max_steps": 1}, callbacks=[Start()])  # fmt: skip
+                        skill_prior_min_gain={True: float("-inf"), False: float("inf"), None: None}[fits],
+                        training_args={**FAST, "max_steps": 1}, callbacks=[_starting_gate_biases(seen)])  # fmt: skip
     prior = json.loads(open(os.path.join(path, "train_results.json")).read())["skill_prior"]
-    assert set(prior) == set(assets["skills"]) and abs(sum(prior.values()) - 1) < 1e-6
-    assert prior["upper"] != prior["reverse"]  # from the skills' losses (the toy skills fit "upper" about equally)
+    assert prior["records"] == 8 and set(prior["losses"]) == set(assets["skills"])
+    assert prior["uniform_loss"] > 0 and prior["losses"]["upper"] != prior["losses"]["reverse"]
+    assert seen["biases"]
+    if fits is None:  # the default: the prior only where the best skill is 7 % below the uniform mix
+        fits = min(prior["losses"].values()) < prior["uniform_loss"] * (1 - SKILL_PRIOR_MIN_GAIN)
+        assert (prior["weights"] is not None) == fits
+    if not fits:
+        assert prior["weights"] is None and all(torch.equal(b, torch.zeros_like(b)) for b in seen["biases"])
+        return
+    weights = prior["weights"]
+    assert set(weights) == set(assets["skills"]) and abs(sum(weights.values()) - 1) < 1e-6
+    assert (weights["upper"] > weights["reverse"]) == (prior["losses"]["upper"] < prior["losses"]["reverse"])
     order = json.loads(open(os.path.join(path, "adapter_config.json")).read())["skills"]  # the router's skill order
-    expected = torch.tensor([prior[name] for name in order]).log()
-    assert seen["biases"] and all(torch.allclose(b, expected, atol=1e-5) for b in seen["biases"])
+    expected = torch.tensor([weights[name] for name in order]).log()
+    assert all(torch.allclose(b, expected, atol=1e-5) for b in seen["biases"])
+
+
+def test_skill_prior_off_keeps_the_uniform_start(assets, tmp_path):
+    """skill_prior_records=0: the paper's uniform start, nothing scored, nothing recorded."""
+    seen = {}
+    path = train_router("toy", assets["skills"], assets["base"], tmp_path / "uniform", task_rank=0,
+                        dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=0,
+                        training_args={**FAST, "max_steps": 1}, callbacks=[_starting_gate_biases(seen)])  # fmt: skip
+    assert json.loads(open(os.path.join(path, "train_results.json")).read())["skill_prior"] is None
+    assert seen["biases"] and all(torch.equal(b, torch.zeros_like(b)) for b in seen["biases"])
 
 
 def test_train_router_bad_input(assets, tmp_path):

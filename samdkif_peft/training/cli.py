@@ -14,6 +14,7 @@ import sys
 def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     """Fill in the `samdkif train` parser (created by `samdkif_cli`, which holds its help line)."""
     from ..tuner.router import ROUTERS, describe_routers
+    from .train_router import DEFAULT_SKILL_PRIOR_RECORDS
 
     train = parser
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -37,8 +38,9 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
     router.add_argument("--sequence-input", default=None, help="what the sequence router pools: embeddings, "
                         "first_layer or layer:N (the hidden state entering block N; default: embeddings)")  # fmt: skip
-    router.add_argument("--skill-prior", type=int, default=0, help="start the router from each skill's loss on "
-                        "this many training records (0: uniform start)")  # fmt: skip
+    router.add_argument("--skill-prior", type=int, default=DEFAULT_SKILL_PRIOR_RECORDS, help="start the router from "
+                        "each skill's loss on this many training records when one skill fits the task (default "
+                        "%(default)s; 0: uniform start)")  # fmt: skip
     router.add_argument("--task-rank", type=int, default=8, help="rank of the joint task LoRA (0: router only)")
     router.add_argument("--task-learning-rate", type=float, default=None, help="hybrid: task LoRA rate (5e-3)")
     router.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")

@@ -145,7 +145,7 @@ def render() -> str:
     for task, by_k in pooled.items():
         metric = PRIMARY[task]
         for k, comparisons in by_k.items():
-            seeds = sorted((COMMITTED / k).glob("seed=*"))
+            seeds = [d for d in sorted((COMMITTED / k).glob("seed=*")) if (d / task).is_dir()]
 
             def scores(cell: str, seeds=seeds, task=task, metric=metric) -> list[float]:
                 folder = _home(cell.removesuffix("@lr5e-3"), task)

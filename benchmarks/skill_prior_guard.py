@@ -1,0 +1,81 @@
+"""Where the router's skill prior applies: each skill's answer loss and the uniform mix's on a few-shot cell's records.
+
+    python benchmarks/skill_prior_guard.py icd10cm_excludes_nli:1 elixhauser_comorbidity:2 ...   # task:seed
+    python benchmarks/skill_prior_guard.py elixhauser_comorbidity:2:relation_extraction         # that skill only
+
+`train_router` starts the router from `softmax(-loss / 0.25)` over the skills only where the best skill's loss on the
+first 64 training records is at least `SKILL_PRIOR_MIN_GAIN` (7 %) below the uniform mix's (the router's
+zero-initialised start). This script measures that gain on the same 64 records as the few-shot cells (`subsample(...,
+64, seed)`, the order `train_router` sees them in), for every skill (exactly `train_router`'s `skill_prior`) or for the
+named one (2 passes instead of 13; the best skill known from a full run or a router's log). Results are merged into
+`benchmarks/results/skill_prior_guard.json` (docs/DEFAULTS.md reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "skill_prior_guard.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cells", nargs="+", help="task:seed, or task:seed:skill to score one skill and the mix")
+    parser.add_argument("--skills-dir", default="release/skills")
+    parser.add_argument("--k", type=int, default=64)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+
+    import torch
+    from peft import get_peft_model
+    from study_label_tasks import subsample
+
+    from samdkif_peft.base_model import resolve_base_model
+    from samdkif_peft.data import load_task
+    from samdkif_peft.skills.shipped import parse_skill_arguments
+    from samdkif_peft.training.collators import DataCollatorForCompletion
+    from samdkif_peft.training.common import DEFAULT_ROUTER_MAX_LENGTH, load_model_and_tokenizer, prepare_splits
+    from samdkif_peft.training.train_router import SKILL_PRIOR_MIN_GAIN, skill_prior
+    from samdkif_peft.tuner import SkillRouterConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    skills = {name: str(Path(ref).resolve()) for name, ref in parse_skill_arguments([args.skills_dir]).items()}
+    model, tokenizer = load_model_and_tokenizer(resolve_base_model(None), "bfloat16")
+    model = get_peft_model(model, SkillRouterConfig(skills=skills, task_type="CAUSAL_LM")).eval()
+    found = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    for cell in args.cells:
+        task, seed, *named = cell.split(":")
+        train, _ = prepare_splits(subsample(load_task(task), args.k, int(seed)), tokenizer, DEFAULT_ROUTER_MAX_LENGTH)
+        if not named:
+            prior = skill_prior(model, list(skills), tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH)
+            losses, uniform = prior["losses"], prior["uniform_loss"]
+        else:  # the same computation as `skill_prior`, for one skill and the uniform mix
+            collator = DataCollatorForCompletion(tokenizer, max_length=DEFAULT_ROUTER_MAX_LENGTH)
+            rows = [train[i] for i in range(min(args.k, len(train)))]
+            batches = [collator(rows[i : i + 8]) for i in range(0, len(rows), 8)]
+            scored = {}
+            with torch.no_grad():
+                for name, weights in [(named[0], {named[0]: 1.0}), ("", {n: 1 / len(skills) for n in skills})]:
+                    with model.base_model.force_skill_weights(weights):
+                        scored[name] = float(torch.stack([model(**b).loss.float() for b in batches]).mean())
+            uniform = scored.pop("")
+            losses = scored
+        best = min(losses, key=losses.get)
+        gain = 1 - losses[best] / uniform
+        found[f"{task}:{seed}"] = {
+            "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain,
+            "prior_applies": gain > SKILL_PRIOR_MIN_GAIN, "all_skills_scored": not named,
+        }  # fmt: skip
+        print(f"{task} seed {seed}: best {best} {losses[best]:.3f}, uniform mix {uniform:.3f}, gain {gain:+.1%} -> "
+              f"{'prior' if gain > SKILL_PRIOR_MIN_GAIN else 'uniform start'}", flush=True)  # fmt: skip
+        OUT.write_text(json.dumps(dict(sorted(found.items())), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

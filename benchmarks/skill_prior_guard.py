@@ -39,9 +39,8 @@ def main() -> None:
     from samdkif_peft.base_model import resolve_base_model
     from samdkif_peft.data import load_task
     from samdkif_peft.skills.shipped import parse_skill_arguments
-    from samdkif_peft.training.collators import DataCollatorForCompletion
     from samdkif_peft.training.common import DEFAULT_ROUTER_MAX_LENGTH, load_model_and_tokenizer, prepare_splits
-    from samdkif_peft.training.train_router import SKILL_PRIOR_MIN_GAIN, skill_prior
+    from samdkif_peft.training.train_router import mixture_losses, skill_fits, skill_prior
     from samdkif_peft.tuner import SkillRouterConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -56,24 +55,17 @@ def main() -> None:
             prior = skill_prior(model, list(skills), tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH)
             losses, uniform = prior["losses"], prior["uniform_loss"]
         else:  # the same computation as `skill_prior`, for one skill and the uniform mix
-            collator = DataCollatorForCompletion(tokenizer, max_length=DEFAULT_ROUTER_MAX_LENGTH)
-            rows = [train[i] for i in range(min(args.k, len(train)))]
-            batches = [collator(rows[i : i + 8]) for i in range(0, len(rows), 8)]
-            scored = {}
-            with torch.no_grad():
-                for name, weights in [(named[0], {named[0]: 1.0}), ("", {n: 1 / len(skills) for n in skills})]:
-                    with model.base_model.force_skill_weights(weights):
-                        scored[name] = float(torch.stack([model(**b).loss.float() for b in batches]).mean())
-            uniform = scored.pop("")
-            losses = scored
+            mixtures = [{named[0]: 1.0}, {n: 1 / len(skills) for n in skills}]
+            loss, uniform = mixture_losses(model, tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH, mixtures)
+            losses = {named[0]: loss}
         best = min(losses, key=losses.get)
-        gain = 1 - losses[best] / uniform
+        gain, fits = 1 - losses[best] / uniform, skill_fits(losses[best], uniform)
         found[f"{task}:{seed}"] = {
             "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain,
-            "prior_applies": gain > SKILL_PRIOR_MIN_GAIN, "all_skills_scored": not named,
+            "prior_applies": fits, "all_skills_scored": not named,
         }  # fmt: skip
         print(f"{task} seed {seed}: best {best} {losses[best]:.3f}, uniform mix {uniform:.3f}, gain {gain:+.1%} -> "
-              f"{'prior' if gain > SKILL_PRIOR_MIN_GAIN else 'uniform start'}", flush=True)  # fmt: skip
+              f"{'prior' if fits else 'uniform start'}", flush=True)  # fmt: skip
         OUT.write_text(json.dumps(dict(sorted(found.items())), indent=1) + "\n")
 
 

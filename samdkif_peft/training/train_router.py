@@ -196,6 +196,40 @@ def _check_skill_reference(name: str, reference: str | os.PathLike[str]) -> str:
     return ref
 
 
+def mixture_losses(
+    model: Any,
+    tokenizer: Any,
+    train: Any,
+    records: int,
+    max_length: int | None,
+    mixtures: Sequence[Mapping[str, float]],
+) -> list[float]:
+    """The mean answer loss of the router model with each of `mixtures` forced (`force_skill_weights`) on the first
+    `records` training rows, in eval mode without gradients; the model's training mode is restored after."""
+    import torch
+
+    from .collators import DataCollatorForCompletion
+
+    collator = DataCollatorForCompletion(tokenizer, max_length=max_length)
+    rows = [train[i] for i in range(min(records, len(train)))]
+    device = next(model.parameters()).device
+    batches = [{k: v.to(device) for k, v in collator(rows[i : i + 8]).items()} for i in range(0, len(rows), 8)]
+    was_training, losses = model.training, []
+    model.eval()
+    with torch.no_grad():
+        for weights in mixtures:
+            with model.base_model.force_skill_weights(weights):
+                losses.append(float(torch.stack([model(**batch).loss.float() for batch in batches]).mean()))
+    model.train(was_training)
+    return losses
+
+
+def skill_fits(best_loss: float, uniform_loss: float, min_gain: float | None = None) -> bool:
+    """The prior's rule: the best skill's loss is at least `min_gain` (default `SKILL_PRIOR_MIN_GAIN`) below the
+    uniform mix's."""
+    return best_loss < uniform_loss * (1 - (SKILL_PRIOR_MIN_GAIN if min_gain is None else min_gain))
+
+
 def skill_prior(
     model: Any,
     names: Sequence[str],
@@ -207,37 +241,26 @@ def skill_prior(
     min_gain: float | None = None,
 ) -> dict[str, Any]:
     """Each skill's mean answer loss alone on the first `records` training rows, and the uniform mix's (the
-    router's zero-initialised start). `weights` is `softmax(-loss / sharpness)` when the best skill's loss is at
-    least a fraction `min_gain` (default `SKILL_PRIOR_MIN_GAIN`) below the uniform mix's, else None: the prior leans
-    the start on a skill that fits the task (a seen task's own skill) and leaves the uniform start alone where none
-    does (an unseen task whose closest skill is only a format)."""
+    router's zero-initialised start). `weights` is `softmax(-loss / sharpness)` where `skill_fits` (the best skill's
+    loss at least a fraction `min_gain` below the uniform mix's), else None: the prior leans the start on a skill that
+    fits the task (a seen task's own skill) and leaves the uniform start alone where none does (an unseen task whose
+    closest skill is only a format)."""
     import torch
 
-    from .collators import DataCollatorForCompletion
-
-    collator = DataCollatorForCompletion(tokenizer, max_length=max_length)
-    rows = [train[i] for i in range(min(records, len(train)))]
-    device = next(model.parameters()).device
-    batches = [{k: v.to(device) for k, v in collator(rows[i : i + 8]).items()} for i in range(0, len(rows), 8)]
-    was_training, losses = model.training, []
-    model.eval()
     uniform = {name: 1.0 / len(names) for name in names}
-    with torch.no_grad():
-        for weights in [*({name: 1.0} for name in names), uniform]:
-            with model.base_model.force_skill_weights(weights):
-                losses.append(torch.stack([model(**batch).loss.float() for batch in batches]).mean())
-    model.train(was_training)
-    skill_losses, uniform_loss = torch.stack(losses[:-1]), float(losses[-1])
-    fits = float(skill_losses.min()) < uniform_loss * (1 - (SKILL_PRIOR_MIN_GAIN if min_gain is None else min_gain))
-    weights = torch.softmax(-skill_losses / sharpness, dim=0)
+    *skill_losses, uniform_loss = mixture_losses(
+        model, tokenizer, train, records, max_length, [*({name: 1.0} for name in names), uniform]
+    )
+    fits = skill_fits(min(skill_losses), uniform_loss, min_gain)
+    weights = torch.softmax(-torch.tensor(skill_losses) / sharpness, dim=0)
     logger.info(
-        "skill prior from %d records: losses %s, uniform mix %.3f: %s", len(rows),
-        dict(zip(names, [round(float(x), 3) for x in skill_losses])), uniform_loss,
+        "skill prior from %d records: losses %s, uniform mix %.3f: %s", min(records, len(train)),
+        dict(zip(names, [round(x, 3) for x in skill_losses])), uniform_loss,
         "the router starts from the prior" if fits else "no skill fits better than the mix; uniform start",
     )  # fmt: skip
     return {
-        "records": len(rows),
-        "losses": {name: float(x) for name, x in zip(names, skill_losses)},
+        "records": min(records, len(train)),
+        "losses": dict(zip(names, skill_losses)),
         "uniform_loss": uniform_loss,
         "weights": {name: float(w) for name, w in zip(names, weights)} if fits else None,
     }

@@ -234,8 +234,9 @@ def run_variant(variant, task, skills, base, args, out: Path):
                                       batch_size=args.batch_size, progress=True)  # fmt: skip
         else:
             result = evaluate_generated(model, tokenizer, spec, data, args, prompt_fn)
+    # the CPU is part of a cell's identity: the same code and seed train differently on AMX and AVX-512 bf16 kernels
     result.update(variant=variant, task=task, train_seconds=train_seconds, k=args.k, seed=args.seed, tag=args.tag,
-                  training_args=json.loads(args.training_args))  # fmt: skip
+                  training_args=json.loads(args.training_args), cpu=cpu_description())  # fmt: skip
     if fitted:
         result["fitted"] = fitted
     if name in ROUTER_KINDS or name == "xlora":
@@ -450,16 +451,28 @@ def paired_generated(spec, rows_a, rows_b, n_resamples: int = 1000) -> dict[str,
     return paired_bootstrap(score_a, score_b, len(rows_a), n_resamples=n_resamples)
 
 
+def _base_tag(variant: str) -> str | None:
+    """The configuration a lever's tag varies: `hybrid@prior-lr5e-3` -> `lr5e-3` (tags are `<lever>-<base tag>`)."""
+    tag = variant.partition("@")[2]
+    return tag.partition("-")[2] or None
+
+
 def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
     """`hybrid[@tag] - task_lora[@tag]` (against what a user picks instead), `hybrid[@tag] - hybrid_noskills[@tag]`
     (what the skills add inside the hybrid) and `hybrid[@tag] - own_skill_lora[@tag]` (what routing over twelve skills
-    adds to stacking a LoRA on the task's own skill) for every tag both were run with, from the cached predictions."""
+    adds to stacking a LoRA on the task's own skill) for every tag both were run with, from the cached predictions.
+    A lever's hybrid (`hybrid@<lever>-<base>`) is also paired with the base configuration's hybrid and, where the
+    lever trained no task LoRA of its own, with the base configuration's task LoRA."""
     results = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     pairs = {}
     for name, result in results.items():
         if not (name.startswith("hybrid@") or name == "hybrid"):
             continue
-        for other in (name.replace("hybrid", x, 1) for x in ("task_lora", "hybrid_noskills", "own_skill_lora")):
+        others = [name.replace("hybrid", x, 1) for x in ("task_lora", "hybrid_noskills", "own_skill_lora")]
+        base = _base_tag(name)
+        if base:
+            others += [f"hybrid@{base}"] + ([f"task_lora@{base}"] if others[0] not in results else [])
+        for other in others:
             if other not in results:
                 continue
             a, b = result, results[other]

@@ -1,6 +1,7 @@
 """The study's open-answer scoring (benchmarks/study_label_tasks.py): its per-record rows aggregate to exactly what
 the packaged metrics compute, its pairing is a difference of those numbers, and its no-model rules do what they say."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -191,3 +192,28 @@ def test_a_run_without_a_pairs_cells_keeps_the_stored_pair():
     assert set(budget["ddi_severity"]) == {"hybrid@lr5e-3", "router@lr5e-3", "_paired"}
     study.merge_rows(budget, {"ddi_severity": {"_paired": {"hybrid - task_lora": {"d": 2}, "x - y": {"d": 3}}}})
     assert budget["ddi_severity"]["_paired"] == {"hybrid - task_lora": {"d": 2}, "x - y": {"d": 3}}
+
+
+def test_a_levers_hybrid_is_paired_with_its_base_configuration(tmp_path):
+    """`hybrid@prior-lr5e-3` (a lever without a task LoRA of its own) is paired with the base tag's task LoRA and
+    hybrid; a lever that trained its own task LoRA is paired with that one only."""
+    refs = ["yes", "no", "yes", "no"]
+    cells = {
+        "task_lora@lr5e-3": ["yes", "yes", "yes", "yes"],
+        "hybrid@lr5e-3": ["yes", "no", "no", "no"],
+        "hybrid@prior-lr5e-3": refs,
+        "hybrid@r16-lr5e-3": refs,
+        "task_lora@r16-lr5e-3": ["no", "no", "no", "no"],
+    }
+    for name, predictions in cells.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({"predictions": predictions, "references": refs}))
+    pairs = study.paired_comparisons(tmp_path, TASKS["icd10cm_excludes_nli"])
+    assert set(pairs) == {
+        "hybrid@lr5e-3 - task_lora@lr5e-3",
+        "hybrid@prior-lr5e-3 - task_lora@lr5e-3",
+        "hybrid@prior-lr5e-3 - hybrid@lr5e-3",
+        "hybrid@r16-lr5e-3 - task_lora@r16-lr5e-3",
+        "hybrid@r16-lr5e-3 - hybrid@lr5e-3",
+    }
+    assert pairs["hybrid@prior-lr5e-3 - task_lora@lr5e-3"]["accuracy"]["difference"] == 0.5
+    assert pairs["hybrid@prior-lr5e-3 - hybrid@lr5e-3"]["accuracy"]["difference"] == 0.25

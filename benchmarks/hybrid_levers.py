@@ -84,12 +84,13 @@ def run_cell(args, lever: str, seed: int) -> None:
             subprocess.run(["git", "commit", "-qm", message], check=True)
 
 
-def _home(cell: str, task: str) -> Path:
-    """Where `cell`'s results for `task` are: the levers' folder, or for the default hybrid and task LoRA of a task
-    the few-shot curve measured already (the same records, steps, seeds and rate) the curve's folder."""
+def _home(cell: str, task: str, k: str = "k=*") -> Path:
+    """Where `cell`'s results for `task` at `k` are: the levers' folder, or for the default hybrid and task LoRA of a
+    (task, k) the levers did not re-run, the few-shot curve's folder (the same records, steps, seeds and rate; made
+    on another CPU for its first cells: see docs/DEFAULTS.md)."""
     from few_shot_curve import _tagged
 
-    if cell in ("hybrid", "task_lora") and not any(COMMITTED.glob(f"k=*/seed=*/{task}/{_tagged(cell)}.json")):
+    if cell in ("hybrid", "task_lora") and not any(COMMITTED.glob(f"{k}/seed=*/{task}/{_tagged(cell)}.json")):
         return RESULTS / "few_shot"
     return COMMITTED
 
@@ -114,17 +115,20 @@ def report() -> dict:
             if variant != "task_lora":
                 comparisons.append((cell, rank_lora))
     pooled: dict = {}
-    for (a, b), task in [(pair, task) for pair in comparisons for task in tasks]:
-        if COMMITTED not in (_home(a, task), _home(b, task)):
+    ks = sorted({d.name for d in COMMITTED.glob("k=*")}, key=lambda name: int(name[2:]))
+    for (a, b), task, k in [(pair, task, k) for pair in comparisons for task in tasks for k in ks]:
+        homes = _home(a, task, k), _home(b, task, k)
+        if COMMITTED not in homes:
             continue  # the curve's own comparison, reported by few_shot_curve.py
-        found = pooled_differences(a, b, a_dir=_home(a, task), b_dir=_home(b, task), write=False, tasks=(task,))
-        for k, by_task in found.items():
-            for task, row in by_task.items():
-                pooled.setdefault(task, {}).setdefault(k, {})[f"{a} - {b}"] = row
-                low, high = row["interval"]
-                seeds = " ".join(f"{d:+.3f}" for d in row["per_seed"])
-                print(f"{task} {k:5s} {a + ' - ' + b:44s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] "
-                      f"per seed {seeds}")  # fmt: skip
+        found = pooled_differences(a, b, a_dir=homes[0], b_dir=homes[1], write=False, tasks=(task,))
+        row = found.get(k, {}).get(task)
+        if row is None:
+            continue
+        pooled.setdefault(task, {}).setdefault(k, {})[f"{a} - {b}"] = row
+        low, high = row["interval"]
+        seeds = " ".join(f"{d:+.3f}" for d in row["per_seed"])
+        print(f"{task} {k:5s} {a + ' - ' + b:44s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] "
+              f"per seed {seeds}")  # fmt: skip
     (RESULTS / "hybrid_levers.json").write_text(json.dumps(pooled, indent=1) + "\n")
     return pooled
 
@@ -147,8 +151,8 @@ def render() -> str:
         for k, comparisons in by_k.items():
             seeds = [d for d in sorted((COMMITTED / k).glob("seed=*")) if (d / task).is_dir()]
 
-            def scores(cell: str, seeds=seeds, task=task, metric=metric) -> list[float]:
-                folder = _home(cell.removesuffix("@lr5e-3"), task)
+            def scores(cell: str, seeds=seeds, task=task, metric=metric, k=k) -> list[float]:
+                folder = _home(cell.removesuffix("@lr5e-3"), task, k)
                 files = [folder / d.relative_to(COMMITTED) / task / f"{cell}.json" for d in seeds]
                 return [json.loads(f.read_text())["metrics"][metric] for f in files if f.is_file()]
 

@@ -8,7 +8,8 @@ first 64 training records is at least `SKILL_PRIOR_MIN_GAIN` (7 %) below the uni
 zero-initialised start). This script measures that gain on the same 64 records as the few-shot cells (`subsample(...,
 64, seed)`, the order `train_router` sees them in), for every skill (exactly `train_router`'s `skill_prior`) or for the
 named one (2 passes instead of 13; the best skill known from a full run or a router's log). Results are merged into
-`benchmarks/results/skill_prior_guard.json` (docs/DEFAULTS.md reads them).
+`benchmarks/results/skill_prior_guard.json` under `task:seed` (`task:seed:k=16` for another `--k`; seed 42 at k 64 is
+the first 64 records of the all-records cells), read by docs/DEFAULTS.md and the README's scoreboard.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def main() -> None:
             losses = {named[0]: loss}
         best = min(losses, key=losses.get)
         gain, fits = 1 - losses[best] / uniform, skill_fits(losses[best], uniform)
-        found[f"{task}:{seed}"] = {
+        found[f"{task}:{seed}" + ("" if args.k == 64 else f":k={args.k}")] = {
             "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain,
             "prior_applies": fits, "all_skills_scored": not named,
         }  # fmt: skip

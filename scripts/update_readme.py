@@ -90,7 +90,7 @@ def few_shot() -> str:
 
 SEEN_ORDER = ("icd10cm_excludes_nli", "icd10cm_chapter_classification", "hpo_definition_qa", "drug_disease_ner",
               "pubmed_conclusion_extraction", "pubmed_title_generation")  # fmt: skip
-BOARD = ("base_best", "uniform", "own_skill", "own_skill_lora", "task_lora", "hybrid")
+BOARD = ("base_best", "uniform", "own_skill", "own_skill_lora", "task_lora", "hybrid_uniform", "hybrid")
 
 
 def hybrid_levers() -> str:
@@ -109,12 +109,37 @@ def _primary(task: str) -> str:
     return PRIMARY.get(task, "macro_f1" if spec.output_format == "label" else spec.metric)
 
 
-def _board_row(variants: dict, metric: str) -> dict:
-    """Variant -> score for the scoreboard's columns (the base model's best prompt among those measured)."""
+def _board_row(variants: dict, metric: str, default: str | None = None) -> dict:
+    """Variant -> score for the scoreboard's columns (the base model's best prompt among those measured; `hybrid`:
+    the `default` cell, `hybrid_uniform`: the uniform-start hybrid at the study's rate)."""
     scores = {v.split("@")[0]: row[metric] for v, row in variants.items()  # the rate-5e-3 runs, no other tags
               if not v.startswith("_") and v.partition("@")[2] in ("", "lr5e-3") and metric in row}  # fmt: skip
     base = [scores[v] for v in ("base", "base_chat", "base_3shot") if v in scores]
-    return {"base_best": max(base) if base else None, **{v: scores.get(v) for v in BOARD[1:]}}
+    row = {"base_best": max(base) if base else None, **{v: scores.get(v) for v in BOARD[1:-2]}}
+    row["hybrid_uniform"] = scores.get("hybrid")
+    row["hybrid"] = variants[default].get(metric) if default in variants else None
+    return row
+
+
+def _prior_applies(task: str, seed: int, k: int = 64) -> bool | None:
+    """Whether train_router's skill prior applies to these training records (`skill_prior_guard.json`; seed 42 at
+    k 64: the all-records cells' first 64), None where not measured."""
+    path = RESULTS / "skill_prior_guard.json"
+    guard = json.loads(path.read_text()) if path.is_file() else {}
+    row = guard.get(f"{task}:{seed}" + ("" if k == 64 else f":k={k}"))
+    return None if row is None else row["prior_applies"]
+
+
+def _default_hybrid(variants, applies: bool | None, gated: tuple[str, ...]) -> str | None:
+    """The cell of the hybrid as `train_router` trains it by default: a cell made with the guarded prior (`gated`),
+    an always-applied prior cell where the prior applies (the same training), or where it does not the uniform-start
+    cell (again the same training); None where the start is not known."""
+    for cell in gated:
+        if cell in variants:
+            return cell
+    if applies and "hybrid@prior-lr5e-3" in variants:
+        return "hybrid@prior-lr5e-3"
+    return "hybrid@lr5e-3" if applies is False and "hybrid@lr5e-3" in variants else None
 
 
 def _no_model(task: str, baselines: dict, metric: str) -> float | None:
@@ -127,10 +152,12 @@ def _difference(pair: dict) -> str:
 
 
 def scoreboard() -> str:
-    """Every task on one row: the no-model baseline, the base model's best prompt, uniform, own skill, the task LoRA
-    and the hybrid on each task's primary metric, and the paired hybrid-minus-task-LoRA difference. Every task with
-    all training records (`label_tasks_released.json`; the means use these rows only), the main job's own run, the
-    unseen tasks at k <= 64 from the few-shot curve (mean over seeds). Draws `benchmarks/results/scoreboard.png`."""
+    """Every task on one row: the no-model baseline, the base model's best prompt, uniform, own skill, the task LoRA,
+    the hybrid with a uniform start and as `train_router` trains it by default, on each task's primary metric, and
+    the paired default-hybrid-minus-task-LoRA difference. Every task with all training records
+    (`label_tasks_released.json`; the means use these rows only), the main job's own run, the unseen tasks at k <= 64
+    (mean over seeds; the levers' re-runs where they exist, else the few-shot curve's cells). Draws
+    `benchmarks/results/scoreboard.png`."""
     released = RESULTS / "label_tasks_released.json"
     if not released.is_file():
         return "_Run `python benchmarks/study_label_tasks.py --skills-dir release/skills` to fill the scoreboard._"
@@ -138,10 +165,11 @@ def scoreboard() -> str:
     rows = []  # (task, seen, budget, metric, no-model, {variant: score}, difference text)
     for task in [t for t in SEEN_ORDER if t in runs] + [t for t in runs if t not in SEEN_ORDER]:
         variants, metric = runs[task], _primary(task)
-        pair = variants.get("_paired", {}).get("hybrid@lr5e-3 - task_lora@lr5e-3", {}).get(metric)
+        default = _default_hybrid(variants, _prior_applies(task, 42), gated=("hybrid@prior-lr5e-3",))
+        pair = variants.get("_paired", {}).get(f"{default} - task_lora@lr5e-3", {}).get(metric)
         diff = _difference(pair) if pair else "-"
         rows.append((task, task in SEEN_ORDER, "all", metric, _no_model(task, variants.get("_baselines", {}), metric),
-                     _board_row(variants, metric), diff))  # fmt: skip
+                     _board_row(variants, metric, default), diff))  # fmt: skip
     main_job = RESULTS / "main_job" / "report.json"  # the product's command on its task: a row of its own
     if main_job.is_file():
         report = json.loads(main_job.read_text())
@@ -151,30 +179,7 @@ def scoreboard() -> str:
                      {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
                       "task_lora": scores["task_lora"][metric]},
                      _difference(pair)))  # fmt: skip
-    few = RESULTS / "few_shot.json"
-    pooled_path = RESULTS / "few_shot_pooled.json"  # few_shot_curve.py: seed-mean differences, one shared bootstrap
-    pooled = json.loads(pooled_path.read_text()) if pooled_path.is_file() else {}
-    cells: dict = {}
-    for budget, tasks in (json.loads(few.read_text())["runs"] if few.is_file() else {}).items():
-        for task, variants in tasks.items():
-            cells.setdefault((task, budget.split(",")[0][2:]), []).append(variants)
-    for (task, k), seeds in sorted(cells.items(), key=lambda item: (item[0][0], int(item[0][1]))):
-        metric = _primary(task)
-        boards = [_board_row(v, metric) for v in seeds]
-        mean = {c: sum(b[c] for b in boards) / len(boards) if all(b[c] is not None for b in boards) else None
-                for c in BOARD}  # fmt: skip
-        pairs = [v.get("_paired", {}).get("hybrid@lr5e-3 - task_lora@lr5e-3", {}).get(metric) for v in seeds]
-        pairs = [p for p in pairs if p]
-        ahead, significant = sum(p["difference"] > 0 for p in pairs), sum(p["interval"][0] > 0 for p in pairs)
-        diff = (f"{sum(p['difference'] for p in pairs) / len(pairs):+.3f} mean; ahead in {ahead}/{len(pairs)} seeds, "
-                f"significant in {significant}") if pairs else "-"  # fmt: skip
-        pool = pooled.get(f"k={k}", {}).get(task)
-        if pairs and pool and pool["seeds"] == len(pairs):
-            diff = (f"{_difference(pool)} over seeds; ahead in {ahead}/{len(pairs)} seeds, significant alone in "
-                    f"{significant}")  # fmt: skip
-        no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds]
-        no_model = None if None in no_model else sum(no_model) / len(no_model)
-        rows.append((task, False, f"k={k} ({len(seeds)} seeds)", metric, no_model, mean, diff))
+    rows += _few_shot_rows()
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         "### Scoreboard: every task against what a user would pick instead (12 released skills)",
@@ -184,15 +189,24 @@ def scoreboard() -> str:
         "best of the majority answer and, where one exists, a rule with no model "
         "(chance for rare disease's shuffled options). *Base*: the base model's best prompt among those measured. "
         "*Own skill + LoRA*: a task LoRA trained on top of the task's own frozen skill, no router. "
-        "Hybrid minus task LoRA: paired bootstrap over the same test records (few-shot rows: the difference "
-        "averaged over seeds, with one bootstrap of the test records shared by every seed, which covers the test "
-        "records' sampling but not the draw of the k training records; then in how many seeds the hybrid was ahead "
-        "and its own interval excluded 0). Details in the tables below and "
+        "*Hybrid (default)*: the router + task LoRA as `train_router` trains it by default, starting from the skill "
+        "prior where the best skill's answer loss on the first 64 training records is at least 7 % below the uniform "
+        "mix's and from the uniform mix where it is not (`docs/DEFAULTS.md`); *uniform start*: the same hybrid "
+        "started from the uniform mix, the default before the prior (the two are one training where the prior does "
+        "not apply); '-': not measured yet. "
+        "Hybrid minus task LoRA: the default hybrid, paired bootstrap over the same test records (few-shot rows: the "
+        "difference averaged over seeds, with one bootstrap of the test records shared by every seed, which covers "
+        "the test records' sampling but not the draw of the k training records; then in how many seeds the hybrid "
+        "was ahead). The cells were made over several sessions on two CPUs, an AMD EPYC and then an Intel Xeon with "
+        "AMX (each cell records its CPU since session 26); the same code and seed train differently on their bf16 "
+        "kernels, so two cells from different CPUs differ like two seeds (`docs/DEFAULTS.md`). Few-shot rows marked "
+        "*re-run* have every cell from one CPU (the levers' re-runs); the others are the few-shot curve's first "
+        "cells, with prior cells from the later CPU. Details in the tables below and "
         "`docs/MEDICAL_VALUE.md`; figure: `benchmarks/results/scoreboard.png`.",
         "",
         "| task | seen | training records | metric | no model | base | uniform | own skill | own skill + LoRA | "
-        "task LoRA | hybrid | hybrid - task LoRA [95 % CI] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "task LoRA | hybrid, uniform start | hybrid (default) | hybrid (default) - task LoRA [95 % CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, seen, budget, metric, no_model, board, diff in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
@@ -210,6 +224,53 @@ def scoreboard() -> str:
     return "\n".join(lines)
 
 
+def _few_shot_rows() -> list[tuple]:
+    """The unseen tasks at k <= 64, mean over seeds. A (task, k) whose default hybrid and task LoRA the levers re-ran
+    reads every cell from the levers' folder (one CPU for the whole row), else from the few-shot curve's. The default
+    hybrid is the guarded prior's cell, or the always-applied prior's where the prior applies, or the uniform start
+    where it does not (`skill_prior_guard.json`); "-" where unknown."""
+    from hybrid_levers import COMMITTED, _home
+
+    def load(path: Path) -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    curve_pooled, levers_pooled = load(RESULTS / "few_shot_pooled.json"), load(RESULTS / "hybrid_levers.json")
+    cells: dict = {}  # (task, k) -> {seed: the curve's summary of the cell (its no-model baselines)}
+    for budget, tasks in load(RESULTS / "few_shot.json").get("runs", {}).items():
+        k, seed = (int(part.split("=")[1]) for part in budget.split(", "))
+        for task, summary in tasks.items():
+            cells.setdefault((task, k), {})[seed] = summary
+    rows = []
+    for (task, k), seeds in sorted(cells.items()):
+        metric, home = _primary(task), _home("hybrid", task, f"k={k}")
+        boards, defaults = [], set()
+        for seed in sorted(seeds):
+            variants = {}  # the levers' cells (prior cells live there), the row's home overriding
+            for folder in (COMMITTED, home):
+                cell_dir = folder / f"k={k}" / f"seed={seed}" / task
+                variants.update({f.stem: json.loads(f.read_text())["metrics"] for f in cell_dir.glob("*.json")})
+            default = _default_hybrid(variants, _prior_applies(task, seed, k), gated=("hybrid@priorg-lr5e-3",))
+            boards.append(_board_row(variants, metric, default))
+            defaults.add(default)
+        mean = {c: sum(b[c] for b in boards) / len(boards) if all(b[c] is not None for b in boards) else None
+                for c in BOARD}  # fmt: skip
+        (default,) = defaults if len(defaults) == 1 else (None,)
+        if default == "hybrid@lr5e-3":
+            pool = (levers_pooled.get(task, {}).get(f"k={k}", {}).get("hybrid - task_lora") if home == COMMITTED
+                    else curve_pooled.get(f"k={k}", {}).get(task))  # fmt: skip
+        else:
+            pool = levers_pooled.get(task, {}).get(f"k={k}", {}).get(f"{default} - task_lora")
+        diff = "-"
+        if default and pool and pool["seeds"] == len(seeds):
+            ahead = sum(d > 0 for d in pool["per_seed"])
+            diff = f"{_difference(pool)} over seeds; ahead in {ahead}/{len(seeds)} seeds"
+        no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds.values()]
+        no_model = None if None in no_model else sum(no_model) / len(no_model)
+        where = ", re-run" if home == COMMITTED else ""
+        rows.append((task, False, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))
+    return rows
+
+
 def _scoreboard_figure(rows) -> None:
     """Grouped bars per task (all training records): what each variant scores on the task's primary metric."""
     import matplotlib
@@ -218,7 +279,8 @@ def _scoreboard_figure(rows) -> None:
     import matplotlib.pyplot as plt
 
     names = {"base_best": "base (best prompt)", "uniform": "uniform", "own_skill": "own skill",
-             "own_skill_lora": "own skill + task LoRA", "task_lora": "task LoRA", "hybrid": "hybrid"}  # fmt: skip
+             "own_skill_lora": "own skill + task LoRA", "task_lora": "task LoRA",
+             "hybrid_uniform": "hybrid, uniform start", "hybrid": "hybrid (default)"}  # fmt: skip
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
     width = 0.8 / len(BOARD)
     for i, column in enumerate(BOARD):

@@ -462,7 +462,7 @@ def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
     (what the skills add inside the hybrid) and `hybrid[@tag] - own_skill_lora[@tag]` (what routing over twelve skills
     adds to stacking a LoRA on the task's own skill) for every tag both were run with, from the cached predictions.
     A lever's hybrid (`hybrid@<lever>-<base>`) is also paired with the base configuration's hybrid and, where the
-    lever trained no task LoRA of its own, with the base configuration's task LoRA."""
+    lever trained no task LoRA (own-skill stack) of its own, with the base configuration's."""
     results = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     pairs = {}
     for name, result in results.items():
@@ -470,8 +470,10 @@ def paired_comparisons(folder: Path, spec) -> dict[str, dict]:
             continue
         others = [name.replace("hybrid", x, 1) for x in ("task_lora", "hybrid_noskills", "own_skill_lora")]
         base = _base_tag(name)
-        if base:
-            others += [f"hybrid@{base}"] + ([f"task_lora@{base}"] if others[0] not in results else [])
+        if base:  # the base configuration's hybrid, and its baselines the lever did not train its own of
+            others += [f"hybrid@{base}"] + [
+                f"{x}@{base}" for x, mine in zip(("task_lora", "own_skill_lora"), others[::2]) if mine not in results
+            ]
         for other in others:
             if other not in results:
                 continue

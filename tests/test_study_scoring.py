@@ -195,8 +195,8 @@ def test_a_run_without_a_pairs_cells_keeps_the_stored_pair():
 
 
 def test_a_levers_hybrid_is_paired_with_its_base_configuration(tmp_path):
-    """`hybrid@prior-lr5e-3` (a lever without a task LoRA of its own) is paired with the base tag's task LoRA and
-    hybrid; a lever that trained its own task LoRA is paired with that one only."""
+    """`hybrid@prior-lr5e-3` (a lever without a task LoRA of its own) is paired with the base tag's task LoRA, own-skill
+    stack and hybrid; a lever that trained its own task LoRA is paired with that one, not the base tag's."""
     refs = ["yes", "no", "yes", "no"]
     cells = {
         "task_lora@lr5e-3": ["yes", "yes", "yes", "yes"],
@@ -204,6 +204,7 @@ def test_a_levers_hybrid_is_paired_with_its_base_configuration(tmp_path):
         "hybrid@prior-lr5e-3": refs,
         "hybrid@r16-lr5e-3": refs,
         "task_lora@r16-lr5e-3": ["no", "no", "no", "no"],
+        "own_skill_lora@lr5e-3": ["no", "no", "yes", "no"],
     }
     for name, predictions in cells.items():
         (tmp_path / f"{name}.json").write_text(json.dumps({"predictions": predictions, "references": refs}))
@@ -214,6 +215,9 @@ def test_a_levers_hybrid_is_paired_with_its_base_configuration(tmp_path):
         "hybrid@prior-lr5e-3 - hybrid@lr5e-3",
         "hybrid@r16-lr5e-3 - task_lora@r16-lr5e-3",
         "hybrid@r16-lr5e-3 - hybrid@lr5e-3",
+        "hybrid@lr5e-3 - own_skill_lora@lr5e-3",
+        "hybrid@prior-lr5e-3 - own_skill_lora@lr5e-3",
+        "hybrid@r16-lr5e-3 - own_skill_lora@lr5e-3",
     }
     assert pairs["hybrid@prior-lr5e-3 - task_lora@lr5e-3"]["accuracy"]["difference"] == 0.5
     assert pairs["hybrid@prior-lr5e-3 - hybrid@lr5e-3"]["accuracy"]["difference"] == 0.25

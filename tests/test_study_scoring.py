@@ -195,8 +195,8 @@ def test_a_run_without_a_pairs_cells_keeps_the_stored_pair():
 
 
 def test_a_levers_hybrid_is_paired_with_its_base_configuration(tmp_path):
-    """`hybrid@prior-lr5e-3` (a lever without a task LoRA of its own) is paired with the base tag's task LoRA, own-skill
-    stack and hybrid; a lever that trained its own task LoRA is paired with that one, not the base tag's."""
+    """`hybrid@prior-lr5e-3` (a lever without a task LoRA of its own) is paired with the base tag's task LoRA,
+    own-skill stack and hybrid; a lever that trained its own task LoRA is paired with that one, not the base tag's."""
     refs = ["yes", "no", "yes", "no"]
     cells = {
         "task_lora@lr5e-3": ["yes", "yes", "yes", "yes"],

@@ -1,0 +1,32 @@
+"""The README's scoreboard picks the hybrid `train_router` trains by default (scripts/update_readme.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+readme = pytest.importorskip("update_readme")
+
+CELLS = {"hybrid@lr5e-3": {"macro_f1": 0.5}, "hybrid@prior-lr5e-3": {"macro_f1": 0.7}, "task_lora@lr5e-3": {}}
+
+
+@pytest.mark.parametrize(
+    ("variants", "applies", "gated", "expected"),
+    [
+        (CELLS, None, ("hybrid@prior-lr5e-3",), "hybrid@prior-lr5e-3"),  # a guarded-prior cell is the default
+        (CELLS, False, ("hybrid@priorg-lr5e-3",), "hybrid@lr5e-3"),  # an always-prior cell where no skill fits: not
+        (CELLS, True, ("hybrid@priorg-lr5e-3",), "hybrid@prior-lr5e-3"),  # ... where one fits: the same training
+        (CELLS, None, ("hybrid@priorg-lr5e-3",), None),  # the guard not measured: unknown
+        ({"hybrid@lr5e-3": {}}, True, (), None),  # the prior applies but was not run
+    ],
+)
+def test_default_hybrid(variants, applies, gated, expected):
+    assert readme._default_hybrid(variants, applies, gated) == expected
+
+
+def test_board_row_shows_the_default_beside_the_uniform_start():
+    row = readme._board_row({**CELLS, "base@lr5e-3": {"macro_f1": 0.1}}, "macro_f1", "hybrid@prior-lr5e-3")
+    assert (row["base_best"], row["hybrid_uniform"], row["hybrid"], row["task_lora"]) == (0.1, 0.5, 0.7, None)
+    assert readme._board_row(CELLS, "macro_f1", None)["hybrid"] is None

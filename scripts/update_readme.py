@@ -131,15 +131,15 @@ def _prior_applies(task: str, seed: int, k: int = 64) -> bool | None:
 
 
 def _default_hybrid(variants, applies: bool | None, gated: tuple[str, ...]) -> str | None:
-    """The cell of the hybrid as `train_router` trains it by default: a cell made with the guarded prior (`gated`),
-    an always-applied prior cell where the prior applies (the same training), or where it does not the uniform-start
-    cell (again the same training); None where the start is not known."""
+    """The cell of the hybrid as `train_router` trains it by default: where the prior does not apply to these records
+    the uniform-start cell (the same training), else a cell made with the guarded prior (`gated`), or an
+    always-applied prior cell where the prior applies (again the same training); None where the start is unknown."""
+    if applies is False and "hybrid@lr5e-3" in variants:
+        return "hybrid@lr5e-3"
     for cell in gated:
         if cell in variants:
             return cell
-    if applies and "hybrid@prior-lr5e-3" in variants:
-        return "hybrid@prior-lr5e-3"
-    return "hybrid@lr5e-3" if applies is False and "hybrid@lr5e-3" in variants else None
+    return "hybrid@prior-lr5e-3" if applies and "hybrid@prior-lr5e-3" in variants else None
 
 
 def _no_model(task: str, baselines: dict, metric: str) -> float | None:
@@ -225,23 +225,25 @@ def scoreboard() -> str:
 
 
 def _few_shot_rows() -> list[tuple]:
-    """The unseen tasks at k <= 64, mean over seeds. A (task, k) whose default hybrid and task LoRA the levers re-ran
-    reads every cell from the levers' folder (one CPU for the whole row), else from the few-shot curve's. The default
-    hybrid is the guarded prior's cell, or the always-applied prior's where the prior applies, or the uniform start
-    where it does not (`skill_prior_guard.json`); "-" where unknown."""
+    """The tasks measured with k <= 64 training records, mean over seeds. A (task, k) whose default hybrid and task
+    LoRA the levers re-ran reads every cell from the levers' folder (one CPU for the whole row), else from the few-shot
+    curve's. The default hybrid is the guarded prior's cell, or the always-applied prior's where the prior applies,
+    or the uniform start where it does not (`skill_prior_guard.json`); "-" where unknown."""
     from hybrid_levers import COMMITTED, _home
 
     def load(path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     curve_pooled, levers_pooled = load(RESULTS / "few_shot_pooled.json"), load(RESULTS / "hybrid_levers.json")
-    cells: dict = {}  # (task, k) -> {seed: the curve's summary of the cell (its no-model baselines)}
-    for budget, tasks in load(RESULTS / "few_shot.json").get("runs", {}).items():
-        k, seed = (int(part.split("=")[1]) for part in budget.split(", "))
-        for task, summary in tasks.items():
-            cells.setdefault((task, k), {})[seed] = summary
+    cells: dict = {}  # (task, k) -> {seed: a study's summary of the cell (its no-model baselines)}
+    for source in ("few_shot.json", "hybrid_levers_cells.json"):  # the levers add the seen task they studied (NLI)
+        for budget, tasks in load(RESULTS / source).get("runs", {}).items():
+            k, seed = (int(part.split("=")[1]) for part in budget.split(", "))
+            for task, summary in tasks.items():
+                if source == "few_shot.json" or _home("hybrid", task, f"k={k}") == COMMITTED:
+                    cells.setdefault((task, k), {}).setdefault(seed, summary)
     rows = []
-    for (task, k), seeds in sorted(cells.items()):
+    for (task, k), seeds in sorted(cells.items(), key=lambda item: (item[0][0] not in SEEN_ORDER, *item[0])):
         metric, home = _primary(task), _home("hybrid", task, f"k={k}")
         boards, defaults = [], set()
         for seed in sorted(seeds):
@@ -267,7 +269,7 @@ def _few_shot_rows() -> list[tuple]:
         no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds.values()]
         no_model = None if None in no_model else sum(no_model) / len(no_model)
         where = ", re-run" if home == COMMITTED else ""
-        rows.append((task, False, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))
+        rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))
     return rows
 
 
@@ -397,6 +399,8 @@ TAGS = {
     "T24": "temperature 24",
     "lora-skill": "the nli skill retrained as LoRA r8",
     "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
+    "prior-lr5e-3": "the default skill prior, lr 5e-3",
+    "5ep": "5 epochs, lr 5e-3",
 }
 
 

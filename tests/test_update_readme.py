@@ -16,6 +16,7 @@ CELLS = {"hybrid@lr5e-3": {"macro_f1": 0.5}, "hybrid@prior-lr5e-3": {"macro_f1":
     ("variants", "applies", "gated", "expected"),
     [
         (CELLS, None, ("hybrid@prior-lr5e-3",), "hybrid@prior-lr5e-3"),  # a guarded-prior cell is the default
+        (CELLS, False, ("hybrid@prior-lr5e-3",), "hybrid@lr5e-3"),  # ... which trained as the uniform start
         (CELLS, False, ("hybrid@priorg-lr5e-3",), "hybrid@lr5e-3"),  # an always-prior cell where no skill fits: not
         (CELLS, True, ("hybrid@priorg-lr5e-3",), "hybrid@prior-lr5e-3"),  # ... where one fits: the same training
         (CELLS, None, ("hybrid@priorg-lr5e-3",), None),  # the guard not measured: unknown

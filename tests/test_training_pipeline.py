@@ -327,6 +327,29 @@ def test_train_router_starts_from_the_skill_prior(assets, tmp_path, fits):
     assert all(torch.allclose(b, expected, atol=1e-5) for b in seen["biases"])
 
 
+def test_resumed_router_reports_the_prior_it_started_from(assets, tmp_path):
+    """The prior is scored once, before training, and kept beside the checkpoints: a run resumed from a checkpoint
+    records the same `skill_prior` (not null) and ends with exactly the uninterrupted run's router."""
+
+    def run(**kwargs):
+        args = {**FAST, "max_steps": 4, "save_strategy": "steps", "save_steps": 2, "eval_strategy": "no"}
+        return train_router("toy", assets["skills"], assets["base"], tmp_path / "router", task_rank=0,
+                            dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=8,
+                            skill_prior_min_gain=float("-inf"), training_args=args, **kwargs)  # fmt: skip
+
+    path = run()
+    full = json.loads(open(os.path.join(path, "train_results.json")).read())
+    weights = load_file(os.path.join(path, "adapter_model.safetensors"))
+    assert full["skill_prior"]["weights"] is not None
+    shutil.rmtree(tmp_path / "router" / "checkpoints" / "checkpoint-4")
+    run(resume_from_checkpoint=True)
+    resumed = json.loads(open(os.path.join(path, "train_results.json")).read())
+    assert resumed["resumed_from_checkpoint"].endswith("checkpoint-2") and resumed["global_step"] == 4
+    assert resumed["skill_prior"] == full["skill_prior"]
+    again = load_file(os.path.join(path, "adapter_model.safetensors"))
+    assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+
+
 def test_skill_prior_off_keeps_the_uniform_start(assets, tmp_path):
     """skill_prior_records=0: the paper's uniform start, nothing scored, nothing recorded."""
     seen = {}

@@ -9,9 +9,11 @@ The same collator as skill training masks the prompt, which is also what the seq
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -40,6 +42,7 @@ TASK_LEARNING_RATE = 5e-3
 # all of them averaged (DDI severity, Elixhauser) it is skipped (docs/DEFAULTS.md).
 DEFAULT_SKILL_PRIOR_RECORDS = 64
 SKILL_PRIOR_MIN_GAIN = 0.07  # the best skill's answer loss must be 7 % below the uniform mix's (docs/DEFAULTS.md)
+SKILL_PRIOR_FILE = "skill_prior.json"  # in the checkpoints folder: what a resumed run started from
 
 
 def train_router(
@@ -89,8 +92,9 @@ def train_router(
             instead of uniform: each skill's loss alone on the first N training records gives the initial weights
             `softmax(-loss / 0.25)` (`SkillRouterModel.set_routing_prior`), used only when the best skill alone
             has a loss at least `skill_prior_min_gain` (a fraction, default `SKILL_PRIOR_MIN_GAIN` = 0.07) below the
-            uniform mix of all skills; else the start stays uniform (both recorded in `train_results.json`). 0:
-            always the uniform start (the paper's); `skill_prior_min_gain=float("-inf")`: always the prior.
+            uniform mix of all skills; else the start stays uniform (both recorded in `train_results.json`, and
+            in `checkpoints/skill_prior.json` so that a resumed run reports the start it resumed). 0: always the
+            uniform start (the paper's); `skill_prior_min_gain=float("-inf")`: always the prior.
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
             `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
         dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
@@ -140,11 +144,16 @@ def train_router(
     model = get_peft_model(model, config)
     checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
     prior = None
-    if skill_prior_records > 0 and checkpoint is None:  # a resumed run keeps the router it trained
+    prior_file = os.path.join(args.output_dir, SKILL_PRIOR_FILE)  # beside the checkpoints: a resumed run reports it
+    if checkpoint is not None:  # a resumed run keeps the router it trained, and the start it was trained from
+        prior = json.loads(Path(prior_file).read_text()) if os.path.isfile(prior_file) else None
+    elif skill_prior_records > 0:
         prior = skill_prior(model, config.skill_names, tokenizer, train, skill_prior_records, max_length,
                             min_gain=skill_prior_min_gain)  # fmt: skip
         if prior["weights"] is not None:
             model.base_model.set_routing_prior(prior["weights"])
+        os.makedirs(args.output_dir, exist_ok=True)
+        Path(prior_file).write_text(json.dumps(prior, indent=1) + "\n")
     output_dir, summary = fit_and_save(
         model, tokenizer, args, train, evaluation, output_dir,
         max_length=max_length, checkpoint=checkpoint, callbacks=list(callbacks),

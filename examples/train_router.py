@@ -1,11 +1,13 @@
 """Train a skill router (or the hybrid: router + task LoRA) for one task with the stock `Trainer` (SA-MDKIF stage 2).
 
     python examples/train_router.py --task ddi_severity --skills_dir runs/skills --output_dir runs/routers/ddi \
-        [--task_rank 8] [--router sequence] [--max_steps 20]
+        [--task_rank 8] [--router sequence] [--skill_prior_records 64] [--max_steps 20]
 
-Only the router (and the hybrid's task LoRA) trains; base model and skills stay frozen. The saved folder loads with
-`PeftModel.from_pretrained(base, folder)` or `AutoPeftModelForCausalLM.from_pretrained(folder)` after
-`import samdkif_peft`.
+Only the router (and the hybrid's task LoRA) trains; base model and skills stay frozen. Before training, the router
+starts from the skill prior (each skill's loss on the first records) where one skill fits the task clearly better
+than the uniform mix, as `train_router` does by default (docs/DEFAULTS.md); `--skill_prior_records 0`: uniform.
+The saved folder loads with `PeftModel.from_pretrained(base, folder)` or
+`AutoPeftModelForCausalLM.from_pretrained(folder)` after `import samdkif_peft`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import samdkif_peft  # noqa: F401  (registers SKILL_ROUTER with peft)
 from samdkif_peft import SkillRouterConfig
 from samdkif_peft.base_model import load_base_model, prepare_base_model
 from samdkif_peft.data import load_task
-from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset
+from samdkif_peft.training import (
+    DEFAULT_SKILL_PRIOR_RECORDS,
+    DataCollatorForCompletion,
+    skill_prior,
+    tokenize_dataset,
+)
 from samdkif_peft.tuner.router import describe_routers
 
 
@@ -33,6 +40,10 @@ class RouterArguments:
     base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})
     max_length: int = field(default=384, metadata={"help": "Longest sequence (the Elixhauser prompt is ~300)."})
+    skill_prior_records: int = field(
+        default=DEFAULT_SKILL_PRIOR_RECORDS,
+        metadata={"help": "Start from the skills' losses on this many records where one fits (0: uniform start)."},
+    )
 
 
 def main() -> None:
@@ -48,10 +59,15 @@ def main() -> None:
     config = SkillRouterConfig(skills=skills, router=args.router, task_rank=args.task_rank, task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     model.print_trainable_parameters()
+    train = tokenize_dataset(train, tokenizer, args.max_length)
+    if args.skill_prior_records:
+        prior = skill_prior(model, config.skill_names, tokenizer, train, args.skill_prior_records, args.max_length)
+        if prior["weights"] is not None:  # None: no skill fits better than the uniform mix; keep the uniform start
+            model.base_model.set_routing_prior(prior["weights"])
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=tokenize_dataset(train, tokenizer, args.max_length),
+        train_dataset=train,
         data_collator=DataCollatorForCompletion(tokenizer, max_length=args.max_length),
     )
     trainer.train()

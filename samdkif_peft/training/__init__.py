@@ -8,13 +8,14 @@ from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
 from .common import DEFAULT_MAX_LENGTH, DEFAULT_ROUTER_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
 from .fit_weights import SkillWeightFit, fit_skill_weights
-from .train_router import train_router
+from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, skill_prior, train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_ROUTER_MAX_LENGTH",
+    "DEFAULT_SKILL_PRIOR_RECORDS",
     "DEFAULT_TARGET_MODULES",
     "ROUTER_TRAINING_DEFAULTS",
     "SKILL_TRAINING_DEFAULTS",
@@ -25,6 +26,7 @@ __all__ = [
     "default_skill_config",
     "encode_completions",
     "fit_skill_weights",
+    "skill_prior",
     "tokenize_dataset",
     "train_router",
     "train_skill",

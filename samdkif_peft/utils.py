@@ -46,8 +46,10 @@ def atomic_copy(src: str, dst: str) -> None:
 
 
 def cpu_description() -> str:
-    """The CPU model and its bf16 units (e.g. "AMD EPYC 9R14 (avx512_bf16)"), recorded beside every timing: bf16
-    speed, and so every ratio to a bf16 base model, depends on them (AMX vs AVX-512 vs none)."""
+    """The CPU model, its family/model/stepping and its bf16 units (e.g. "AMD EPYC 9R14 [25/17/1] (avx512_bf16)"),
+    recorded beside every timing and result: bf16 speed, and so every ratio to a bf16 base model, depends on the
+    units (AMX vs AVX-512 vs none), and a virtual machine's "model name" alone does not tell two hosts apart, whose
+    bf16 kernels can round differently (docs/DEFAULTS.md)."""
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read().splitlines()
@@ -56,4 +58,6 @@ def cpu_description() -> str:
     name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
     flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
     units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return f"{name or platform.machine()} ({', '.join(units) or 'no bf16 units'})"
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info[:30]) if v}
+    ident = "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
+    return f"{name or platform.machine()} [{ident}] ({', '.join(units) or 'no bf16 units'})"

@@ -55,9 +55,8 @@ def cpu_description() -> str:
             info = f.read().splitlines()
     except OSError:
         return platform.processor() or platform.machine() or "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info[:30]) if v}
-    ident = "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
-    return f"{name or platform.machine()} [{ident}] ({', '.join(units) or 'no bf16 units'})"
+    first = info[: info.index("")] if "" in info else info  # the first processor's block
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first)}
+    units = [f for f in ("amx_bf16", "avx512_bf16") if f in fields.get("flags", "").split()]
+    ident = "/".join(fields.get(k) or "?" for k in ("cpu family", "model", "stepping"))
+    return f"{fields.get('model name') or platform.machine()} [{ident}] ({', '.join(units) or 'no bf16 units'})"

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -121,12 +122,17 @@ def _board_row(variants: dict, metric: str, default: str | None = None) -> dict:
     return row
 
 
+@functools.cache
+def _load(name: str) -> dict:
+    """A results JSON of `benchmarks/results/`, read once per run ({} when it does not exist)."""
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _prior_applies(task: str, seed: int, k: int = 64) -> bool | None:
     """Whether train_router's skill prior applies to these training records (`skill_prior_guard.json`; seed 42 at
     k 64: the all-records cells' first 64), None where not measured."""
-    path = RESULTS / "skill_prior_guard.json"
-    guard = json.loads(path.read_text()) if path.is_file() else {}
-    row = guard.get(f"{task}:{seed}" + ("" if k == 64 else f":k={k}"))
+    row = _load("skill_prior_guard.json").get(f"{task}:{seed}" + ("" if k == 64 else f":k={k}"))
     return None if row is None else row["prior_applies"]
 
 
@@ -231,13 +237,10 @@ def _few_shot_rows() -> list[tuple]:
     or the uniform start where it does not (`skill_prior_guard.json`); "-" where unknown."""
     from hybrid_levers import COMMITTED, _home
 
-    def load(path: Path) -> dict:
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    curve_pooled, levers_pooled = load(RESULTS / "few_shot_pooled.json"), load(RESULTS / "hybrid_levers.json")
+    curve_pooled, levers_pooled = _load("few_shot_pooled.json"), _load("hybrid_levers.json")
     cells: dict = {}  # (task, k) -> {seed: a study's summary of the cell (its no-model baselines)}
     for source in ("few_shot.json", "hybrid_levers_cells.json"):  # the levers add the seen task they studied (NLI)
-        for budget, tasks in load(RESULTS / source).get("runs", {}).items():
+        for budget, tasks in _load(source).get("runs", {}).items():
             k, seed = (int(part.split("=")[1]) for part in budget.split(", "))
             for task, summary in tasks.items():
                 if source == "few_shot.json" or _home("hybrid", task, f"k={k}") == COMMITTED:

@@ -89,6 +89,7 @@ def pooled_differences(
     out: Path | None = None,
     write: bool = True,
     tasks: tuple[str, ...] = UNSEEN,
+    k: str = "k=*",
 ) -> dict:
     """`a - b` on each task's primary metric, averaged over the seeds of each (k, task), with one paired bootstrap
     over test records shared by every seed (the test set is the same; each resample is scored in every seed).
@@ -97,7 +98,8 @@ def pooled_differences(
     itself: with 3 seeds, the spread between draws is the [min, max] of the per-seed differences beside it.
     Read from the committed cells in `results/few_shot/`; written to `results/few_shot_pooled.json`. `a_dir` /
     `b_dir` read `a` / `b` from other folders of the same `k=*/seed=*/<task>/` layout (e.g. a study over other skills),
-    and `out` writes the result elsewhere (`write=False`: nowhere); `tasks`: which tasks (any of `PRIMARY`). A variant
+    and `out` writes the result elsewhere (`write=False`: nowhere); `tasks`: which tasks (any of `PRIMARY`); `k`: which
+    budgets (a glob, e.g. `k=64`). A variant
     without a tag (`hybrid`) is read at the curve's rate (`hybrid@lr5e-3`); a tagged one (`own_skill_lora@re-lr5e-3`)
     as named.
     """
@@ -108,7 +110,7 @@ def pooled_differences(
 
     a_dir, b_dir = a_dir or root / "few_shot", b_dir or root / "few_shot"
     pooled: dict = {}
-    for k_dir in sorted(a_dir.glob("k=*")):
+    for k_dir in sorted(a_dir.glob(k)):
         for task in tasks:
             pairs = []
             for seed_dir in sorted(k_dir.glob("seed=*")):

@@ -120,7 +120,7 @@ def report() -> dict:
         homes = _home(a, task, k), _home(b, task, k)
         if COMMITTED not in homes:
             continue  # the curve's own comparison, reported by few_shot_curve.py
-        found = pooled_differences(a, b, a_dir=homes[0], b_dir=homes[1], write=False, tasks=(task,))
+        found = pooled_differences(a, b, a_dir=homes[0], b_dir=homes[1], write=False, tasks=(task,), k=k)
         row = found.get(k, {}).get(task)
         if row is None:
             continue

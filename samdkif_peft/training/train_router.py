@@ -234,10 +234,14 @@ def mixture_losses(
     model.eval()
     with torch.no_grad():
         for weights in mixtures:
+            batch_losses, record_losses = [], []
             with model.base_model.force_skill_weights(weights):
-                outputs = [(model(**batch), batch["labels"]) for batch in batches]
-            means.append(float(torch.stack([out.loss.float() for out, _ in outputs]).mean()))
-            per_record.append([x for out, labels in outputs for x in _record_losses(out.logits, labels)])
+                for batch in batches:  # each batch's logits are read and dropped: (8, 384, vocab) floats
+                    out = model(**batch)
+                    batch_losses.append(float(out.loss))
+                    record_losses += _record_losses(out.logits, batch["labels"])
+            means.append(float(torch.tensor(batch_losses).mean()))
+            per_record.append(record_losses)
     model.train(was_training)
     return means, per_record
 

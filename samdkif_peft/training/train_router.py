@@ -238,10 +238,11 @@ def mixture_losses(
             with model.base_model.force_skill_weights(weights):
                 for batch in batches:  # each batch's logits are read and dropped: (8, 384, vocab) floats
                     out = model(**batch)
-                    batch_losses.append(float(out.loss))
+                    batch_losses.append(out.loss.float())
                     record_losses += _record_losses(out.logits, batch["labels"])
-            means.append(float(torch.tensor(batch_losses).mean()))
-            per_record.append(record_losses)
+                    del out
+            means.append(float(torch.stack(batch_losses).mean()))
+            per_record.append(record_losses)  # the same batches for every mixture: records pair up by index
     model.train(was_training)
     return means, per_record
 
@@ -252,30 +253,32 @@ def _record_losses(logits: Any, labels: Any) -> list[float]:
 
     labels = labels[:, 1:]
     token_losses = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
-    )
+        logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+    ).view(labels.shape)
     counts = (labels != -100).sum(dim=1)
     return [float(loss) for loss in token_losses.sum(dim=1)[counts > 0] / counts[counts > 0]]
 
 
 def paired_t(better: Sequence[float], worse: Sequence[float]) -> float:
-    """The paired t statistic of `worse - better` record by record: how surely `better`'s records have lower losses
-    (inf where every record gains the same, 0 where nothing differs)."""
+    """The paired t statistic of `worse - better` record by record: how surely `better`'s records have lower losses.
+    0 with fewer than two records or no difference at all (no evidence), inf where every record gains the same."""
     import torch
 
     diff = torch.tensor(worse, dtype=torch.float64) - torch.tensor(better, dtype=torch.float64)
-    spread = float(diff.std()) if len(diff) > 1 else 0.0
-    mean = float(diff.mean())
+    if len(diff) < 2:
+        return 0.0
+    mean, spread = float(diff.mean()), float(diff.std())
     if spread == 0.0:
         return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
     return mean / (spread / len(diff) ** 0.5)
 
 
 def skill_fits(
-    best_loss: float, uniform_loss: float, t: float, min_gain: float | None = None, min_t: float | None = None
+    best_loss: float, uniform_loss: float, t: float, *, min_gain: float | None = None, min_t: float | None = None
 ) -> bool:
-    """The prior's rule: the best skill's loss is at least `min_gain` (default `SKILL_PRIOR_MIN_GAIN`) below the
-    uniform mix's, and its per-record gain has a paired t of at least `min_t` (default `SKILL_PRIOR_MIN_T`)."""
+    """The prior's rule: the best skill's mean loss (over batches, as the Trainer's) is at least `min_gain` (default
+    `SKILL_PRIOR_MIN_GAIN`) below the uniform mix's, and the gain holds record by record: the paired t of the
+    per-record losses is at least `min_t` (default `SKILL_PRIOR_MIN_T`)."""
     gain_ok = best_loss < uniform_loss * (1 - (SKILL_PRIOR_MIN_GAIN if min_gain is None else min_gain))
     return gain_ok and t >= (SKILL_PRIOR_MIN_T if min_t is None else min_t)
 
@@ -305,7 +308,7 @@ def skill_prior(
     )
     best = min(range(len(names)), key=skill_losses.__getitem__)
     t = paired_t(per_record[best], per_record[-1])
-    fits = skill_fits(skill_losses[best], uniform_loss, t, min_gain, min_t)
+    fits = skill_fits(skill_losses[best], uniform_loss, t, min_gain=min_gain, min_t=min_t)
     weights = torch.softmax(-torch.tensor(skill_losses) / sharpness, dim=0)
     logger.info(
         "skill prior from %d records: losses %s, uniform mix %.3f, best %s paired t %.2f: %s",

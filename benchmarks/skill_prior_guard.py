@@ -3,6 +3,7 @@
     python benchmarks/skill_prior_guard.py icd10cm_excludes_nli:1 elixhauser_comorbidity:2 ...   # task:seed
     python benchmarks/skill_prior_guard.py elixhauser_comorbidity:2:relation_extraction         # that skill only
     python benchmarks/skill_prior_guard.py --k 16 ddi_severity:3                                # 16 records
+    python benchmarks/skill_prior_guard.py --table                  # the stored cells as docs/DEFAULTS.md's table
 
 `train_router` starts the router from `softmax(-loss / 0.25)` over the skills only where the best skill's loss on the
 first 64 training records is at least `SKILL_PRIOR_MIN_GAIN` (7 %) below the uniform mix's (the router's
@@ -27,12 +28,40 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "skill_prior_guard.json"
 
 
+SEEN = ("icd10cm_chapter_classification", "icd10cm_excludes_nli", "drug_disease_ner", "pubmed_conclusion_extraction",
+        "hpo_definition_qa", "pubmed_title_generation")  # fmt: skip
+
+
+def table(found: dict) -> str:
+    """One row per task and k: the best skill, each seed's gain and paired t, and what the rule decided (seed 42: the
+    first 64 records of the all-records cells)."""
+    rows = {}
+    for key, cell in found.items():
+        task, seed, *_ = key.split(":")
+        rows.setdefault((task, cell["k"]), []).append((int(seed), cell))
+    lines = ["| task | seen | k | best skill | seed: gain, paired t | prior |", "|---|---|---|---|---|---|"]
+    for (task, k), cells in sorted(rows.items(), key=lambda item: -max(c["gain"] for _, c in item[1])):
+        cells.sort(key=lambda pair: pair[0])
+        decided = {"used" if c["prior_applies"] else "uniform" for _, c in cells}
+        shown = "; ".join(f"{seed}: {c['gain']:+.1%}, t {c['paired_t']:.2f}" for seed, c in cells)
+        best = ", ".join(sorted({c["best"] for _, c in cells}))
+        seen = "yes" if task in SEEN else "no"
+        lines.append(f"| {task} | {seen} | {k} | {best} | {shown} | {' / '.join(sorted(decided))} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cells", nargs="+", help="task:seed, or task:seed:skill to score one skill and the mix")
+    parser.add_argument("cells", nargs="*", help="task:seed, or task:seed:skill to score one skill and the mix")
     parser.add_argument("--skills-dir", default="release/skills")
     parser.add_argument("--k", type=int, default=64)
+    parser.add_argument("--table", action="store_true", help="print the stored cells as a markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(OUT.read_text())))
+        return
+    if not args.cells:
+        parser.error("name task:seed cells to score, or --table")
     sys.path.insert(0, str(HERE))
 
     import torch

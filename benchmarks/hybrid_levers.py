@@ -51,7 +51,8 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
     "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
     # the router starts at softmax(-loss / 0.25) over the skills: always (the cells made before the library's guard),
-    # and as the library does by default, only where the best skill's loss is 7 % below the uniform mix's
+    # and as the library does by default, only where the best skill's loss is 7 % below the uniform mix's and the gain
+    # holds record by record (paired t >= 4; cells made before session 27 used the 7 % rule alone, docs/DEFAULTS.md)
     "skill-prior": ("prior-lr5e-3", ["--skill-prior", "64", "--skill-prior-always"], ["hybrid"]),
     "skill-prior-guarded": ("priorg-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),
     "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k

@@ -2,20 +2,17 @@
 
     python benchmarks/skill_prior_guard.py icd10cm_excludes_nli:1 elixhauser_comorbidity:2 ...   # task:seed
     python benchmarks/skill_prior_guard.py elixhauser_comorbidity:2:relation_extraction         # that skill only
-    python benchmarks/skill_prior_guard.py --paired --k 16 ddi_severity:3:relation_extraction   # paired t
+    python benchmarks/skill_prior_guard.py --k 16 ddi_severity:3                                # 16 records
+    python benchmarks/skill_prior_guard.py --table                  # the stored cells as docs/DEFAULTS.md's table
 
 `train_router` starts the router from `softmax(-loss / 0.25)` over the skills only where the best skill's loss on the
 first 64 training records is at least `SKILL_PRIOR_MIN_GAIN` (7 %) below the uniform mix's (the router's
-zero-initialised start). This script measures that gain on the same 64 records as the few-shot cells (`subsample(...,
-64, seed)`, the order `train_router` sees them in), for every skill (exactly `train_router`'s `skill_prior`) or for the
-named one (2 passes instead of 13; the best skill known from a full run or a router's log). Results are merged into
-`benchmarks/results/skill_prior_guard.json` under `task:seed` (`task:seed:k=16` for another `--k`; seed 42 at k 64 is
-the first 64 records of the all-records cells), read by docs/DEFAULTS.md and the README's scoreboard.
-
-`--paired` (cells `task:seed:skill`) scores every record alone and gives the named skill's gain over the uniform mix
-(mean of per-record losses) and the paired t statistic of the per-record differences, merged into
-`results/skill_prior_paired.json` under `task:seed:k:skill`: whether a t threshold would keep the uniform start where
-the 7 % rule fires on a task no skill fits (DDI k = 16 seed 3, docs/MEDICAL_VALUE.md §20).
+zero-initialised start) and the per-record gain has a paired t of at least `SKILL_PRIOR_MIN_T` (4). This script
+measures both on the same 64 records as the few-shot cells (`subsample(..., 64, seed)`, the order `train_router` sees
+them in), for every skill (exactly `train_router`'s `skill_prior`) or for the named one (2 passes instead of 13; the
+best skill known from a full run or a router's log). Results are merged into
+`benchmarks/results/skill_prior_guard.json` under `task:seed` (`task:seed:k=16` for another `--k`; seed 42 at k 64
+is the first 64 records of the all-records cells), read by docs/DEFAULTS.md and the README's scoreboard.
 """
 
 from __future__ import annotations
@@ -29,34 +26,42 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "skill_prior_guard.json"
-PAIRED = HERE / "results" / "skill_prior_paired.json"
 
 
-def paired(model, tokenizer, train, records: int, skill: str, names) -> dict:
-    """Per-record answer losses of `skill` alone and of the uniform mix: the gain and the paired t statistic."""
-    import torch
+SEEN = ("icd10cm_chapter_classification", "icd10cm_excludes_nli", "drug_disease_ner", "pubmed_conclusion_extraction",
+        "hpo_definition_qa", "pubmed_title_generation")  # fmt: skip
 
-    from samdkif_peft.training.collators import DataCollatorForCompletion
-    from samdkif_peft.training.common import DEFAULT_ROUTER_MAX_LENGTH
 
-    collator = DataCollatorForCompletion(tokenizer, max_length=DEFAULT_ROUTER_MAX_LENGTH)
-    rows = [train[i] for i in range(min(records, len(train)))]
-    losses = {}
-    for name, weights in (("best", {skill: 1.0}), ("uniform", {n: 1 / len(names) for n in names})):
-        with torch.no_grad(), model.base_model.force_skill_weights(weights):
-            losses[name] = [float(model(**collator([row])).loss.float()) for row in rows]
-    diff = torch.tensor(losses["uniform"]) - torch.tensor(losses["best"])
-    t = float(diff.mean() / (diff.std() / len(diff) ** 0.5))
-    return {"gain": 1 - sum(losses["best"]) / sum(losses["uniform"]), "t": t, "records": len(diff)}
+def table(found: dict) -> str:
+    """One row per task and k: the best skill, each seed's gain and paired t, and what the rule decided (seed 42: the
+    first 64 records of the all-records cells)."""
+    rows = {}
+    for key, cell in found.items():
+        task, seed, *_ = key.split(":")
+        rows.setdefault((task, cell["k"]), []).append((int(seed), cell))
+    lines = ["| task | seen | k | best skill | seed: gain, paired t | prior |", "|---|---|---|---|---|---|"]
+    for (task, k), cells in sorted(rows.items(), key=lambda item: -max(c["gain"] for _, c in item[1])):
+        cells.sort(key=lambda pair: pair[0])
+        decided = {"used" if c["prior_applies"] else "uniform" for _, c in cells}
+        shown = "; ".join(f"{seed}: {c['gain']:+.1%}, t {c['paired_t']:.2f}" for seed, c in cells)
+        best = ", ".join(sorted({c["best"] for _, c in cells}))
+        seen = "yes" if task in SEEN else "no"
+        lines.append(f"| {task} | {seen} | {k} | {best} | {shown} | {' / '.join(sorted(decided))} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cells", nargs="+", help="task:seed, or task:seed:skill to score one skill and the mix")
+    parser.add_argument("cells", nargs="*", help="task:seed, or task:seed:skill to score one skill and the mix")
     parser.add_argument("--skills-dir", default="release/skills")
     parser.add_argument("--k", type=int, default=64)
-    parser.add_argument("--paired", action="store_true", help="task:seed:skill cells: per-record losses, paired t")
+    parser.add_argument("--table", action="store_true", help="print the stored cells as a markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(OUT.read_text())))
+        return
+    if not args.cells:
+        parser.error("name task:seed cells to score, or --table")
     sys.path.insert(0, str(HERE))
 
     import torch
@@ -67,7 +72,7 @@ def main() -> None:
     from samdkif_peft.data import load_task
     from samdkif_peft.skills.shipped import parse_skill_arguments
     from samdkif_peft.training.common import DEFAULT_ROUTER_MAX_LENGTH, load_model_and_tokenizer, prepare_splits
-    from samdkif_peft.training.train_router import mixture_losses, skill_fits, skill_prior
+    from samdkif_peft.training.train_router import mixture_losses, paired_t, skill_fits, skill_prior
     from samdkif_peft.tuner import SkillRouterConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -78,31 +83,23 @@ def main() -> None:
     for cell in args.cells:
         task, seed, *named = cell.split(":")
         train, _ = prepare_splits(subsample(load_task(task), args.k, int(seed)), tokenizer, DEFAULT_ROUTER_MAX_LENGTH)
-        if args.paired:
-            if not named:
-                raise SystemExit(f"--paired needs task:seed:skill cells, got {cell!r}")
-            result = paired(model, tokenizer, train, args.k, named[0], list(skills))
-            print(f"{cell} k={args.k}: gain {result['gain']:+.1%}, paired t {result['t']:.2f} over "
-                  f"{result['records']} records", flush=True)  # fmt: skip
-            stored = json.loads(PAIRED.read_text()) if PAIRED.is_file() else {}
-            stored[f"{task}:{seed}:{args.k}:{named[0]}"] = result
-            PAIRED.write_text(json.dumps(dict(sorted(stored.items())), indent=1) + "\n")
-            continue
         if not named:
             prior = skill_prior(model, list(skills), tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH)
-            losses, uniform = prior["losses"], prior["uniform_loss"]
+            losses, uniform, t = prior["losses"], prior["uniform_loss"], prior["paired_t"]
         else:  # the same computation as `skill_prior`, for one skill and the uniform mix
             mixtures = [{named[0]: 1.0}, {n: 1 / len(skills) for n in skills}]
-            loss, uniform = mixture_losses(model, tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH, mixtures)
-            losses = {named[0]: loss}
+            (loss, uniform), (rows, uniform_rows) = mixture_losses(
+                model, tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH, mixtures
+            )
+            losses, t = {named[0]: loss}, paired_t(rows, uniform_rows)
         best = min(losses, key=losses.get)
-        gain, fits = 1 - losses[best] / uniform, skill_fits(losses[best], uniform)
+        gain, fits = 1 - losses[best] / uniform, skill_fits(losses[best], uniform, t)
         found[f"{task}:{seed}" + ("" if args.k == 64 else f":k={args.k}")] = {
-            "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain,
+            "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain, "paired_t": t,
             "prior_applies": fits, "all_skills_scored": not named,
         }  # fmt: skip
-        print(f"{task} seed {seed}: best {best} {losses[best]:.3f}, uniform mix {uniform:.3f}, gain {gain:+.1%} -> "
-              f"{'prior' if fits else 'uniform start'}", flush=True)  # fmt: skip
+        print(f"{task} seed {seed}: best {best} {losses[best]:.3f}, uniform mix {uniform:.3f}, gain {gain:+.1%}, "
+              f"paired t {t:.2f} -> {'prior' if fits else 'uniform start'}", flush=True)  # fmt: skip
         OUT.write_text(json.dumps(dict(sorted(found.items())), indent=1) + "\n")
 
 

@@ -127,10 +127,10 @@ def train_variant(variant, task, data, skills, base, folder, args):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate,
                      "skill_prior_records": args.skill_prior if variant == "hybrid" else 0}  # fmt: skip
         if variant == "hybrid":  # the routing levers of docs/MEDICAL_VALUE.md (defaults: the library's)
-            router = args.hybrid_router
+            router, always = args.hybrid_router, float("-inf") if args.skill_prior_always else None
             extra.update(temperature=args.temperature, top_k=args.top_k, null_expert=args.null_expert,
-                         sequence_input=args.sequence_input,
-                         skill_prior_min_gain=float("-inf") if args.skill_prior_always else None)  # fmt: skip
+                         sequence_input=args.sequence_input, skill_prior_min_gain=always,
+                         skill_prior_min_t=always)  # fmt: skip
         if variant == "own_skill_lora":  # one skill: its gate is 1 whatever the router learns
             skills = {name: skills[name] for name in [own_skill(TASKS[task], args)]}
         return train_router(task, skills, base, folder, router=router, training_args=overrides, **extra,

@@ -22,6 +22,7 @@ from samdkif_peft import SkillRouterConfig
 from samdkif_peft.cli import main as samdkif_main
 from samdkif_peft.data.templates import format_example
 from samdkif_peft.training import DataCollatorForCompletion, tokenize_dataset, train_router, train_skill
+from samdkif_peft.training.common import prepare_splits
 from samdkif_peft.utils import sha256_file
 
 from .conftest import char_tokenizer as _tokenizer
@@ -296,27 +297,35 @@ def _starting_gate_biases(seen: dict):
     return Start()
 
 
-@pytest.mark.parametrize("fits", [True, False, None])
+@pytest.mark.parametrize("fits", [True, False, "t", None])
 def test_train_router_starts_from_the_skill_prior(assets, tmp_path, fits):
-    """skill_prior_records (default 64): each skill's loss on the first records, and the uniform mix's, recorded in
-    train_results.json. Where the best skill beats the mix by the margin, the Trainer starts from exactly the prior's
-    gates; where it does not, from the uniform start (zero biases). `fits=None`: the default rule decides."""
-    from samdkif_peft.training.train_router import DEFAULT_SKILL_PRIOR_RECORDS, SKILL_PRIOR_MIN_GAIN
+    """skill_prior_records (default 64): each skill's loss on the first records, the uniform mix's and the best
+    skill's paired t, recorded in train_results.json. Where the best skill beats the mix by the margin and the t, the
+    Trainer starts from exactly the prior's gates; where it does not, from the uniform start (zero biases).
+    `fits="t"`: any gain, but a t no gain reaches; `fits=None`: the default rule decides."""
+    from samdkif_peft.training.train_router import (
+        DEFAULT_SKILL_PRIOR_RECORDS,
+        SKILL_PRIOR_MIN_GAIN,
+        SKILL_PRIOR_MIN_T,
+    )
 
     assert DEFAULT_SKILL_PRIOR_RECORDS > 0  # on by default
-    seen = {}
+    inf, seen = float("inf"), {}
+    min_gain, min_t = {True: (-inf, -inf), False: (inf, inf), "t": (-inf, inf), None: (None, None)}[fits]
     path = train_router("toy", assets["skills"], assets["base"], tmp_path / "prior", task_rank=0,
                         dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=8,
-                        skill_prior_min_gain={True: float("-inf"), False: float("inf"), None: None}[fits],
+                        skill_prior_min_gain=min_gain, skill_prior_min_t=min_t,
                         training_args={**FAST, "max_steps": 1}, callbacks=[_starting_gate_biases(seen)])  # fmt: skip
     prior = json.loads(open(os.path.join(path, "train_results.json")).read())["skill_prior"]
     assert prior["records"] == 8 and set(prior["losses"]) == set(assets["skills"])
     assert prior["uniform_loss"] > 0 and prior["losses"]["upper"] != prior["losses"]["reverse"]
+    assert prior["best"] == min(prior["losses"], key=prior["losses"].get) and abs(prior["paired_t"]) < inf
     assert seen["biases"]
-    if fits is None:  # the default: the prior only where the best skill is 7 % below the uniform mix
-        fits = min(prior["losses"].values()) < prior["uniform_loss"] * (1 - SKILL_PRIOR_MIN_GAIN)
+    if fits is None:  # the default: the prior only where the best skill is 7 % below the uniform mix, record by record
+        fits = (min(prior["losses"].values()) < prior["uniform_loss"] * (1 - SKILL_PRIOR_MIN_GAIN)
+                and prior["paired_t"] >= SKILL_PRIOR_MIN_T)  # fmt: skip
         assert (prior["weights"] is not None) == fits
-    if not fits:
+    if fits in (False, "t"):
         assert prior["weights"] is None and all(torch.equal(b, torch.zeros_like(b)) for b in seen["biases"])
         return
     weights = prior["weights"]
@@ -327,6 +336,43 @@ def test_train_router_starts_from_the_skill_prior(assets, tmp_path, fits):
     assert all(torch.allclose(b, expected, atol=1e-5) for b in seen["biases"])
 
 
+def test_mixture_losses_per_record_equal_each_record_alone(assets, tok):
+    """The per-record losses the prior's paired t reads come from the batched passes, and equal each record's own
+    loss scored alone (the model's shift and answer mask, padding ignored); their batch means give the mean loss."""
+    from samdkif_peft.training.train_router import mixture_losses
+
+    config = SkillRouterConfig(skills=assets["skills"], task_type="CAUSAL_LM")
+    model = get_peft_model(load_base(assets["base"]), config).eval()
+    train, _ = prepare_splits(_dataset(["upper", "reverse"], 12, 4), tok, None)
+    mixtures = [{"upper": 1.0}, {"upper": 0.5, "reverse": 0.5}]
+    means, per_record = mixture_losses(model, tok, train, 10, None, mixtures)
+    collator = DataCollatorForCompletion(tok)
+    for weights, mean, rows in zip(mixtures, means, per_record):
+        with torch.no_grad(), model.base_model.force_skill_weights(weights):
+            alone = [float(model(**collator([train[i]])).loss) for i in range(10)]
+        assert rows == pytest.approx(alone, rel=1e-5)
+        batches = [collator([train[i] for i in range(j, min(j + 8, 10))]) for j in (0, 8)]
+        with torch.no_grad(), model.base_model.force_skill_weights(weights):
+            assert mean == pytest.approx(sum(float(model(**b).loss) for b in batches) / 2, rel=1e-6)
+    assert per_record[0] != per_record[1]
+
+
+def test_skill_fits_needs_the_gain_and_a_paired_t():
+    """A mean gain carried by one record (low paired t) keeps the uniform start; a steady one takes the prior."""
+    from samdkif_peft.training.train_router import paired_t, skill_fits
+
+    assert paired_t([1.0, 2.0, 3.0], [2.0, 4.0, 4.0]) == pytest.approx(4.0)  # differences 1, 2, 1
+    assert paired_t([1.0, 1.0], [2.0, 2.0]) == float("inf") and paired_t([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert paired_t([1.0], [3.0]) == 0.0 and paired_t([], []) == 0.0  # one record is no evidence
+    uniform = [1.0] * 15 + [5.0]  # mean 1.25
+    steady, one_record = [0.8] * 15 + [4.0], [1.0] * 16  # both mean 1.0: 20 % below the mix
+    assert paired_t(steady, uniform) == pytest.approx(5.0) and paired_t(one_record, uniform) == pytest.approx(1.0)
+    assert skill_fits(1.0, 1.25, paired_t(steady, uniform))
+    assert not skill_fits(1.0, 1.25, paired_t(one_record, uniform))
+    assert not skill_fits(0.95, 1.0, float("inf"))  # 5 %: below the gain, however steady
+    assert skill_fits(0.95, 1.0, 0.0, min_gain=float("-inf"), min_t=float("-inf"))  # the "always" switch
+
+
 def test_resumed_router_reports_the_prior_it_started_from(assets, tmp_path):
     """The prior is scored once, before training, and kept beside the checkpoints: a run resumed from a checkpoint
     records the same `skill_prior` (not null) and ends with exactly the uninterrupted run's router."""
@@ -335,7 +381,8 @@ def test_resumed_router_reports_the_prior_it_started_from(assets, tmp_path):
         args = {**FAST, "max_steps": 4, "save_strategy": "steps", "save_steps": 2, "eval_strategy": "no"}
         return train_router("toy", assets["skills"], assets["base"], tmp_path / "router", task_rank=0,
                             dataset=_dataset(["upper"], 16, 4), dtype=torch.float32, skill_prior_records=8,
-                            skill_prior_min_gain=float("-inf"), training_args=args, **kwargs)  # fmt: skip
+                            skill_prior_min_gain=float("-inf"), skill_prior_min_t=float("-inf"), training_args=args,
+                            **kwargs)  # fmt: skip
 
     path = run()
     full = json.loads(open(os.path.join(path, "train_results.json")).read())

@@ -402,8 +402,8 @@ TAGS = {
     "T24": "temperature 24",
     "lora-skill": "the nli skill retrained as LoRA r8",
     "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
-    "prior-lr5e-3": "the default skill prior, lr 5e-3",
-    "5ep": "5 epochs, lr 5e-3",
+    "prior-lr5e-3": "the default skill prior",
+    "5ep": "5 epochs",
 }
 
 
@@ -417,7 +417,7 @@ def _counts(counts: dict[str, int], shown: int = 3) -> str:
 def _variant_label(variant: str) -> str:
     name, _, tag = variant.partition("@")
     label = LABEL_VARIANTS.get(name, name)
-    if tag in ("lr5e-3", "len256"):  # trained at 5e-3: part of the trained variants' names, moot for the others
+    if tag.endswith("lr5e-3") or tag in ("len256", "5ep"):  # trained at 5e-3: part of the trained variants' names
         label = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3")
         tag = "" if tag == "lr5e-3" else tag
     return label + (f" [{TAGS.get(tag, tag)}]" if tag else "")

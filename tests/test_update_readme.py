@@ -31,3 +31,17 @@ def test_board_row_shows_the_default_beside_the_uniform_start():
     row = readme._board_row({**CELLS, "base@lr5e-3": {"macro_f1": 0.1}}, "macro_f1", "hybrid@prior-lr5e-3")
     assert (row["base_best"], row["hybrid_uniform"], row["hybrid"], row["task_lora"]) == (0.1, 0.5, 0.7, None)
     assert readme._board_row(CELLS, "macro_f1", None)["hybrid"] is None
+
+
+@pytest.mark.parametrize(
+    ("variant", "label"),
+    [
+        ("hybrid@lr5e-3", "hybrid: router 5e-3 + task LoRA r8 5e-3"),
+        ("hybrid@prior-lr5e-3", "hybrid: router 5e-3 + task LoRA r8 5e-3 [the default skill prior]"),
+        ("task_lora@5ep", "task LoRA r8, lr 5e-3 (what a user picks instead) [5 epochs]"),
+        ("task_lora", "task LoRA r8, lr 1e-3 (what a user picks instead)"),
+    ],
+)
+def test_variant_label_names_the_rate_a_tag_trained_at(variant, label):
+    """A tag that trained at 5e-3 (its name ends in lr5e-3, or it says so) shows 5e-3 in the label, not 1e-3."""
+    assert readme._variant_label(variant) == label

@@ -3,6 +3,7 @@
     python benchmarks/skill_prior_guard.py icd10cm_excludes_nli:1 elixhauser_comorbidity:2 ...   # task:seed
     python benchmarks/skill_prior_guard.py elixhauser_comorbidity:2:relation_extraction         # that skill only
     python benchmarks/skill_prior_guard.py --k 16 ddi_severity:3                                # 16 records
+    python benchmarks/skill_prior_guard.py --k 256 ddi_severity:1        # the first 64 of 256, as train_router
     python benchmarks/skill_prior_guard.py --table                  # the stored cells as docs/DEFAULTS.md's table
 
 `train_router` starts the router from `softmax(-loss / 0.25)` over the skills only where the best skill's loss on the
@@ -72,7 +73,13 @@ def main() -> None:
     from samdkif_peft.data import load_task
     from samdkif_peft.skills.shipped import parse_skill_arguments
     from samdkif_peft.training.common import DEFAULT_ROUTER_MAX_LENGTH, load_model_and_tokenizer, prepare_splits
-    from samdkif_peft.training.train_router import mixture_losses, paired_t, skill_fits, skill_prior
+    from samdkif_peft.training.train_router import (
+        DEFAULT_SKILL_PRIOR_RECORDS,
+        mixture_losses,
+        paired_t,
+        skill_fits,
+        skill_prior,
+    )
     from samdkif_peft.tuner import SkillRouterConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -83,20 +90,21 @@ def main() -> None:
     for cell in args.cells:
         task, seed, *named = cell.split(":")
         train, _ = prepare_splits(subsample(load_task(task), args.k, int(seed)), tokenizer, DEFAULT_ROUTER_MAX_LENGTH)
+        records = min(args.k, DEFAULT_SKILL_PRIOR_RECORDS)  # train_router scores the first 64 of the k records
         if not named:
-            prior = skill_prior(model, list(skills), tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH)
+            prior = skill_prior(model, list(skills), tokenizer, train, records, DEFAULT_ROUTER_MAX_LENGTH)
             losses, uniform, t = prior["losses"], prior["uniform_loss"], prior["paired_t"]
         else:  # the same computation as `skill_prior`, for one skill and the uniform mix
             mixtures = [{named[0]: 1.0}, {n: 1 / len(skills) for n in skills}]
             (loss, uniform), (rows, uniform_rows) = mixture_losses(
-                model, tokenizer, train, args.k, DEFAULT_ROUTER_MAX_LENGTH, mixtures
+                model, tokenizer, train, records, DEFAULT_ROUTER_MAX_LENGTH, mixtures
             )
             losses, t = {named[0]: loss}, paired_t(rows, uniform_rows)
         best = min(losses, key=losses.get)
         gain, fits = 1 - losses[best] / uniform, skill_fits(losses[best], uniform, t)
         found[f"{task}:{seed}" + ("" if args.k == 64 else f":k={args.k}")] = {
-            "k": args.k, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain, "paired_t": t,
-            "prior_applies": fits, "all_skills_scored": not named,
+            "k": args.k, "records": records, "losses": losses, "uniform_loss": uniform, "best": best, "gain": gain,
+            "paired_t": t, "prior_applies": fits, "all_skills_scored": not named,
         }  # fmt: skip
         print(f"{task} seed {seed}: best {best} {losses[best]:.3f}, uniform mix {uniform:.3f}, gain {gain:+.1%}, "
               f"paired t {t:.2f} -> {'prior' if fits else 'uniform start'}", flush=True)  # fmt: skip

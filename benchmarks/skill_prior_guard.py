@@ -29,13 +29,11 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "skill_prior_guard.json"
 
 
-SEEN = ("icd10cm_chapter_classification", "icd10cm_excludes_nli", "drug_disease_ner", "pubmed_conclusion_extraction",
-        "hpo_definition_qa", "pubmed_title_generation")  # fmt: skip
-
-
 def table(found: dict) -> str:
     """One row per task and k: the best skill, each seed's gain and paired t, and what the rule decided (seed 42: the
     first 64 records of the all-records cells)."""
+    from samdkif_peft.data.tasks import TASKS
+
     rows = {}
     for key, cell in found.items():
         task, seed, *_ = key.split(":")
@@ -46,7 +44,7 @@ def table(found: dict) -> str:
         decided = {"used" if c["prior_applies"] else "uniform" for _, c in cells}
         shown = "; ".join(f"{seed}: {c['gain']:+.1%}, t {c['paired_t']:.2f}" for seed, c in cells)
         best = ", ".join(sorted({c["best"] for _, c in cells}))
-        seen = "yes" if task in SEEN else "no"
+        seen = "no" if TASKS[task].unseen else "yes"
         lines.append(f"| {task} | {seen} | {k} | {best} | {shown} | {' / '.join(sorted(decided))} |")
     return "\n".join(lines)
 

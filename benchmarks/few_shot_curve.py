@@ -8,7 +8,8 @@ where it stopped; with `--commit` every finished cell's result (metrics, predict
 copied to `benchmarks/results/few_shot/` and committed, so the curve survives the machine. Steps grow with k (a
 handful of records needs several epochs; `all` is one epoch) and every trained variant gets the same steps, data and
 rate (5e-3: the better rate for both the task LoRA and the hybrid's task adapter, docs/MEDICAL_VALUE.md).
-Then `--plot` (or any run) draws `benchmarks/results/few_shot.png` from `benchmarks/results/few_shot.json`.
+Then `--plot` (or any run) draws `benchmarks/results/few_shot.png` from `benchmarks/results/few_shot.json` (the
+`all` column: the released-skills study's seed-42 cells, `curve_runs`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PRIMARY = {
 }  # (seen: lever studies)
 RATE = 5e-3
 MULTIPLE_CHOICE = ("rare_disease_diagnosis",)
+VARIANTS = ("router", "hybrid", "task_lora")
 
 
 def baseline(task: str, baselines: dict, metric: str) -> tuple[str, float | None]:
@@ -139,17 +141,35 @@ def pooled_differences(
     return pooled
 
 
+def curve_runs() -> dict:
+    """The curve's cells by budget ("k=16, seed=1" -> task -> variant -> metrics), its `all` column read from the
+    released-skills study (`label_tasks_released.json`: seed 42, one epoch at the curve's rate; the cells the
+    scoreboard reads) until the curve has all-record cells of its own; {} before any run."""
+
+    def load(name: str) -> dict:
+        path = RESULTS / name
+        return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
+    runs, cell_names = load("few_shot.json"), {_tagged(v) for v in VARIANTS}
+    if not any(budget.startswith("k=all,") for budget in runs):
+        for budget, tasks in load("label_tasks_released.json").items():
+            rows = {task: {v: row for v, row in cells.items() if v.startswith("_") or v in cell_names}
+                    for task, cells in tasks.items() if task in UNSEEN}  # fmt: skip
+            if budget.startswith("k=all,") and rows:
+                runs[budget] = rows
+    return runs
+
+
 def plot(variants) -> Path | None:
     """Mean and spread over seeds of each task's primary metric against k, with the baseline of doing nothing."""
-    path = RESULTS / "few_shot.json"
-    if not path.is_file():
+    runs = curve_runs()
+    if not runs:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = json.loads(path.read_text())["runs"]
     tasks = [t for t in UNSEEN if any(t in rows for rows in runs.values())]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -191,7 +211,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(UNSEEN), choices=UNSEEN)
     parser.add_argument("--ks", nargs="+", default=list(STEPS), choices=list(STEPS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--variants", nargs="+", default=["router", "hybrid", "task_lora"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", default="runs/few-shot")
     parser.add_argument("--commit", action="store_true", help="commit each finished cell's results")
     parser.add_argument("--plot", action="store_true", help="only draw the figure from the results so far")

@@ -52,12 +52,11 @@ def main_job() -> str:
 
 def few_shot() -> str:
     """Unseen tasks at k training records: each variant's primary metric, mean and range over the seeds run so far."""
-    path = RESULTS / "few_shot.json"
-    if not path.is_file():
-        return "_Run `python benchmarks/few_shot_curve.py --skills-dir release/skills` to measure the few-shot curve._"
-    from few_shot_curve import PRIMARY, baseline  # what each task is read by, and its do-nothing baseline
+    from few_shot_curve import PRIMARY, baseline, curve_runs  # what each task is read by, its do-nothing baseline
 
-    runs = json.loads(path.read_text())["runs"]
+    runs = curve_runs()
+    if not any(not budget.startswith("k=all,") for budget in runs):
+        return "_Run `python benchmarks/few_shot_curve.py --skills-dir release/skills` to measure the few-shot curve._"
     ks = sorted({b.split(",")[0] for b in runs}, key=lambda k: (k == "k=all", int(k[2:]) if k[2:].isdigit() else 0))
     lines = [
         "### Few-shot, unseen tasks (`benchmarks/few_shot_curve.py`, 12 released skills)",
@@ -66,7 +65,8 @@ def few_shot() -> str:
         "rare disease: accuracy over 4 options, chance 0.25; Elixhauser: micro-F1 of the generated flags), all test "
         "records, label tasks by option log-likelihood. Each cell: mean over seeds [min, max] (seeds). Every trained "
         "variant has the same k records, steps (30 / 60 / 100 / one epoch for k = 16 / 64 / 256 / all) and rate "
-        "5e-3. Figure: `benchmarks/results/few_shot.png`.",
+        "5e-3; `k=all` is the released-skills study's seed 42 (the scoreboard's cells). The hybrid starts from the "
+        "uniform mix here (its default start: the scoreboard). Figure: `benchmarks/results/few_shot.png`.",
         "",
         "| task | variant | " + " | ".join(ks) + " |",
         "|---|---|" + "---|" * len(ks),
@@ -81,7 +81,8 @@ def few_shot() -> str:
                 values = [rows[task][variant][metric] for b, rows in runs.items()
                           if b.split(",")[0] == k and variant in rows.get(task, {})]  # fmt: skip
                 mean = sum(values) / len(values) if values else None
-                cells.append(f"{mean:.3f} [{min(values):.3f}, {max(values):.3f}] ({len(values)})" if values else "")
+                spread = f" [{min(values):.3f}, {max(values):.3f}]" if len(values) > 1 else ""
+                cells.append(f"{mean:.3f}{spread} ({len(values)})" if values else "")
             lines.append(f"| {task} | {variant.split('@')[0]} | " + " | ".join(cells) + " |")
         name, value = baseline(task, next(rows[task]["_baselines"] for rows in runs.values() if task in rows), metric)
         shown = "-" if value is None else f"{value:.3f}"

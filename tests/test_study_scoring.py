@@ -157,6 +157,28 @@ def test_pooled_few_shot_difference_is_the_seed_mean_with_one_shared_bootstrap(t
     assert tagged["per_seed"] == two["per_seed"] and tagged["comparison"] == "own_skill_lora@re-lr5e-3 - task_lora"
 
 
+def test_few_shot_curve_reads_all_records_from_the_released_study_until_it_has_its_own(tmp_path, monkeypatch):
+    """`curve_runs`: the curve's k <= 256 cells, plus the released-skills study's all-record cells of the unseen
+    tasks for the curve's own variants only; once the curve has all-record cells, the study is not read."""
+    import json
+
+    curve = pytest.importorskip("few_shot_curve")
+    monkeypatch.setattr(curve, "RESULTS", tmp_path)
+    cell = {"macro_f1": 0.2}
+    curve_cells = {"k=16, seed=1": {"ddi_severity": {"hybrid@lr5e-3": cell, "_baselines": {}}}}
+    (tmp_path / "few_shot.json").write_text(json.dumps({"runs": curve_cells}))
+    study = {"ddi_severity": {"router@lr5e-3": cell, "hybrid@prior-lr5e-3": cell, "xlora@lr5e-3": cell,
+                              "_baselines": {}},
+             "icd10cm_excludes_nli": {"hybrid@lr5e-3": cell}}  # fmt: skip
+    (tmp_path / "label_tasks_released.json").write_text(json.dumps({"runs": {"k=all, seed=42": study}}))
+    runs = curve.curve_runs()
+    assert runs["k=16, seed=1"] == curve_cells["k=16, seed=1"]
+    assert runs["k=all, seed=42"] == {"ddi_severity": {"router@lr5e-3": cell, "_baselines": {}}}
+    own = {**curve_cells, "k=all, seed=1": {"ddi_severity": {"task_lora@lr5e-3": cell}}}
+    (tmp_path / "few_shot.json").write_text(json.dumps({"runs": own}))
+    assert curve.curve_runs() == own
+
+
 def test_published_results_carry_no_pubmed_text():
     """Results of tasks whose answers are PubMed text are committed with scores and digests, never the text."""
     import json

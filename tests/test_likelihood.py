@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import Counter
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from samdkif_peft.data.templates import format_prompt
 from samdkif_peft.evaluation import load_metric
 from samdkif_peft.evaluation.likelihood import (
     _fast_scores,
+    batch_calibrate,
     bootstrap_mean_interval,
     evaluate_options,
     label_report,
@@ -102,6 +104,17 @@ def test_pick_options_normalisations():
         pick_options(scores, "chars")
 
 
+def test_batch_calibration_removes_a_bias_shared_by_every_row():
+    """One option scored +3 on every row wins everywhere raw; subtracting each position's mean restores the row-wise
+    preferences underneath (the batch's own mean, no labels)."""
+    preferences = [[-1.0, -2.0, -3.0], [-3.0, -1.0, -2.0], [-2.0, -3.0, -1.0], [-1.5, -2.0, -3.0]]
+    biased = [[s + (3.0 if j == 2 else 0.0) for j, s in enumerate(row)] for row in preferences]
+    assert pick_options([[(s, 1) for s in row] for row in biased]) == [2, 2, 2, 2]
+    assert batch_calibrate(biased) == batch_calibrate(preferences) == [0, 1, 2, 0]
+    with pytest.raises(ValueError, match="same number"):
+        batch_calibrate([[-1.0, -2.0], [-1.0]])
+
+
 def test_option_inputs_validated(assets):
     model, tok = load_base(assets["base"]), assets["tok"]
     with pytest.raises(ValueError, match="one list per prompt"):
@@ -181,6 +194,11 @@ def test_evaluate_options_end_to_end(assets):
     picks = pick_options([list(zip(s, n)) for s, n in zip(result["option_scores"], result["option_tokens"])])
     assert [LABELS[j] for j in picks] == result["predictions"]
     assert 0.0 <= result["report"]["accuracy_mean"] <= 1.0
+    calibrated = [LABELS[j] for j in batch_calibrate(result["option_scores"])]  # from the returned (rounded) scores
+    assert result["report"]["batch_calibrated"]["prediction_counts"] == dict(Counter(calibrated).most_common())
+    assert result["report"]["batch_calibrated"]["macro_f1"] == pytest.approx(
+        load_metric("classification").compute(predictions=calibrated, references=result["references"])["macro_f1"]
+    )
     assert result["references"] == [r["output"] for r in data["test"]]
     few = evaluate_options(model, tok, SPEC, data, limit=3, prompt_fn=lambda r: "Q: " + format_prompt(r))
     assert few["n"] == 3

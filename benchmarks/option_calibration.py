@@ -66,7 +66,7 @@ def pooled(rows: list[dict], root: Path, hybrid: str, *, n_resamples: int = 1000
             if other.is_file():
                 groups.setdefault((budget, task), []).append((root / row["cell"], other))
     out = {}
-    for (budget, task), pairs in sorted(groups.items()):
+    for (budget, task), pairs in sorted(groups.items(), key=lambda item: (len(item[0][0]), item[0])):  # k=16 first
         cells = [[json.loads(path.read_text()) for path in pair] for pair in pairs]
         references = np.asarray(cells[0][0]["references"], dtype=object)
         metric = "accuracy" if task == "rare_disease_diagnosis" else "macro_f1"  # the curve's primary metrics

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 TASKS = ("ddi_severity", "icd10cm_excludes_nli", "icd10cm_chapter_classification", "rare_disease_diagnosis")
+COMPARED = ("hybrid@lr5e-3", "hybrid@prior-lr5e-3", "router@lr5e-3")  # each against the task LoRA of its cells
 FOLDERS = {
     "all records": RESULTS / "label_tasks_released",
     "few-shot curve": RESULTS / "few_shot",
@@ -52,15 +53,15 @@ def uniform_guess_macro_f1(references: list[str]) -> float:
     return float(np.mean([2 * (c / len(labels)) / (guessed + c) for c in counts]))
 
 
-def pooled(rows: list[dict], root: Path, hybrid: str, *, n_resamples: int = 1000) -> dict:
-    """(budget, task) -> `hybrid` minus the task LoRA in `root`, raw and batch-calibrated (macro-F1; rare disease:
+def pooled(rows: list[dict], root: Path, variant: str, *, n_resamples: int = 1000) -> dict:
+    """(budget, task) -> `variant` minus the task LoRA in `root`, raw and batch-calibrated (macro-F1; rare disease:
     accuracy), mean over the seeds that have both cells, with one paired bootstrap of the test records shared by every
     seed."""
     from samdkif_peft.evaluation.likelihood import _fast_scores, paired_bootstrap
 
     groups: dict = {}
     for row in rows:
-        if row["variant"] == hybrid and row["root"] == str(root):
+        if row["variant"] == variant and row["root"] == str(root):
             budget, seed, task, _ = row["cell"].split("/")
             other = root / budget / seed / task / "task_lora@lr5e-3.json"
             if other.is_file():
@@ -83,7 +84,7 @@ def pooled(rows: list[dict], root: Path, hybrid: str, *, n_resamples: int = 1000
 
             every = np.arange(len(references))
             diff = paired_bootstrap(side(0), side(1), len(references), n_resamples=n_resamples)[metric]
-            result[name] = {"hybrid": side(0)(every)[metric], "task_lora": side(1)(every)[metric], **diff}
+            result[name] = {"variant": side(0)(every)[metric], "task_lora": side(1)(every)[metric], **diff}
         out[f"{budget} {task}"] = result
     return out
 
@@ -120,13 +121,13 @@ def main() -> None:
               f"{row['uniform_guess_macro_f1']:.3f})")  # fmt: skip
     summary = {}
     for source, root in FOLDERS.items():
-        for hybrid in ("hybrid@lr5e-3", "hybrid@prior-lr5e-3"):
-            for group, result in pooled(rows, root, hybrid).items():
-                summary[f"{source}: {group} {hybrid}"] = result
+        for variant in COMPARED:
+            for group, result in pooled(rows, root, variant).items():
+                summary[f"{source}: {group} {variant}"] = result
                 raw, fixed = result["raw"], result["calibrated"]
-                print(f"{source}: {group} {hybrid} - task LoRA ({result['seeds']} seeds), {result['metric']}: raw "
-                      f"{raw['hybrid']:.3f} - "
-                      f"{raw['task_lora']:.3f} = {raw['difference']:+.3f}; calibrated {fixed['hybrid']:.3f} - "
+                print(f"{source}: {group} {variant} - task LoRA ({result['seeds']} seeds), {result['metric']}: raw "
+                      f"{raw['variant']:.3f} - "
+                      f"{raw['task_lora']:.3f} = {raw['difference']:+.3f}; calibrated {fixed['variant']:.3f} - "
                       f"{fixed['task_lora']:.3f} = {fixed['difference']:+.3f} [{fixed['interval'][0]:+.3f}, "
                       f"{fixed['interval'][1]:+.3f}]")  # fmt: skip
     out = RESULTS / "option_calibration.json"

@@ -530,7 +530,7 @@ def _variant_order(variant: str) -> tuple[int, str]:
 
 
 def calibration() -> str:
-    """The hybrid minus the task LoRA read raw and after batch calibration, for every (budget, task) with both."""
+    """The hybrid (and the router alone) minus the task LoRA, raw and after batch calibration, per (budget, task)."""
     results = _load("option_calibration.json")
     pooled, guesses = results.get("pooled"), {}
     for cell in results.get("cells", []):  # the test records are the same in every cell of a task
@@ -549,18 +549,19 @@ def calibration() -> str:
         + ", ".join(f"{value:.3f} on {task}" for task, value in guesses.items() if task != "rare_disease_diagnosis")
         + " (rare disease is read by accuracy: chance 0.25).",
         "",
-        "| cells | task | hybrid | metric | seeds | hybrid - task LoRA, raw | calibrated: hybrid / task LoRA | "
-        "hybrid - task LoRA, calibrated [95 % CI] |",
+        "| cells | task | model | metric | seeds | model - task LoRA, raw | calibrated: model / task LoRA | "
+        "model - task LoRA, calibrated [95 % CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    names = {"hybrid@lr5e-3": "hybrid, uniform start", "hybrid@prior-lr5e-3": "hybrid, skill prior",
+             "router@lr5e-3": "router alone"}  # fmt: skip
     for name, row in pooled.items():
         source, _, rest = name.partition(": ")
-        budget, task, hybrid = rest.split(" ")
+        budget, task, variant = rest.split(" ")
         raw, fixed = row["raw"], row["calibrated"]
-        start = "skill prior" if "prior" in hybrid else "uniform start"
-        lines.append(f"| {source}, {budget} | {task} | {start} | {row['metric']} | {row['seeds']} | "
-                     f"{raw['difference']:+.3f} | {fixed['hybrid']:.3f} / {fixed['task_lora']:.3f} | "
-                     f"{_difference(fixed)} |")  # fmt: skip
+        lines.append(f"| {source}, {budget} | {task} | {names.get(variant, variant)} | {row['metric']} | "
+                     f"{row['seeds']} | {raw['difference']:+.3f} | {fixed['variant']:.3f} / "
+                     f"{fixed['task_lora']:.3f} | {_difference(fixed)} |")  # fmt: skip
     return "\n".join(lines)
 
 

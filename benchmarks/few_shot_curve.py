@@ -198,7 +198,8 @@ def plot(variants) -> Path | None:
         ax.set_ylabel(metric.replace("_", "-"))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Unseen tasks: mean over seeds (band: min-max), SmolLM2-135M, 12 released skills", fontsize=10)
+    title = "Unseen tasks: mean over seeds (band: min-max; k=all: seed 42), SmolLM2-135M, 12 released skills"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = RESULTS / "few_shot.png"
     fig.savefig(out, dpi=120)

@@ -14,6 +14,7 @@ spreads the answers reaches). Writes `results/option_calibration.json`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -33,17 +34,27 @@ FOLDERS = {
 }
 
 
+@functools.cache
+def _read(path: Path) -> dict:
+    """A committed cell, parsed once per run (the pooled comparisons read the same cells again)."""
+    return json.loads(path.read_text())
+
+
 def _options(cell: dict) -> list[list[str]]:
     options = cell["options"]
     return [options["every record"]] * cell["n"] if isinstance(options, dict) else options
 
 
-def batch_calibrated(cell: dict) -> list[str]:
-    """The cell's answers after `batch_calibrate` (each option position's mean score over the test records removed)."""
-    from samdkif_peft.evaluation.likelihood import batch_calibrate
+@functools.cache
+def batch_calibrated(path: Path) -> tuple[str, ...]:
+    """The answers of the cell at `path` after `batch_calibrate` (each option position's mean score over the test
+    records removed), read as the cell's predictions are (`_answer_key`: the letter of a multiple-choice option)."""
+    from samdkif_peft.data.tasks import TASKS
+    from samdkif_peft.evaluation.likelihood import _answer_key, batch_calibrate
 
-    answers = [options[j] for options, j in zip(_options(cell), batch_calibrate(cell["option_scores"]))]
-    return [a[1] if a.startswith("(") else a for a in answers]  # multiple choice is scored by its letter
+    cell, spec = _read(path), TASKS[path.parent.name]
+    picks = batch_calibrate(cell["option_scores"])
+    return tuple(_answer_key(spec, options[j]) for options, j in zip(_options(cell), picks))
 
 
 def uniform_guess_macro_f1(references: list[str]) -> float:
@@ -68,12 +79,11 @@ def pooled(rows: list[dict], root: Path, variant: str, *, n_resamples: int = 100
                 groups.setdefault((budget, task), []).append((root / row["cell"], other))
     out = {}
     for (budget, task), pairs in sorted(groups.items(), key=lambda item: (len(item[0][0]), item[0])):  # k=16 first
-        cells = [[json.loads(path.read_text()) for path in pair] for pair in pairs]
-        references = np.asarray(cells[0][0]["references"], dtype=object)
+        references = np.asarray(_read(pairs[0][0])["references"], dtype=object)
         metric = "accuracy" if task == "rare_disease_diagnosis" else "macro_f1"  # the curve's primary metrics
-        result = {"seeds": len(cells), "metric": metric}
-        for name, read in (("raw", lambda c: c["predictions"]), ("calibrated", batch_calibrated)):
-            answers = [[np.asarray(read(c), dtype=object) for c in pair] for pair in cells]
+        result = {"seeds": len(pairs), "metric": metric}
+        for name, read in (("raw", lambda path: _read(path)["predictions"]), ("calibrated", batch_calibrated)):
+            answers = [[np.asarray(read(path), dtype=object) for path in pair] for pair in pairs]
 
             def side(i: int, answers=answers, metric=metric, references=references):
                 def score(pick) -> dict[str, float]:  # the mean over seeds on the same resampled records
@@ -99,12 +109,12 @@ def main() -> None:
     for source, root in FOLDERS.items():
         for path in sorted(root.glob("k=*/seed=*/*/*.json")):
             task = path.parent.name
-            cell = json.loads(path.read_text())
+            cell = _read(path)
             if task not in args.tasks or "option_scores" not in cell:
                 continue
             references = np.asarray(cell["references"], dtype=object)
             raw = _fast_scores(np.asarray(cell["predictions"], dtype=object), references)
-            calibrated = batch_calibrated(cell)
+            calibrated = batch_calibrated(path)
             fixed = _fast_scores(np.asarray(calibrated, dtype=object), references)
             rows.append({
                 "source": source, "root": str(root), "cell": str(path.relative_to(root)), "task": task,

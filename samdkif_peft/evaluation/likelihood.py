@@ -137,11 +137,16 @@ def pick_options(
     scores: Sequence[Sequence[tuple[float, int]]], normalization: str = "sum"
 ) -> list[int]:  # fmt: skip
     """Index of the best option per prompt under `normalization` (`"sum"` or `"mean"`; see the module docstring)."""
+    return [max(range(len(row)), key=row.__getitem__) for row in _normalized(scores, normalization)]
+
+
+def _normalized(scores: Sequence[Sequence[tuple[float, int]]], normalization: str) -> list[list[float]]:
+    """Each option's score under `normalization`: the summed log-probability, or that sum per scored token."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if normalization == "sum":
-        return [max(range(len(row)), key=lambda j: row[j][0]) for row in scores]
-    return [max(range(len(row)), key=lambda j: row[j][0] / max(1, row[j][1])) for row in scores]
+        return [[total for total, _ in row] for row in scores]
+    return [[total / max(1, n) for total, n in row] for row in scores]
 
 
 def batch_calibrate(scores: Sequence[Sequence[float]]) -> list[int]:
@@ -379,8 +384,7 @@ def _calibrated_report(scores, options, references, normalization: str, key: Cal
     """Accuracy, macro-F1 and answer counts of the batch-calibrated picks (`batch_calibrate`), a secondary reading."""
     import numpy as np
 
-    chosen = [[s / max(1, n) if normalization == "mean" else s for s, n in row] for row in scores]
-    answers = [key(opts[j]) for opts, j in zip(options, batch_calibrate(chosen))]
+    answers = [key(opts[j]) for opts, j in zip(options, batch_calibrate(_normalized(scores, normalization)))]
     metrics = _fast_scores(np.array(answers, dtype=object), np.array(references, dtype=object))
     return {**metrics, "prediction_counts": dict(Counter(answers).most_common())}
 

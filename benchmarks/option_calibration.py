@@ -31,7 +31,16 @@ FOLDERS = {
     "all records": RESULTS / "label_tasks_released",
     "few-shot curve": RESULTS / "few_shot",
     "levers": RESULTS / "hybrid_levers",
+    "DDI knowledge skill": RESULTS / "ddi_knowledge",  # 12 released skills + one that knows drug pairs (section 16)
 }
+TASK_LORA = "task_lora@lr5e-3"
+# (source, variant, source of the baseline, baseline) beyond COMPARED x FOLDERS: the knowledge skill's hybrid
+# against its control with the same shape (13th skill = relation extraction again) and against the curve's task LoRA
+EXTRA = (
+    ("DDI knowledge skill", "hybrid@lr5e-3", "DDI knowledge skill", "hybrid@ctl-lr5e-3"),
+    ("DDI knowledge skill", "hybrid@lr5e-3", "few-shot curve", TASK_LORA),
+    ("DDI knowledge skill", "hybrid@lr5e-3", "all records", TASK_LORA),
+)
 
 
 @functools.cache
@@ -64,24 +73,34 @@ def uniform_guess_macro_f1(references: list[str]) -> float:
     return float(np.mean([2 * (c / len(labels)) / (guessed + c) for c in counts]))
 
 
-def pooled(rows: list[dict], root: Path, variant: str, *, n_resamples: int = 1000) -> dict:
-    """(budget, task) -> `variant` minus the task LoRA in `root`, raw and batch-calibrated (macro-F1; rare disease:
-    accuracy), mean over the seeds that have both cells, with one paired bootstrap of the test records shared by every
-    seed."""
+def pooled(
+    rows: list[dict],
+    root: Path,
+    variant: str,
+    *,
+    baseline_root: Path | None = None,
+    baseline: str = TASK_LORA,
+    n_resamples: int = 1000,
+) -> dict:
+    """(budget, task) -> `variant` minus `baseline` (the task LoRA of the same cells by default; `baseline_root`: a
+    folder of the same budgets, seeds and test records), raw and batch-calibrated (macro-F1; rare disease: accuracy),
+    mean over the seeds that have both cells, with one paired bootstrap of the test records shared by every seed."""
     from samdkif_peft.evaluation.likelihood import _fast_scores, paired_bootstrap
 
     groups: dict = {}
     for row in rows:
         if row["variant"] == variant and row["root"] == str(root):
             budget, seed, task, _ = row["cell"].split("/")
-            other = root / budget / seed / task / "task_lora@lr5e-3.json"
+            other = (baseline_root or root) / budget / seed / task / f"{baseline}.json"
             if other.is_file():
+                if _read(other)["references"] != _read(root / row["cell"])["references"]:
+                    raise ValueError(f"{other} and {root / row['cell']} were scored on different test records")
                 groups.setdefault((budget, task), []).append((root / row["cell"], other))
     out = {}
     for (budget, task), pairs in sorted(groups.items(), key=lambda item: (len(item[0][0]), item[0])):  # k=16 first
         references = np.asarray(_read(pairs[0][0])["references"], dtype=object)
         metric = "accuracy" if task == "rare_disease_diagnosis" else "macro_f1"  # the curve's primary metrics
-        result = {"seeds": len(pairs), "metric": metric}
+        result = {"seeds": len(pairs), "metric": metric, "baseline": baseline}
         for name, read in (("raw", lambda path: _read(path)["predictions"]), ("calibrated", batch_calibrated)):
             answers = [[np.asarray(read(path), dtype=object) for path in pair] for pair in pairs]
 
@@ -94,7 +113,7 @@ def pooled(rows: list[dict], root: Path, variant: str, *, n_resamples: int = 100
 
             every = np.arange(len(references))
             diff = paired_bootstrap(side(0), side(1), len(references), n_resamples=n_resamples)[metric]
-            result[name] = {"variant": side(0)(every)[metric], "task_lora": side(1)(every)[metric], **diff}
+            result[name] = {"variant": side(0)(every)[metric], "baseline": side(1)(every)[metric], **diff}
         out[f"{budget} {task}"] = result
     return out
 
@@ -130,16 +149,19 @@ def main() -> None:
               f"{row['labels_answered']} -> {row['calibrated_labels_answered']}; uniform guess "
               f"{row['uniform_guess_macro_f1']:.3f})")  # fmt: skip
     summary = {}
-    for source, root in FOLDERS.items():
-        for variant in COMPARED:
-            for group, result in pooled(rows, root, variant).items():
-                summary[f"{source}: {group} {variant}"] = result
-                raw, fixed = result["raw"], result["calibrated"]
-                print(f"{source}: {group} {variant} - task LoRA ({result['seeds']} seeds), {result['metric']}: raw "
-                      f"{raw['variant']:.3f} - "
-                      f"{raw['task_lora']:.3f} = {raw['difference']:+.3f}; calibrated {fixed['variant']:.3f} - "
-                      f"{fixed['task_lora']:.3f} = {fixed['difference']:+.3f} [{fixed['interval'][0]:+.3f}, "
-                      f"{fixed['interval'][1]:+.3f}]")  # fmt: skip
+    comparisons = [(source, variant, source, TASK_LORA) for source in FOLDERS for variant in COMPARED]
+    for source, variant, baseline_source, baseline in comparisons + list(EXTRA):
+        results = pooled(rows, FOLDERS[source], variant, baseline_root=FOLDERS[baseline_source], baseline=baseline)
+        for group, result in results.items():
+            against = baseline if baseline_source == source else f"{baseline_source}: {baseline}"
+            name = f"{source}: {group} {variant}" + ("" if against == TASK_LORA else f" vs {against}")
+            summary[name] = {"source": source, "budget": group.split(" ")[0], "task": group.split(" ")[1],
+                             "variant": variant, "against": against, **result}  # fmt: skip
+            raw, fixed = result["raw"], result["calibrated"]
+            print(f"{name} ({result['seeds']} seeds), {result['metric']}: raw {raw['variant']:.3f} - "
+                  f"{raw['baseline']:.3f} = {raw['difference']:+.3f}; calibrated {fixed['variant']:.3f} - "
+                  f"{fixed['baseline']:.3f} = {fixed['difference']:+.3f} [{fixed['interval'][0]:+.3f}, "
+                  f"{fixed['interval'][1]:+.3f}]")  # fmt: skip
     out = RESULTS / "option_calibration.json"
     payload = {"method": "batch calibration (test-set mean per option position)", "pooled": summary, "cells": rows}
     out.write_text(json.dumps(payload, indent=1) + "\n")

@@ -544,24 +544,31 @@ def calibration() -> str:
         "before picking: label-free and run-free, it removes a bias towards one label shared by every record, so it "
         "asks whether a lead in macro-F1 is discrimination or only a spread of the answers. Read from the option "
         "scores every committed cell stores (`evaluate_options` now reports it as `batch_calibrated`); the same "
-        "cells as the tables above (`levers`: the re-run few-shot cells), mean over seeds with one paired bootstrap "
+        "cells as the tables above (`levers`: the re-run few-shot cells; `DDI knowledge skill`: the 12 released "
+        "skills plus one trained on the ANSM pairs, `docs/MEDICAL_VALUE.md` section 16), mean over seeds with one "
+        "paired bootstrap "
         "of the test records shared by the seeds. Guessing uniformly at random scores macro-F1 "
         + ", ".join(f"{value:.3f} on {task}" for task, value in guesses.items() if task != "rare_disease_diagnosis")
         + " (rare disease is read by accuracy: chance 0.25).",
         "",
-        "| cells | task | model | metric | seeds | model - task LoRA, raw | calibrated: model / task LoRA | "
-        "model - task LoRA, calibrated [95 % CI] |",
+        "| cells | task | model (vs the task LoRA of its cells unless named) | metric | seeds | "
+        "model - baseline, raw | calibrated: model / baseline | model - baseline, calibrated [95 % CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
     names = {"hybrid@lr5e-3": "hybrid, uniform start", "hybrid@prior-lr5e-3": "hybrid, skill prior",
-             "router@lr5e-3": "router alone"}  # fmt: skip
-    for name, row in pooled.items():
-        source, _, rest = name.partition(": ")
-        budget, task, variant = rest.split(" ")
+             "router@lr5e-3": "router alone", "hybrid@ctl-lr5e-3": "control hybrid (13th skill = relation extraction)",
+             "task_lora@lr5e-3": "task LoRA"}  # fmt: skip
+    for row in pooled.values():
         raw, fixed = row["raw"], row["calibrated"]
-        lines.append(f"| {source}, {budget} | {task} | {names.get(variant, variant)} | {row['metric']} | "
+        source, _, against = row["against"].rpartition(": ")
+        model = names.get(row["variant"], row["variant"])
+        if row["source"] == "DDI knowledge skill":
+            model = "hybrid + DDI knowledge skill, uniform start"
+        if row["against"] != "task_lora@lr5e-3":
+            model += f", **vs {names.get(against, against)}**" + (f" ({source} cells)" if source else "")
+        lines.append(f"| {row['source']}, {row['budget']} | {row['task']} | {model} | {row['metric']} | "
                      f"{row['seeds']} | {raw['difference']:+.3f} | {fixed['variant']:.3f} / "
-                     f"{fixed['task_lora']:.3f} | {_difference(fixed)} |")  # fmt: skip
+                     f"{fixed['baseline']:.3f} | {_difference(fixed)} |")  # fmt: skip
     return "\n".join(lines)
 
 

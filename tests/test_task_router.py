@@ -287,3 +287,23 @@ def test_balance_labels_reaches_router_training(assets, files, tmp_path, monkeyp
                           max_steps=2, balance_labels=True, progress=False)  # fmt: skip
     assert seen["balance_labels"] is True
     assert json.loads((tmp_path / "balanced" / "task.json").read_text())["balance_labels"] is True
+
+
+def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run(assets, tmp_path):
+    drugs = "warfarin aspirin digoxin amiodarone fluconazole ibuprofen heparin statin".split()
+    pairs = [(a, b) for i, a in enumerate(drugs) for b in drugs[i + 1 :]]
+    rows = [{"context": f"Drug A: {a}\nDrug B: {b}", "query": "How severe?", "output": LABELS[(len(a) + len(b)) % 3]}
+            for a, b in pairs]  # fmt: skip
+    train, test = _write_jsonl(tmp_path / "train.jsonl", rows[:20]), _write_jsonl(tmp_path / "test.jsonl", rows[20:])
+    out = tmp_path / "retrieved"
+    assert _cli(assets, train, test, out, "--retrieve", "2") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["retrieve"] == 2 and "most similar training records" in (out / "report.md").read_text()
+    for row, original in zip(_predictions(out), rows[20:]):  # the test prompts every model was scored on
+        assert row["context"].startswith("Similar records from the training data")
+        assert row["context"].endswith("This record:\n" + original["context"]) and row["context"].count("\n- ") == 2
+    assert json.loads((out / "task.json").read_text())["retrieve"] == 2
+    with pytest.raises(TaskDataError, match="holds a run with other retrieve"):
+        train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_steps=2)
+    with pytest.raises(TaskDataError, match="--retrieve -1"):
+        train_task_router(train, test, tmp_path / "negative", retrieve=-1)

@@ -3,6 +3,7 @@ base model (and a task LoRA), and report (`train_task_router`; CLI `samdkif rout
 
 from .inputs import TaskDataError, check_splits, parse_columns, read_split
 from .kinds import KINDS, detect_kind, task_spec
+from .retrieval import add_retrieved_examples
 from .run import TaskRouterResult, train_task_router
 
 
@@ -10,6 +11,7 @@ __all__ = [
     "KINDS",
     "TaskDataError",
     "TaskRouterResult",
+    "add_retrieved_examples",
     "check_splits",
     "detect_kind",
     "parse_columns",

@@ -20,9 +20,12 @@ VARIANT_TITLES = {"base": "base model", "router": "router", "task_lora": "task L
 _RESULTS_BEGIN, _RESULTS_END = "<!-- samdkif:task-results -->", "<!-- /samdkif:task-results -->"
 
 
-def write_report(out: Path, spec, kind: str, dataset, evaluated: dict[str, dict], *, router: str) -> dict[str, Any]:
+def write_report(
+    out: Path, spec, kind: str, dataset, evaluated: dict[str, dict], *, router: str, retrieve: int = 0
+) -> dict[str, Any]:
     """Build the report from the stored evaluations, write every file, and return the report dict."""
     report = build_report(spec, kind, dataset, evaluated, router=router, out=out)
+    report["retrieve"] = retrieve
     atomic_write_text(str(out / "report.json"), json.dumps(report, indent=2))
     atomic_write_text(str(out / "predictions.jsonl"), "".join(json.dumps(r) + "\n" for r in _rows(dataset, evaluated)))
     if report.get("routing"):
@@ -153,6 +156,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (f" (first {report['n_test']} of {report['n_test_available']})" if limited else " (all)")
         + "."  # fmt: skip
     )
+    if report.get("retrieve"):
+        lines.append(
+            f"Every prompt lists the {report['retrieve']} most similar training records with their answers "
+            "(`--retrieve`); new prompts need the same: `samdkif_peft.task_router.retrieval.add_retrieved_examples`."
+        )
     if report["kind"] != "generation":
         lines.append(
             "Accuracy and macro-F1 rank the allowed answers by log-likelihood (summed over the answer's tokens); "

@@ -88,6 +88,7 @@ def train_task_router(
     epochs: float = 1.0,
     seed: int = 42,
     balance_labels: bool = False,
+    retrieve: int = 0,
     eval_limit: int | None = None,
     bundle_skills: bool = False,
     push_to_hub: str | None = None,
@@ -108,6 +109,9 @@ def train_task_router(
         epochs: passes over the training records at batch 8 (default 1; `num_train_epochs`).
         balance_labels: train the router and the baseline on class-balanced records (label and multiple-choice
             tasks; same record count, see `training.common.balance_by_output`).
+        retrieve: put the N most similar training records, with their answers, into every prompt (BM25 over the
+            contexts; a training record never sees itself), for training and scoring alike; new prompts at inference
+            need `task_router.retrieval.add_retrieved_examples(records, train, N)`. 0 (default): off.
         eval_limit: score only the first N test records (quick checks; reports say so).
         push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
             bundled with `bundle_skills=True`).
@@ -133,6 +137,10 @@ def train_task_router(
             "--balance-labels: this task is a generation task (free-text outputs), so there are no labels to "
             "balance; drop --balance-labels, or pass --kind label if its outputs are labels"
         )
+    if retrieve < 0:
+        raise TaskDataError(f"--retrieve {retrieve}: pass the number of training records to retrieve (0 = off)")
+    if retrieve:
+        train_ds, test_ds, validation_ds = _with_retrieval(retrieve, train_ds, test_ds, validation_ds)
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
     if push_to_hub and not bundle_skills:
@@ -141,7 +149,8 @@ def train_task_router(
         except ValueError as err:
             raise TaskDataError(f"--push-to-hub: {err}") from None
     budget = {"seed": seed, **({"max_steps": max_steps} if max_steps else {"num_train_epochs": epochs})}
-    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels, budget)
+    _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels, budget,
+                 retrieve)  # fmt: skip
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
     import datasets
 
@@ -163,10 +172,24 @@ def train_task_router(
                                                   progress=progress)  # fmt: skip
     from .report import write_report
 
-    report = write_report(out, spec, kind, dataset, evaluated, router=router)
+    report = write_report(out, spec, kind, dataset, evaluated, router=router, retrieve=retrieve)
     if push_to_hub:
         _push(out, push_to_hub)
     return TaskRouterResult(output_dir=str(out), kind=kind, report=report)
+
+
+def _with_retrieval(neighbours: int, train, test, validation):
+    """The three splits with `neighbours` retrieved training records in every context (`retrieval.py`)."""
+    import datasets
+
+    from .retrieval import add_retrieved_examples
+
+    memory = train.to_list()
+    train_out = datasets.Dataset.from_list(add_retrieved_examples(memory, memory, neighbours, leave_one_out=True))
+    test_out = datasets.Dataset.from_list(add_retrieved_examples(test.to_list(), memory, neighbours))
+    if validation is not None:
+        validation = datasets.Dataset.from_list(add_retrieved_examples(validation.to_list(), memory, neighbours))
+    return train_out, test_out, validation
 
 
 def _display(source: Any, split: str) -> str:
@@ -193,6 +216,7 @@ def _record_task(
     router: str,
     balance_labels: bool = False,
     budget: Mapping[str, Any] | None = None,
+    retrieve: int = 0,
 ) -> None:
     """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills, router kind or
     training budget (a finished stage would otherwise be reused as if it had the new settings)."""
@@ -208,12 +232,14 @@ def _record_task(
         "router": router,
         "balance_labels": balance_labels,
         "training": dict(budget or {}),
+        "retrieve": retrieve,
     }
     path = out / TASK_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
-        keys = ("data_sha256", "kind", "skills", "router", "balance_labels", "training")
-        defaults = {"balance_labels": False, "training": record["training"]}  # folders from before these were kept
+        keys = ("retrieve", "data_sha256", "kind", "skills", "router", "balance_labels", "training")
+        # folders from before these were kept
+        defaults = {"balance_labels": False, "training": record["training"], "retrieve": 0}
         changed = [k for k in keys if previous.get(k, defaults.get(k)) != record[k]]
         if changed:
             raise TaskDataError(

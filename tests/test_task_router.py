@@ -109,6 +109,17 @@ def test_label_task_end_to_end_with_task_lora_baseline(assets, files, tmp_path, 
     for variant in ("base", "task_lora"):
         got = [r[f"{variant}_prediction"] for r in rows]
         assert report["metrics"][variant]["accuracy"] == pytest.approx(_accuracy(got, references))
+    # the calibrated reading is batch calibration of the very option scores in predictions.jsonl
+    import numpy as np
+
+    from samdkif_peft.evaluation.likelihood import _fast_scores, batch_calibrate
+
+    options = [list(r["option_scores"]) for r in rows]
+    picks = [o[j] for o, j in zip(options, batch_calibrate([list(r["option_scores"].values()) for r in rows]))]
+    expected = _fast_scores(np.array(picks, dtype=object), np.array(references, dtype=object))["macro_f1"]
+    assert set(report["batch_calibrated"]) == {"base", "router", "task_lora"}
+    assert report["batch_calibrated"]["router"]["macro_f1"] == pytest.approx(expected)
+    assert "Batch-calibrated macro-F1" in (out / "report.md").read_text()
     counts = report["prediction_counts"]["router"]
     assert sum(counts.values()) == 8
     assert sum(sum(row.values()) for row in report["confusion"]["router"].values()) == 8

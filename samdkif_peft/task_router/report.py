@@ -75,6 +75,9 @@ def build_report(spec, kind: str, dataset, evaluated: dict[str, dict], *, router
             report.setdefault("confusion", {})[variant] = confusion(predictions, references)
             report["reference_counts"] = scored["reference_counts"]
             report["baselines"] = scored["baselines"]
+            calibrated = result.get("options", {}).get("report", {}).get("batch_calibrated")
+            if calibrated:  # a second reading: each answer's mean score over the test prompts removed (likelihood.py)
+                report.setdefault("batch_calibrated", {})[variant] = calibrated
             generated, gen_refs = result["generation"]["parsed"], result["generation"]["references"]
             gen = label_report([str(p) for p in generated], [str(r) for r in gen_refs], n_resamples=200)
             metrics.update(generation_accuracy=gen["accuracy"], generation_macro_f1=gen["macro_f1"])
@@ -192,6 +195,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts = [f"{m} {d['difference']:+.3f} [{d['interval'][0]:+.3f}, {d['interval'][1]:+.3f}]"
                  for m, d in diff.items()]  # fmt: skip
         lines += ["", f"Paired, {VARIANT_TITLES.get(a, a)} minus {VARIANT_TITLES.get(b, b)}: " + "; ".join(parts)]
+    if report.get("batch_calibrated"):
+        parts = [f"{VARIANT_TITLES.get(v, v)} {c['macro_f1']:.3f}" for v, c in report["batch_calibrated"].items()]
+        lines += ["", "Batch-calibrated macro-F1 (each answer's mean log-likelihood over the test prompts removed, "
+                  "so a bias towards one answer shared by every record does not count; docs/EVALUATION.md): "
+                  + ", ".join(parts)]  # fmt: skip
     if report.get("prediction_counts"):
         labels = list(report["reference_counts"])
         labels += [p for c in report["prediction_counts"].values() for p in c if p not in labels]

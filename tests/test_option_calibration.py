@@ -1,5 +1,4 @@
-"""Benchmark helpers that read committed cells or rewrite a user's files: option_calibration's pairing across folders
-and retrieval_demos' leak-free neighbours."""
+"""Benchmark helpers that read committed cells: option_calibration's pairing across folders."""
 
 import json
 import sys
@@ -10,7 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 calibration = pytest.importorskip("option_calibration")
-retrieval = pytest.importorskip("retrieval_demos")
 
 LABELS = ["contraindicated", "not recommended", "precaution for use", "take into account"]
 
@@ -48,23 +46,3 @@ def test_pooled_refuses_cells_scored_on_different_test_records(tmp_path):
     _cell(tmp_path / "b/k=64/seed=1/ddi_severity/task_lora@lr5e-3.json", references, references[::-1])
     with pytest.raises(ValueError, match="different test records"):
         calibration.pooled([_row(tmp_path / "a", cell)], tmp_path / "a", "hybrid@lr5e-3", baseline_root=tmp_path / "b")
-
-
-def test_retrieval_never_returns_the_record_itself_and_ranks_shared_words_first():
-    contexts = ["Drug A: warfarin\nDrug B: aspirin", "Drug A: warfarin\nDrug B: fluconazole",
-                "Drug A: digoxin\nDrug B: amiodarone", "Drug A: aspirin\nDrug B: ibuprofen"]  # fmt: skip
-    index = retrieval.BM25(contexts)
-    assert index.top(contexts[0], 3, exclude=0) == [1, 3]  # both share one rare drug; the unrelated pair scores 0
-    assert 0 not in index.top(contexts[0], 10, exclude=0)
-    assert index.top(contexts[0], 1)[0] == 0  # a test record may match a training record exactly (no exclusion)
-    assert index.top("Drug A: metformin", 5) == []  # "drug" and "a" are in every record, so nothing is similar
-
-
-def test_augmented_context_lists_the_neighbours_answers_before_the_record():
-    record = {"context": "Drug A: warfarin\nDrug B: aspirin", "query": "How severe?", "output": "not recommended"}
-    demo = {"context": "Drug A: warfarin\nDrug B: fluconazole", "query": "How severe?", "output": "contraindicated"}
-    out = retrieval.augment(record, [demo])
-    assert out["query"] == record["query"] and out["output"] == record["output"]
-    assert "- Drug A: warfarin; Drug B: fluconazole -> contraindicated" in out["context"]
-    assert out["context"].endswith("This record:\n" + record["context"])
-    assert retrieval.augment(record, []) == record

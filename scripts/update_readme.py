@@ -150,8 +150,16 @@ def _default_hybrid(variants, applies: bool | None, gated: tuple[str, ...]) -> s
     return "hybrid@prior-lr5e-3" if applies and "hybrid@prior-lr5e-3" in variants else None
 
 
-def _no_model(task: str, baselines: dict, metric: str) -> float | None:
+def _no_model(task: str, baselines: dict, metric: str, lookup: str | None = None) -> float | None:
+    """The best no-model baseline: the cell's own (majority label, a rule) or, with `lookup` ("all records" or
+    "k=K, seed=S"), `benchmarks/lookup_baseline.py`'s entity lookup over the same training records."""
     values = [b.get(metric) for b in baselines.values() if isinstance(b, dict) and b.get(metric) is not None]
+    if lookup:
+        found = (_load("lookup_baseline.json") if lookup == "all records" else
+                 _load("lookup_baseline_subsets.json").get(task, {}).get(lookup, {}))  # fmt: skip
+        found = found.get(task, {}) if lookup == "all records" else found
+        if found.get(metric) is not None:
+            values.append(found[metric])
     return max(values) if values else None
 
 
@@ -176,14 +184,19 @@ def scoreboard() -> str:
         default = _default_hybrid(variants, _prior_applies(task, 42), gated=("hybrid@prior-lr5e-3",))
         pair = variants.get("_paired", {}).get(f"{default} - task_lora@lr5e-3", {}).get(metric)
         diff = _difference(pair) if pair else "-"
-        rows.append((task, task in SEEN_ORDER, "all", metric, _no_model(task, variants.get("_baselines", {}), metric),
-                     _board_row(variants, metric, default), diff))  # fmt: skip
-    main_job = RESULTS / "main_job" / "report.json"  # the product's command on its task: a row of its own
-    if main_job.is_file():
-        report = json.loads(main_job.read_text())
+        no_model = _no_model(task, variants.get("_baselines", {}), metric, lookup="all records")
+        rows.append((task, task in SEEN_ORDER, "all", metric, no_model, _board_row(variants, metric, default), diff))
+    # the product's command on its task, and with retrieved training records in the prompt: rows of their own
+    own_runs = {"all (main job)": RESULTS / "main_job" / "report.json",
+                "all (`--retrieve 8`, 1 epoch)": RESULTS / "retrieval" / "r8-1ep" / "report.json"}  # fmt: skip
+    for budget, path in own_runs.items():
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
         metric, scores = _primary(report["task"]), report["metrics"]
         pair = report["paired"]["router_minus_task_lora"][metric]
-        rows.append((report["task"], False, "all (main job)", metric, _no_model("", report["baselines"], metric),
+        rows.append((report["task"], False, budget, metric,
+                     _no_model(report["task"], report["baselines"], metric, lookup="all records"),
                      {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
                       "task_lora": scores["task_lora"][metric]},
                      _difference(pair)))  # fmt: skip
@@ -194,8 +207,11 @@ def scoreboard() -> str:
         "",
         "Each task's primary metric on all test records (label tasks: macro-F1, as always answering the majority "
         "label scores accuracy 0.637 on NLI and 0.444 on DDI; accuracies are in the tables below). *No model*: the "
-        "best of the majority answer and, where one exists, a rule with no model "
-        "(chance for rare disease's shuffled options). *Base*: the base model's best prompt among those measured. "
+        "best of the majority answer and, where one exists, a rule with no model (NER: a dictionary of training "
+        "mentions; Elixhauser: the nearest training code's flags; DDI and the ICD label tasks: each entity's most "
+        "frequent training label over the same training records, `benchmarks/lookup_baseline.py`; chance for rare "
+        "disease's shuffled options). *Base*: the base model's best prompt among those measured (the retrieval row: "
+        "the base model on that row's prompts). "
         "*Own skill + LoRA*: a task LoRA trained on top of the task's own frozen skill, no router. "
         "*Hybrid (default)*: the router + task LoRA as `train_router` trains it by default, starting from the skill "
         "prior where the best skill's answer loss on the first 64 training records is at least 7 % below the uniform "
@@ -271,7 +287,8 @@ def _few_shot_rows() -> list[tuple]:
         if default and pool and pool["seeds"] == len(seeds):
             ahead = sum(d > 0 for d in pool["per_seed"])
             diff = f"{_difference(pool)} over seeds; ahead in {ahead}/{len(seeds)} seeds"
-        no_model = [_no_model(task, v.get("_baselines", {}), metric) for v in seeds.values()]
+        no_model = [_no_model(task, v.get("_baselines", {}), metric, lookup=f"k={k}, seed={seed}")
+                    for seed, v in seeds.items()]  # fmt: skip
         no_model = None if None in no_model else sum(no_model) / len(no_model)
         where = ", re-run" if home == COMMITTED else ""
         rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))

@@ -8,6 +8,9 @@ the record's own context: retrieval-augmented in-context examples (Liu et al., "
 for GPT-3?", 2022), for training and scoring alike, so every model of the run (base, router, task LoRA) reads the
 same prompts. Leak-free: a training record never retrieves itself; validation and test records retrieve from the
 training records only. At inference, prompts need the same treatment: `add_retrieved_examples(new, train, N)`.
+Each example is one line, so this suits short contexts (entities, codes, a sentence); a prompt over the training
+length (384 tokens) loses the middle of its context first (`encode_completions`), i.e. the later examples and the
+start of the record's own context: use a small N for long contexts.
 """
 
 from __future__ import annotations

@@ -602,7 +602,7 @@ def main() -> None:
             target.mkdir(parents=True, exist_ok=True)
             for cached in sorted((out / task).glob("*.json")):
                 result = publishable(task, json.loads(cached.read_text()))
-                (target / cached.name).write_text(json.dumps(result) + "\n")
+                (target / cached.name).write_text(json.dumps(result, indent=1) + "\n")  # as committed cells are
 
 
 if __name__ == "__main__":

@@ -154,12 +154,11 @@ def _no_model(task: str, baselines: dict, metric: str, lookup: str | None = None
     """The best no-model baseline: the cell's own (majority label, a rule) or, with `lookup` ("all records" or
     "k=K, seed=S"), `benchmarks/lookup_baseline.py`'s entity lookup over the same training records."""
     values = [b.get(metric) for b in baselines.values() if isinstance(b, dict) and b.get(metric) is not None]
-    if lookup:
-        found = (_load("lookup_baseline.json") if lookup == "all records" else
-                 _load("lookup_baseline_subsets.json").get(task, {}).get(lookup, {}))  # fmt: skip
-        found = found.get(task, {}) if lookup == "all records" else found
-        if found.get(metric) is not None:
-            values.append(found[metric])
+    if lookup == "all records":
+        values.append(_load("lookup_baseline.json").get(task, {}).get(metric))
+    elif lookup:
+        values.append(_load("lookup_baseline_subsets.json").get(task, {}).get(lookup, {}).get(metric))
+    values = [v for v in values if v is not None]
     return max(values) if values else None
 
 
@@ -598,6 +597,12 @@ RETRIEVAL_RUNS = {  # folder in results/retrieval (or the main job's) -> what th
 }
 
 
+def _curve_cell(task: str, seed: int, variant: str, k: int = 64) -> float:
+    """Macro-F1 of the few-shot curve's committed cell (rate 5e-3)."""
+    path = RESULTS / "few_shot" / f"k={k}" / f"seed={seed}" / task / f"{variant}@lr5e-3.json"
+    return json.loads(path.read_text())["metrics"]["macro_f1"]
+
+
 def retrieval() -> str:
     """DDI severity with and without retrieved training records in the prompt (`samdkif router train --retrieve`)."""
     folders = {name: (RESULTS / "main_job" if name == "main_job" else RESULTS / "retrieval" / name)
@@ -607,21 +612,33 @@ def retrieval() -> str:
     }
     if not any(n != "main_job" for n in reports):
         return "_Run the commands in docs/MEDICAL_VALUE.md section 23 to measure retrieval on DDI severity._"
-    references = next(iter(reports.values()))["reference_counts"]
+    first = next(iter(reports.values()))
+    task, references = first["task"], first["reference_counts"]
     labels = list(references)
+    lookups = _load("lookup_baseline_subsets.json")[task]
+    seeds = [int(name.rsplit("seed", 1)[1]) for name in reports if "-k64-seed" in name]
+    guess = next(c["uniform_guess_macro_f1"] for c in _load("option_calibration.json")["cells"] if c["task"] == task)
     lines = [
         "### Retrieved training records in the prompt (`samdkif router train --retrieve N`; DDI severity, unseen)",
         "",
         "Every prompt (training and test, for every model) lists the N training records most similar to it (BM25 over "
         "the contexts; a training record never sees itself) with their answers. Same data, seed 42, rate 5e-3, all "
-        "239 test records, option log-likelihood; macro-F1 [95 % bootstrap]; the answers are counted per label "
+        f"{first['n_test']} test records, option log-likelihood; macro-F1 [95 % bootstrap]; the answers are counted "
+        "per label "
         f"({', '.join(f'{label} {count}' for label, count in references.items())} "
-        "in the test records). No model: the majority label scores macro-F1 0.154; the lookup of each drug's most "
-        "frequent training label 0.547 with all records, 0.327 / 0.237 with the k = 64 records of seeds 1 / 2 "
-        "(`benchmarks/lookup_baseline.py`); without retrieval, the few-shot curve's k = 64 hybrid / task LoRA scored "
-        "0.163 / 0.154 (seed 1) and 0.160 / 0.153 (seed 2). Batch-calibrated: each answer's mean score "
-        "over the test prompts removed (guessing uniformly at random scores 0.238; the main job's report predates "
-        "this reading). Reports and predictions: `benchmarks/results/retrieval/`.",
+        f"in the test records). No model: the majority label scores macro-F1 "
+        f"{first['baselines']['majority']['macro_f1']:.3f}; the lookup of each drug's most frequent training label "
+        f"{_load('lookup_baseline.json')[task]['macro_f1']:.3f} with all records, "
+        + " / ".join(f"{lookups[f'k=64, seed={seed}']['macro_f1']:.3f}" for seed in seeds)
+        + f" with the k = 64 records of seeds {' / '.join(map(str, seeds))} (`benchmarks/lookup_baseline.py`); "
+        "without retrieval, the few-shot curve's k = 64 hybrid / task LoRA scored "
+        + " and ".join(
+            " / ".join(f"{_curve_cell(task, seed, v):.3f}" for v in ("hybrid", "task_lora")) + f" (seed {seed})"
+            for seed in seeds
+        )
+        + ". Batch-calibrated: each answer's mean score over the test prompts removed (guessing uniformly at random "
+        f"scores {guess:.3f}; the main job's report predates this reading). Reports and predictions: "
+        "`benchmarks/results/retrieval/`.",
         "",
         "| run | model | macro-F1 | accuracy | answers (" + " / ".join(labels) + ") | minus task LoRA (macro-F1) | "
         "batch-calibrated macro-F1 |",

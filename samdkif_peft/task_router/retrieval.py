@@ -41,18 +41,24 @@ class BM25:
         self.docs = [Counter(_words(d)) for d in documents]
         self.lengths = [sum(d.values()) for d in self.docs]
         self.mean_length = sum(self.lengths) / max(len(self.docs), 1)
-        n, frequency = len(self.docs), Counter(w for d in self.docs for w in d)
-        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) if f < n else 0.0 for w, f in frequency.items()}
+        self.postings: dict[str, list[int]] = {}  # word -> the documents that hold it
+        for i, doc in enumerate(self.docs):
+            for w in doc:
+                self.postings.setdefault(w, []).append(i)
+        n = len(self.docs)
+        self.idf = {w: math.log(1 + (n - len(ids) + 0.5) / (len(ids) + 0.5)) if len(ids) < n else 0.0
+                    for w, ids in self.postings.items()}  # fmt: skip
         self.k1, self.b = k1, b
 
     def top(self, query: str, m: int, exclude: int | None = None) -> list[int]:
         """Indices of the (at most) `m` documents with the highest positive score, best first (ties: lower index)."""
         terms = set(_words(query))
+        # only documents that share a scoring word can score above 0: visit those, not the whole collection
+        candidates = {i for w in terms if self.idf.get(w) for i in self.postings[w]} - {exclude}
         scored = []
-        for i, (doc, length) in enumerate(zip(self.docs, self.lengths)):
-            if i == exclude:
-                continue
-            norm = self.k1 * (1 - self.b + self.b * length / self.mean_length)
+        for i in candidates:
+            doc = self.docs[i]
+            norm = self.k1 * (1 - self.b + self.b * self.lengths[i] / self.mean_length)
             score = sum(self.idf[w] * doc[w] * (self.k1 + 1) / (doc[w] + norm) for w in terms if w in doc)
             if score > 0:
                 scored.append((-score, i))

@@ -125,6 +125,8 @@ def train_task_router(
         raise ValueError(f"router={router!r}; choose from: {', '.join(router_choices())}")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"baseline={baseline!r}; choose from: {', '.join(BASELINES)} (or None)")
+    if retrieve < 0:
+        raise TaskDataError(f"--retrieve {retrieve}: pass the number of training records to retrieve (0 = off)")
     # 1. data and skills, checked before any model loads
     names = {s: _display(src, s) for s, src in (("train", train), ("test", test), ("validation", validation))}
     train_ds, test_ds = read_split(train, "train", columns), read_split(test, "test", columns)
@@ -137,8 +139,6 @@ def train_task_router(
             "--balance-labels: this task is a generation task (free-text outputs), so there are no labels to "
             "balance; drop --balance-labels, or pass --kind label if its outputs are labels"
         )
-    if retrieve < 0:
-        raise TaskDataError(f"--retrieve {retrieve}: pass the number of training records to retrieve (0 = off)")
     if retrieve:
         train_ds, test_ds, validation_ds = _with_retrieval(retrieve, train_ds, test_ds, validation_ds)
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)

@@ -2,7 +2,14 @@
 
 import pytest
 
-from samdkif_peft.task_router.retrieval import BM25, add_retrieved_examples, with_examples
+from samdkif_peft.data.templates import format_prompt
+from samdkif_peft.task_router.retrieval import (
+    BM25,
+    add_retrieved_examples,
+    count_examples,
+    fits_within,
+    with_examples,
+)
 
 
 CONTEXTS = ["Drug A: warfarin\nDrug B: aspirin", "Drug A: warfarin\nDrug B: fluconazole",
@@ -44,3 +51,27 @@ def test_bad_arguments_are_refused_with_the_fix():
 def test_multi_line_outputs_stay_on_the_example_line():
     row = with_examples(TRAIN[0], [{"context": "a\nb", "output": "DRUG: x\nDISEASE: y"}])
     assert "- a; b -> DRUG: x; DISEASE: y\n" in row["context"]
+
+
+class _WordTokenizer:
+    """One token per whitespace-separated word; `add_special_tokens` adds one BOS, as a real tokenizer may."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [0] * (len(text.split()) + int(add_special_tokens))}
+
+
+def test_examples_that_would_not_fit_are_dropped_least_similar_first():
+    query = {"context": "Drug A: warfarin\nDrug B: aspirin", "query": "How severe?", "output": "x"}
+    full = add_retrieved_examples([query], TRAIN, 3)[0]
+    assert count_examples(full) == 3 and count_examples(query) == 0
+    tokenizer = _WordTokenizer()
+    length = len(format_prompt(full).split()) + 1 + 1 + 1  # BOS, the answer "x", EOS
+    assert fits_within(tokenizer, length)(full) and not fits_within(tokenizer, length - 1)(full)
+    words = [len(format_prompt(with_examples(query, TRAIN[:n])).split()) for n in range(4)]
+    kept = add_retrieved_examples([query], TRAIN, 3, fits=fits_within(tokenizer, words[2] + 3))[0]
+    # the two most similar survive, in order (the pair itself, then the tie broken by index); the third is dropped
+    assert count_examples(kept) == 2 and kept == with_examples(query, [TRAIN[0], TRAIN[1]])
+    none_fit = add_retrieved_examples([query], TRAIN, 3, fits=lambda record: False)[0]
+    assert none_fit == query  # too long even alone: the record is kept as it was, with no examples
+    no_answer = {"context": query["context"], "query": query["query"]}  # a new prompt at inference
+    assert fits_within(tokenizer, len(format_prompt(no_answer).split()) + 2)(no_answer)

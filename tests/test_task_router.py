@@ -310,6 +310,7 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
     assert _cli(assets, train, test, out, "--retrieve", "2") == 0
     report = json.loads((out / "report.json").read_text())
     assert report["retrieve"] == 2 and "most similar training records" in (out / "report.md").read_text()
+    assert report["retrieved_examples"] == {"min": 2, "mean": 2.0, "fewer_than_asked": 0}
     for row, original in zip(_predictions(out), rows[20:]):  # the test prompts every model was scored on
         assert row["context"].startswith("Similar records from the training data")
         assert row["context"].endswith("This record:\n" + original["context"]) and row["context"].count("\n- ") == 2

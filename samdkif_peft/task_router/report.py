@@ -26,6 +26,13 @@ def write_report(
     """Build the report from the stored evaluations, write every file, and return the report dict."""
     report = build_report(spec, kind, dataset, evaluated, router=router, out=out)
     report["retrieve"] = retrieve
+    if retrieve:
+        from .retrieval import count_examples
+
+        scored = dataset["test"].select(range(report["n_test"]))
+        report["retrieved_examples"] = {"min": 0, "mean": 0.0, "fewer_than_asked": 0} | _example_counts(
+            [count_examples(r) for r in scored], retrieve
+        )
     atomic_write_text(str(out / "report.json"), json.dumps(report, indent=2))
     atomic_write_text(str(out / "predictions.jsonl"), "".join(json.dumps(r) + "\n" for r in _rows(dataset, evaluated)))
     if report.get("routing"):
@@ -34,6 +41,14 @@ def write_report(
     atomic_write_text(str(out / "report.md"), markdown)
     _update_card(out / "README.md", markdown)
     return report
+
+
+def _example_counts(counts: list[int], asked: int) -> dict[str, Any]:
+    """How many retrieved examples the scored prompts carry (fewer than asked where a prompt would not fit)."""
+    if not counts:
+        return {}
+    return {"min": min(counts), "mean": round(sum(counts) / len(counts), 3),
+            "fewer_than_asked": sum(c < asked for c in counts)}  # fmt: skip
 
 
 def _answers(result: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -160,9 +175,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         + "."  # fmt: skip
     )
     if report.get("retrieve"):
+        counts = report.get("retrieved_examples") or {}
+        fewer = (
+            f" (fewer where the prompt would pass the training length: {counts['fewer_than_asked']} of "
+            f"{report['n_test']} test prompts; mean {counts['mean']:.1f}, min {counts['min']})"
+            if counts.get("fewer_than_asked")
+            else ""
+        )
         lines.append(
             f"Every prompt lists the {report['retrieve']} most similar training records with their answers "
-            "(`--retrieve`); new prompts need the same: `samdkif_peft.task_router.retrieval.add_retrieved_examples`."
+            f"(`--retrieve`){fewer}; new prompts need the same: "
+            "`samdkif_peft.task_router.retrieval.add_retrieved_examples`."
         )
     if report["kind"] != "generation":
         lines.append(

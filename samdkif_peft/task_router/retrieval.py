@@ -8,9 +8,10 @@ the record's own context: retrieval-augmented in-context examples (Liu et al., "
 for GPT-3?", 2022), for training and scoring alike, so every model of the run (base, router, task LoRA) reads the
 same prompts. Leak-free: a training record never retrieves itself; validation and test records retrieve from the
 training records only. At inference, prompts need the same treatment: `add_retrieved_examples(new, train, N)`.
-Each example is one line, so this suits short contexts (entities, codes, a sentence); a prompt over the training
-length (384 tokens) loses the middle of its context first (`encode_completions`), i.e. the later examples and the
-start of the record's own context: use a small N for long contexts.
+Each example is one line, so this suits short contexts (entities, codes, a sentence). A prompt must fit the training
+length (384 tokens), or training would cut the middle of its context (`encode_completions`) while scoring reads it
+whole: with `fits=fits_within(tokenizer, max_length)` the least similar examples are dropped until the record fits,
+so the model trains and answers on the same prompts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 
 HEADER = "Similar records from the training data, with their answers:"
@@ -77,16 +79,32 @@ def with_examples(record: Mapping[str, str], examples: Iterable[Mapping[str, str
     return {**record, "context": "\n".join([HEADER, *lines, "", RECORD, record["context"]])}
 
 
+def fits_within(tokenizer: Any, max_length: int) -> Callable[[Mapping[str, str]], bool]:
+    """A `fits` test for `add_retrieved_examples`: the record's prompt, its answer (when it has one) and EOS within
+    `max_length` tokens, as the training collator counts them."""
+    from ..data.templates import format_prompt
+
+    def fits(record: Mapping[str, str]) -> bool:
+        length = len(tokenizer(format_prompt(record), add_special_tokens=True)["input_ids"]) + 1
+        if record.get("output"):
+            length += len(tokenizer(record["output"], add_special_tokens=False)["input_ids"])
+        return length <= max_length
+
+    return fits
+
+
 def add_retrieved_examples(
     records: Sequence[Mapping[str, str]],
     memory: Sequence[Mapping[str, str]],
     neighbours: int,
     *,
     leave_one_out: bool = False,
+    fits: Callable[[Mapping[str, str]], bool] | None = None,
 ) -> list[dict[str, str]]:
     """Each of `records` with its `neighbours` most similar `memory` records (by context) and their answers in its
     context. `leave_one_out=True` when `records` is `memory` itself (the training split): record i never sees
-    itself."""
+    itself. `fits` (e.g. `fits_within(tokenizer, 384)`): drop the least similar examples until the record passes
+    (a record too long even with none keeps none)."""
     if neighbours < 1:
         raise ValueError(f"neighbours={neighbours}: retrieve at least one training record, or do not retrieve")
     if leave_one_out and len(records) != len(memory):
@@ -94,6 +112,19 @@ def add_retrieved_examples(
     index = BM25([m["context"] for m in memory])
     out = []
     for i, record in enumerate(records):
-        hits = index.top(record["context"], neighbours, exclude=i if leave_one_out else None)
-        out.append(with_examples(record, (memory[j] for j in hits)))
+        examples = [memory[j] for j in index.top(record["context"], neighbours, exclude=i if leave_one_out else None)]
+        augmented = with_examples(record, examples)
+        while fits is not None and examples and not fits(augmented):
+            examples.pop()
+            augmented = with_examples(record, examples)
+        out.append(augmented)
     return out
+
+
+def count_examples(record: Mapping[str, str]) -> int:
+    """How many retrieved examples `record`'s context lists (0 without retrieval)."""
+    context = record.get("context") or ""
+    if not context.startswith(HEADER + "\n"):
+        return 0
+    block = context[len(HEADER) + 1 : context.index("\n\n" + RECORD)]
+    return block.count("\n- ") + 1

@@ -139,8 +139,11 @@ def train_task_router(
             "--balance-labels: this task is a generation task (free-text outputs), so there are no labels to "
             "balance; drop --balance-labels, or pass --kind label if its outputs are labels"
         )
+    from ..base_model import resolve_base_model
+
+    base = resolve_base_model(base_model)
     if retrieve:
-        train_ds, test_ds, validation_ds = _with_retrieval(retrieve, train_ds, test_ds, validation_ds)
+        train_ds, test_ds, validation_ds = _with_retrieval(retrieve, base, train_ds, test_ds, validation_ds)
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
     if push_to_hub and not bundle_skills:
@@ -156,9 +159,6 @@ def train_task_router(
 
     splits = {"train": train_ds, "test": test_ds, **({"validation": validation_ds} if validation_ds else {})}
     dataset = datasets.DatasetDict(splits)
-    from ..base_model import resolve_base_model
-
-    base = resolve_base_model(base_model)
     from .scoring import evaluate_variant
 
     evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
@@ -178,18 +178,23 @@ def train_task_router(
     return TaskRouterResult(output_dir=str(out), kind=kind, report=report)
 
 
-def _with_retrieval(neighbours: int, train, test, validation):
-    """The three splits with `neighbours` retrieved training records in every context (`retrieval.py`)."""
+def _with_retrieval(neighbours: int, base: str, train, test, validation):
+    """The three splits with up to `neighbours` retrieved training records in every context (`retrieval.py`), as
+    many as fit the training length, so training never cuts a prompt that scoring reads whole."""
     import datasets
+    from transformers import AutoTokenizer
 
-    from .retrieval import add_retrieved_examples
+    from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
+    from .retrieval import add_retrieved_examples, fits_within
 
+    fits = fits_within(AutoTokenizer.from_pretrained(base), DEFAULT_ROUTER_MAX_LENGTH)
     memory = train.to_list()
-    train_out = datasets.Dataset.from_list(add_retrieved_examples(memory, memory, neighbours, leave_one_out=True))
-    test_out = datasets.Dataset.from_list(add_retrieved_examples(test.to_list(), memory, neighbours))
+    train_out = add_retrieved_examples(memory, memory, neighbours, leave_one_out=True, fits=fits)
+    test_out = add_retrieved_examples(test.to_list(), memory, neighbours, fits=fits)
     if validation is not None:
-        validation = datasets.Dataset.from_list(add_retrieved_examples(validation.to_list(), memory, neighbours))
-    return train_out, test_out, validation
+        validation = datasets.Dataset.from_list(add_retrieved_examples(validation.to_list(), memory, neighbours,
+                                                                       fits=fits))  # fmt: skip
+    return datasets.Dataset.from_list(train_out), datasets.Dataset.from_list(test_out), validation
 
 
 def _display(source: Any, split: str) -> str:

@@ -35,17 +35,19 @@ def main() -> None:
     from samdkif_peft.task_router.scoring import _load
 
     task = json.loads((args.run / "task.json").read_text())
+    base = resolve_base_model(None)
     if task["kind"] != "label":
         sys.exit(f"{args.run}: a {task['kind']} task; this reads label tasks (option log-likelihood) only")
     train, test = read_split(args.train, "train"), read_split(args.test, "test")
     validation = read_split(args.validation, "validation") if args.validation else None
-    if task.get("retrieve"):
-        train, test, validation = _with_retrieval(task["retrieve"], train, test, validation)
+    if task.get("retrieve"):  # prompts fitted to the training length, or as runs made before the fitting had them
+        rebuilt = [_with_retrieval(task["retrieve"], b, train, test, validation) for b in (base, None)]
+        train, test, validation = next((s for s in rebuilt if _fingerprint(*s) == task["data_sha256"]), rebuilt[0])
     if _fingerprint(train, test, validation) != task["data_sha256"]:
         sys.exit(f"{args.run}: --train/--test/--validation are not the run's data (task.json data_sha256)")
     spec = task_spec(task["name"], task["kind"], train)
     dataset = datasets.DatasetDict(train=train, test=test)
-    model, tokenizer = _load(args.run, "router", resolve_base_model(None))
+    model, tokenizer = _load(args.run, "router", base)
     with model.base_model.force_skill_weights({}):
         result = evaluate_options(model, tokenizer, spec, dataset, progress=True)
     own = json.loads((args.run / "eval" / "router.json").read_text())["options"]

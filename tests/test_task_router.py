@@ -270,12 +270,16 @@ def test_push_to_hub_with_bundled_skills_loads_by_repo_id(assets, files, tmp_pat
     from transformers import AutoModelForCausalLM
 
     result = train_task_router(*files["label"], tmp_path / "pushed", skills=[assets["skills"]],
-                               base_model=assets["base"], max_steps=2, bundle_skills=True,
+                               base_model=assets["base"], max_steps=2, bundle_skills=True, retrieve=1,
                                push_to_hub=hub_repo_id, progress=False)  # fmt: skip
     from huggingface_hub import HfApi
 
+    from samdkif_peft.task_router import RetrievalMemory
+
     files_on_hub = set(HfApi().list_repo_files(hub_repo_id))
-    expected = {"adapter_config.json", "adapter_model.safetensors", "README.md", "report.md", "routing.png"}
+    expected = {"adapter_config.json", "adapter_model.safetensors", "README.md", "report.md", "routing.png",
+                "retrieval_memory.jsonl", "retrieval_config.json"}  # fmt: skip
+    assert RetrievalMemory.from_pretrained(hub_repo_id) == RetrievalMemory.from_pretrained(tmp_path / "pushed")
     assert expected <= files_on_hub
     assert not any(f.startswith(("checkpoints/", "eval/", "baselines/")) for f in files_on_hub)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(assets["base"]), hub_repo_id)
@@ -315,6 +319,17 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
         assert row["context"].startswith("Similar records from the training data")
         assert row["context"].endswith("This record:\n" + original["context"]) and row["context"].count("\n- ") == 2
     assert json.loads((out / "task.json").read_text())["retrieve"] == 2
+    # the memory saved beside the router rebuilds the scored prompts exactly, for new records at inference
+    from transformers import AutoTokenizer
+
+    from samdkif_peft.task_router import RetrievalMemory
+
+    memory = RetrievalMemory.from_pretrained(out)
+    assert (memory.neighbours, memory.max_length, len(memory.records)) == (2, 384, 20)
+    rebuilt = memory.add_examples(rows[20:], AutoTokenizer.from_pretrained(assets["base"]))
+    assert [r["context"] for r in rebuilt] == [row["context"] for row in _predictions(out)]
+    with pytest.raises(FileNotFoundError, match="not a router trained with retrieve"):
+        RetrievalMemory.from_pretrained(tmp_path)
     with pytest.raises(TaskDataError, match="holds a run with other retrieve"):
         train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_steps=2)
     with pytest.raises(TaskDataError, match="--retrieve -1"):

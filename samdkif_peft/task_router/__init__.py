@@ -3,12 +3,13 @@ base model (and a task LoRA), and report (`train_task_router`; CLI `samdkif rout
 
 from .inputs import TaskDataError, check_splits, parse_columns, read_split
 from .kinds import KINDS, detect_kind, task_spec
-from .retrieval import add_retrieved_examples
+from .retrieval import RetrievalMemory, add_retrieved_examples
 from .run import TaskRouterResult, train_task_router
 
 
 __all__ = [
     "KINDS",
+    "RetrievalMemory",
     "TaskDataError",
     "TaskRouterResult",
     "add_retrieved_examples",

@@ -42,7 +42,7 @@ def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--retrieve", type=int, default=0, metavar="N",
                    help="list the N most similar training records, with their answers, in every prompt (BM25; "
-                        "default 0: off)")  # fmt: skip
+                        "saved, and pushed, with the router as retrieval_memory.jsonl; default 0: off)")  # fmt: skip
     p.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
     p.add_argument("--eval-limit", type=int, default=None, help="score only the first N test records")
     p.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")

@@ -184,8 +184,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"Every prompt lists the {report['retrieve']} most similar training records with their answers "
-            f"(`--retrieve`){fewer}; new prompts need the same: "
-            "`samdkif_peft.task_router.retrieval.add_retrieved_examples`."
+            f"(`--retrieve`){fewer}; new prompts need the same, from the memory saved beside the router: "
+            "`RetrievalMemory.from_pretrained(router_dir).add_examples(records, tokenizer)` "
+            "(`samdkif_peft.task_router`)."
         )
     if report["kind"] != "generation":
         lines.append(

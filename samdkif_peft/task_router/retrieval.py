@@ -16,13 +16,19 @@ so the model trains and answers on the same prompts.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
+MEMORY_FILE = "retrieval_memory.jsonl"  # the training records' contexts and answers, one JSON object per line
+CONFIG_FILE = "retrieval_config.json"  # neighbours and max_length
 HEADER = "Similar records from the training data, with their answers:"
 RECORD = "This record:"
 _WORD = re.compile(r"\w+")
@@ -100,16 +106,18 @@ def add_retrieved_examples(
     *,
     leave_one_out: bool = False,
     fits: Callable[[Mapping[str, str]], bool] | None = None,
+    index: BM25 | None = None,
 ) -> list[dict[str, str]]:
     """Each of `records` with its `neighbours` most similar `memory` records (by context) and their answers in its
     context. `leave_one_out=True` when `records` is `memory` itself (the training split): record i never sees
     itself. `fits` (e.g. `fits_within(tokenizer, 384)`): drop the least similar examples until the record passes
-    (a record too long even with none keeps none)."""
+    (a record too long even with none keeps none). `index`: a `BM25` over `memory`'s contexts, built once by the
+    caller that retrieves many times."""
     if neighbours < 1:
         raise ValueError(f"neighbours={neighbours}: retrieve at least one training record, or do not retrieve")
     if leave_one_out and len(records) != len(memory):
         raise ValueError("leave_one_out=True needs records to be the memory itself (the training records)")
-    index = BM25([m["context"] for m in memory])
+    index = index or BM25([m["context"] for m in memory])
     out = []
     for i, record in enumerate(records):
         examples = [memory[j] for j in index.top(record["context"], neighbours, exclude=i if leave_one_out else None)]
@@ -128,3 +136,54 @@ def count_examples(record: Mapping[str, str]) -> int:
         return 0
     block = context[len(HEADER) + 1 : context.index("\n\n" + RECORD)]
     return block.count("\n- ") + 1
+
+
+@dataclass
+class RetrievalMemory:
+    """What a `retrieve=N` router reads at inference: its training records (context and answer), N, and the length
+    its prompts were fitted to. Saved beside the router by `train_task_router`; without it, new prompts would lack
+    the examples the router was trained to read."""
+
+    records: list[dict[str, str]]
+    neighbours: int
+    max_length: int | None = None
+    _index: BM25 | None = field(default=None, init=False, repr=False, compare=False)
+
+    def add_examples(self, records: Sequence[Mapping[str, str]], tokenizer: Any = None) -> list[dict[str, str]]:
+        """`records` as the router saw its prompts: the most similar memory records listed in each context (as many
+        as fit `max_length` under `tokenizer`; pass the router's tokenizer to fit them as training did)."""
+        if self._index is None:
+            self._index = BM25([m["context"] for m in self.records])
+        fits = fits_within(tokenizer, self.max_length) if tokenizer is not None and self.max_length else None
+        return add_retrieved_examples(records, self.records, self.neighbours, fits=fits, index=self._index)
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = "".join(json.dumps({"context": r["context"], "output": r["output"]}) + "\n" for r in self.records)
+        (folder / MEMORY_FILE).write_text(rows, encoding="utf-8")
+        config = {"neighbours": self.neighbours, "max_length": self.max_length, "records": len(self.records)}
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> RetrievalMemory:
+        """From a router folder or Hub repo (`hub_kwargs`: `revision`, `token`, ... for `hf_hub_download`)."""
+        folder = Path(name_or_path)
+        if folder.is_dir():
+            if not (folder / CONFIG_FILE).is_file():
+                raise FileNotFoundError(
+                    f"{folder} has no {CONFIG_FILE}: it is not a router trained with retrieve=N (`samdkif router "
+                    "train --retrieve N`), so its prompts need no retrieved examples"
+                )
+            paths = folder / CONFIG_FILE, folder / MEMORY_FILE
+        else:
+            from huggingface_hub import hf_hub_download
+
+            paths = tuple(Path(hf_hub_download(os.fspath(name_or_path), f, **hub_kwargs))
+                          for f in (CONFIG_FILE, MEMORY_FILE))  # fmt: skip
+        config = json.loads(paths[0].read_text(encoding="utf-8"))
+        records = [json.loads(line) for line in paths[1].read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(records) != config["records"]:
+            raise ValueError(f"{name_or_path}: {MEMORY_FILE} holds {len(records)} records, {CONFIG_FILE} says "
+                             f"{config['records']}; the folder is incomplete: copy both files again")  # fmt: skip
+        return cls(records, config["neighbours"], config.get("max_length"))

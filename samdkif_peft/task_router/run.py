@@ -110,8 +110,10 @@ def train_task_router(
         balance_labels: train the router and the baseline on class-balanced records (label and multiple-choice
             tasks; same record count, see `training.common.balance_by_output`).
         retrieve: put the N most similar training records, with their answers, into every prompt (BM25 over the
-            contexts; a training record never sees itself), for training and scoring alike; new prompts at inference
-            need `task_router.retrieval.add_retrieved_examples(records, train, N)`. 0 (default): off.
+            contexts; a training record never sees itself; as many as fit the training length), for training and
+            scoring alike. The memory (the training records' contexts and answers) is saved beside the router, and
+            pushed with it: `RetrievalMemory.from_pretrained(out).add_examples(new, tokenizer)` gives new prompts
+            the same treatment. 0 (default): off.
         eval_limit: score only the first N test records (quick checks; reports say so).
         push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
             bundled with `bundle_skills=True`).
@@ -142,7 +144,13 @@ def train_task_router(
     from ..base_model import resolve_base_model
 
     base = resolve_base_model(base_model)
+    memory = None
     if retrieve:
+        from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
+        from .retrieval import RetrievalMemory
+
+        memory = RetrievalMemory(train_ds.select_columns(["context", "output"]).to_list(), retrieve,
+                                 DEFAULT_ROUTER_MAX_LENGTH)  # fmt: skip
         train_ds, test_ds, validation_ds = _with_retrieval(retrieve, base, train_ds, test_ds, validation_ds)
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
@@ -154,6 +162,8 @@ def train_task_router(
     budget = {"seed": seed, **({"max_steps": max_steps} if max_steps else {"num_train_epochs": epochs})}
     _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels, budget,
                  retrieve)  # fmt: skip
+    if memory is not None:  # after task.json: a folder holding another run is refused before anything is written
+        memory.save_pretrained(out)
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
     import datasets
 
@@ -178,16 +188,17 @@ def train_task_router(
     return TaskRouterResult(output_dir=str(out), kind=kind, report=report)
 
 
-def _with_retrieval(neighbours: int, base: str, train, test, validation):
+def _with_retrieval(neighbours: int, base: str | None, train, test, validation):
     """The three splits with up to `neighbours` retrieved training records in every context (`retrieval.py`), as
-    many as fit the training length, so training never cuts a prompt that scoring reads whole."""
+    many as fit the training length, so training never cuts a prompt that scoring reads whole (`base=None`: all
+    `neighbours`, unfitted, as runs made before the fitting did)."""
     import datasets
     from transformers import AutoTokenizer
 
     from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
     from .retrieval import add_retrieved_examples, fits_within
 
-    fits = fits_within(AutoTokenizer.from_pretrained(base), DEFAULT_ROUTER_MAX_LENGTH)
+    fits = fits_within(AutoTokenizer.from_pretrained(base), DEFAULT_ROUTER_MAX_LENGTH) if base else None
     memory = train.to_list()
     train_out = add_retrieved_examples(memory, memory, neighbours, leave_one_out=True, fits=fits)
     test_out = add_retrieved_examples(test.to_list(), memory, neighbours, fits=fits)

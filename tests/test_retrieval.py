@@ -8,6 +8,7 @@ from samdkif_peft.task_router.retrieval import (
     add_retrieved_examples,
     count_examples,
     fits_within,
+    nearest_answers,
     with_examples,
 )
 
@@ -75,3 +76,12 @@ def test_examples_that_would_not_fit_are_dropped_least_similar_first():
     assert none_fit == query  # too long even alone: the record is kept as it was, with no examples
     no_answer = {"context": query["context"], "query": query["query"]}  # a new prompt at inference
     assert fits_within(tokenizer, len(format_prompt(no_answer).split()) + 2)(no_answer)
+
+
+def test_nearest_answers_vote_with_ties_to_the_more_similar_record():
+    pairs = [("warfarin aspirin", "major"), ("warfarin", "minor"), ("warfarin heparin", "minor"), ("digoxin", "mild")]
+    memory = [{"context": c, "output": o} for c, o in pairs]
+    query = [{"context": "warfarin aspirin"}, {"context": "metformin"}]
+    assert nearest_answers(query, memory, 3) == ["minor", None]  # two of three say minor; nothing shares metformin
+    assert nearest_answers(query, memory, 2) == ["major", None]  # a 1-1 tie goes to the more similar record
+    assert nearest_answers(query, memory, 1) == ["major", None]

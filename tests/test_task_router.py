@@ -128,6 +128,11 @@ def test_label_task_end_to_end_with_task_lora_baseline(assets, files, tmp_path, 
     train_labels = [json.loads(line)["output"] for line in open(files["label"][0])]
     counts = Counter(train_labels)
     assert counts[report["baselines"]["majority"]["label"]] == max(counts.values())
+    # no test word is in a training context ("finding" is in all of them): the nearest-records vote falls back to
+    # the majority label on every record
+    nearest = report["baselines"]["nearest"]
+    assert (nearest["neighbours"], nearest["unmatched"]) == (8, 8)
+    assert nearest["accuracy"] == pytest.approx(report["baselines"]["majority"]["accuracy"])
     # the router is an ordinary peft adapter folder with a card that carries the results
     assert (out / "routing.png").stat().st_size > 1000
     assert "## Results on the task" in (out / "README.md").read_text()
@@ -152,6 +157,7 @@ def test_multiple_choice_and_generation_tasks(assets, files, tmp_path):
         _accuracy([r["prediction"] for r in rows], [r["reference"] for r in rows])
     )
     assert json.loads((out / "adapter_config.json").read_text())["task_rank"] == 0
+    assert "nearest" not in report["baselines"]  # options are shuffled per record: no answer to copy
 
     out = tmp_path / "generation"
     assert _cli(assets, *files["generation"], out, "--router", "token") == 0
@@ -166,6 +172,8 @@ def test_multiple_choice_and_generation_tasks(assets, files, tmp_path):
     direct = score_task(spec, [r["prediction"] for r in rows], [r["reference"] for r in rows])
     for key, value in direct.items():  # the mean of per-record scores equals the corpus score for these metrics
         assert report["metrics"]["router"][key] == pytest.approx(value)
+    nearest = report["baselines"]["nearest"]  # no contexts: the most frequent training answer everywhere
+    assert (nearest["neighbours"], nearest["unmatched"]) == (1, len(rows)) and set(nearest["intervals"]) == set(direct)
 
 
 def test_kind_detection_and_override(files):
@@ -315,6 +323,19 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
     report = json.loads((out / "report.json").read_text())
     assert report["retrieve"] == 2 and "most similar training records" in (out / "report.md").read_text()
     assert report["retrieved_examples"] == {"min": 2, "mean": 2.0, "fewer_than_asked": 0}
+    # the no-model baseline: the vote of the same 2 nearest training records, read from the records' own contexts
+    from samdkif_peft.task_router.retrieval import nearest_answers
+
+    votes = nearest_answers(rows[20:], rows[:20], 2)
+    nearest = report["baselines"]["nearest"]
+    assert nearest["neighbours"] == 2 and nearest["unmatched"] == votes.count(None) < len(votes)
+    expected = _accuracy(
+        [v or report["baselines"]["majority"]["label"] for v in votes], [r["output"] for r in rows[20:]]
+    )
+    assert nearest["accuracy"] == pytest.approx(expected)
+    assert (
+        "| no model: vote of the 2 most similar training records' answer (BM25) |" in (out / "report.md").read_text()
+    )
     for row, original in zip(_predictions(out), rows[20:]):  # the test prompts every model was scored on
         assert row["context"].startswith("Similar records from the training data")
         assert row["context"].endswith("This record:\n" + original["context"]) and row["context"].count("\n- ") == 2

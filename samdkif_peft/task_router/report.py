@@ -21,10 +21,23 @@ _RESULTS_BEGIN, _RESULTS_END = "<!-- samdkif:task-results -->", "<!-- /samdkif:t
 
 
 def write_report(
-    out: Path, spec, kind: str, dataset, evaluated: dict[str, dict], *, router: str, retrieve: int = 0
+    out: Path,
+    spec,
+    kind: str,
+    dataset,
+    evaluated: dict[str, dict],
+    *,
+    router: str,
+    retrieve: int = 0,
+    nearest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the report from the stored evaluations, write every file, and return the report dict."""
+    """Build the report from the stored evaluations, write every file, and return the report dict. `nearest`: the
+    nearest training records' answers for the scored test records (`run._nearest_baseline`), a no-model baseline."""
     report = build_report(spec, kind, dataset, evaluated, router=router, out=out)
+    if nearest:
+        references = list(dataset["test"]["output"][: report["n_test"]])
+        report.setdefault("baselines", {})["nearest"] = _nearest_scores(spec, kind, report, evaluated, nearest,
+                                                                        references)  # fmt: skip
     report["retrieve"] = retrieve
     if retrieve:
         from .retrieval import count_examples
@@ -41,6 +54,30 @@ def write_report(
     atomic_write_text(str(out / "report.md"), markdown)
     _update_card(out / "README.md", markdown)
     return report
+
+
+def _nearest_scores(
+    spec, kind: str, report: dict, evaluated: dict[str, dict], nearest: dict[str, Any], references: list[str]
+) -> dict:
+    """The report's metrics, with intervals, of answering each test record with its nearest training records'
+    answer (label tasks: their vote)."""
+    from ..evaluation.likelihood import bootstrap_mean_interval, label_report
+    from ..evaluation.scoring import score_task
+
+    answers = nearest["answers"][: report["n_test"]]
+    out: dict[str, Any] = {"neighbours": nearest["neighbours"], "unmatched": nearest["unmatched"]}
+    if kind == "generation":
+        rows = [score_task(spec, [a], [r]) for a, r in zip(answers, references)]
+        for key in rows[0]:
+            values = [row[key] for row in rows]
+            out[key] = sum(values) / len(values)
+            out.setdefault("intervals", {})[key] = bootstrap_mean_interval(values)
+        return out
+    references = _answers(next(iter(evaluated.values())))[1]
+    scored = label_report(answers, references, labels=list(spec.labels) or None)
+    out.update(accuracy=scored["accuracy"], macro_f1=scored["macro_f1"], intervals=scored["intervals"],
+               prediction_counts=scored["prediction_counts"])  # fmt: skip
+    return out
 
 
 def _example_counts(counts: list[int], asked: int) -> dict[str, Any]:
@@ -212,6 +249,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         majority = baselines["majority"]
         cells = [f"{majority[n]:.3f}" if n in majority else "" for n in names]
         lines.append(f"| majority label ({majority['label']!r}) | " + " | ".join(cells) + " |")
+    if baselines.get("nearest"):
+        near = baselines["nearest"]
+        cells = []
+        for n in names:
+            interval = near.get("intervals", {}).get(n)
+            cells.append(f"{near[n]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+                         if n in near else "")  # fmt: skip
+        what = f"vote of the {near['neighbours']} most similar" if near["neighbours"] > 1 else "the most similar"
+        lines.append(f"| no model: {what} training records' answer (BM25) | " + " | ".join(cells) + " |")
     if baselines.get("chance"):
         lines.append(f"| chance | {baselines['chance']['accuracy']:.3f} |" + " |" * (len(names) - 1))
     for key, diff in (report.get("paired") or {}).items():

@@ -129,6 +129,21 @@ def add_retrieved_examples(
     return out
 
 
+def nearest_answers(
+    records: Sequence[Mapping[str, str]], memory: Sequence[Mapping[str, str]], neighbours: int
+) -> list[str | None]:
+    """The baseline retrieval gives with no model: per record, the most frequent answer among its `neighbours` most
+    similar `memory` records (ties: the more similar record's answer); None where no memory record shares a word
+    that scores. A model that reads the same neighbours should beat this vote, or it adds nothing."""
+    index = BM25([m["context"] for m in memory])
+    out: list[str | None] = []
+    for record in records:
+        answers = [memory[j]["output"].strip() for j in index.top(record["context"], neighbours)]
+        counts = Counter(answers)
+        out.append(next((a for a in answers if counts[a] == max(counts.values())), None))
+    return out
+
+
 def count_examples(record: Mapping[str, str]) -> int:
     """How many retrieved examples `record`'s context lists (0 without retrieval)."""
     context = record.get("context") or ""

@@ -144,6 +144,7 @@ def train_task_router(
     from ..base_model import resolve_base_model
 
     base = resolve_base_model(base_model)
+    nearest = _nearest_baseline(kind, train_ds, test_ds, retrieve, eval_limit)
     memory = None
     if retrieve:
         from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
@@ -182,10 +183,32 @@ def train_task_router(
                                                   progress=progress)  # fmt: skip
     from .report import write_report
 
-    report = write_report(out, spec, kind, dataset, evaluated, router=router, retrieve=retrieve)
+    report = write_report(out, spec, kind, dataset, evaluated, router=router, retrieve=retrieve, nearest=nearest)
     if push_to_hub:
         _push(out, push_to_hub)
     return TaskRouterResult(output_dir=str(out), kind=kind, report=report)
+
+
+NEAREST_VOTE = 8  # training records the no-model vote reads when the run retrieves none
+
+
+def _nearest_baseline(kind: str, train, test, retrieve: int, limit: int | None) -> dict[str, Any] | None:
+    """The answers of the nearest training records for the scored test records, a baseline with no model (label
+    tasks: the vote of `retrieve` or `NEAREST_VOTE` records; generation: the most similar record's answer; none for
+    multiple choice, whose options are shuffled per record). Read from the records' own contexts, before any
+    retrieval is added."""
+    from collections import Counter
+
+    from .retrieval import nearest_answers
+
+    if kind == "multiple_choice":
+        return None
+    neighbours = 1 if kind == "generation" else retrieve or NEAREST_VOTE
+    scored = test.select(range(min(len(test), limit or len(test)))).to_list()
+    fallback = Counter(o.strip() for o in train["output"]).most_common(1)[0][0]  # where nothing is similar
+    answers = nearest_answers(scored, train.to_list(), neighbours)
+    return {"neighbours": neighbours, "answers": [a if a is not None else fallback for a in answers],
+            "unmatched": sum(a is None for a in answers)}  # fmt: skip
 
 
 def _with_retrieval(neighbours: int, base: str | None, train, test, validation):

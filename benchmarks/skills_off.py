@@ -35,13 +35,16 @@ def main() -> None:
     from samdkif_peft.task_router.scoring import _load
 
     task = json.loads((args.run / "task.json").read_text())
-    base = resolve_base_model(None)
+    # the base the run trained on (its prompts were fitted with that tokenizer)
+    base = json.loads((args.run / "adapter_config.json").read_text()).get("base_model_name_or_path") or (
+        resolve_base_model(None)
+    )
     if task["kind"] != "label":
         sys.exit(f"{args.run}: a {task['kind']} task; this reads label tasks (option log-likelihood) only")
     train, test = read_split(args.train, "train"), read_split(args.test, "test")
     validation = read_split(args.validation, "validation") if args.validation else None
     if task.get("retrieve"):  # prompts fitted to the training length, or as runs made before the fitting had them
-        rebuilt = [_with_retrieval(task["retrieve"], b, train, test, validation) for b in (base, None)]
+        rebuilt = [_with_retrieval(task["retrieve"], b, train, test, validation)[:3] for b in (base, None)]
         train, test, validation = next((s for s in rebuilt if _fingerprint(*s) == task["data_sha256"]), rebuilt[0])
     if _fingerprint(train, test, validation) != task["data_sha256"]:
         sys.exit(f"{args.run}: --train/--test/--validation are not the run's data (task.json data_sha256)")

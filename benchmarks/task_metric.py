@@ -42,14 +42,16 @@ def main() -> None:
     if [r["reference"] for r in rows] != list(test["output"][: len(rows)]):
         sys.exit(f"{args.run}: --test is not the run's test file (the references differ)")
     test = test.select(range(len(rows)))
+    router = json.loads((args.run / "task.json").read_text())["router"]  # hybrid unless the run named another
     models = {}
     for name, key in MODELS.items():
         if key in rows[0]:
+            name = router if name == "hybrid" else name
             models[name] = generated_report(spec, [r[key] for r in rows], test, train)
     paired = {}
     if "task_lora" in models:
-        paired["hybrid - task_lora"] = paired_generated(spec, models["hybrid"]["per_record"],
-                                                        models["task_lora"]["per_record"])  # fmt: skip
+        paired[f"{router} - task_lora"] = paired_generated(spec, models[router]["per_record"],
+                                                           models["task_lora"]["per_record"])  # fmt: skip
     result = {"task": spec.name, "run": str(args.run), "n_test": len(rows), "paired": paired,
               "models": {n: {k: v for k, v in m.items() if k != "per_record"} for n, m in models.items()}}  # fmt: skip
     (args.run / "task_metric.json").write_text(json.dumps(result, indent=1))

@@ -5,7 +5,9 @@ import pytest
 from samdkif_peft.data.templates import format_prompt
 from samdkif_peft.task_router.retrieval import (
     BM25,
+    RetrievalMemory,
     add_retrieved_examples,
+    answer_room,
     count_examples,
     fits_within,
     nearest_answers,
@@ -58,6 +60,8 @@ class _WordTokenizer:
     """One token per whitespace-separated word; `add_special_tokens` adds one BOS, as a real tokenizer may."""
 
     def __call__(self, text, add_special_tokens=True):
+        if isinstance(text, list):
+            return {"input_ids": [self(t, add_special_tokens)["input_ids"] for t in text]}
         return {"input_ids": [0] * (len(text.split()) + int(add_special_tokens))}
 
 
@@ -66,16 +70,40 @@ def test_examples_that_would_not_fit_are_dropped_least_similar_first():
     full = add_retrieved_examples([query], TRAIN, 3)[0]
     assert count_examples(full) == 3 and count_examples(query) == 0
     tokenizer = _WordTokenizer()
-    length = len(format_prompt(full).split()) + 1 + 1 + 1  # BOS, the answer "x", EOS
-    assert fits_within(tokenizer, length)(full) and not fits_within(tokenizer, length - 1)(full)
+    length = len(format_prompt(full).split()) + 1 + 2 + 1  # BOS, room for a 2-token answer, EOS
+    assert fits_within(tokenizer, length, 2)(full) and not fits_within(tokenizer, length - 1, 2)(full)
     words = [len(format_prompt(with_examples(query, TRAIN[:n])).split()) for n in range(4)]
-    kept = add_retrieved_examples([query], TRAIN, 3, fits=fits_within(tokenizer, words[2] + 3))[0]
+    kept = add_retrieved_examples([query], TRAIN, 3, fits=fits_within(tokenizer, words[2] + 4, 2))[0]
     # the two most similar survive, in order (the pair itself, then the tie broken by index); the third is dropped
     assert count_examples(kept) == 2 and kept == with_examples(query, [TRAIN[0], TRAIN[1]])
     none_fit = add_retrieved_examples([query], TRAIN, 3, fits=lambda record: False)[0]
     assert none_fit == query  # too long even alone: the record is kept as it was, with no examples
-    no_answer = {"context": query["context"], "query": query["query"]}  # a new prompt at inference
-    assert fits_within(tokenizer, len(format_prompt(no_answer).split()) + 2)(no_answer)
+    # the room is fixed, never the record's own answer: a long answer, or none (inference), keeps the same examples
+    fits = fits_within(tokenizer, words[2] + 4, 2)
+    for other in (
+        {**query, "output": "a much longer answer than the room"},
+        {k: query[k] for k in ("context", "query")},
+    ):
+        assert add_retrieved_examples([other], TRAIN, 3, fits=fits)[0]["context"] == kept["context"]
+    assert answer_room(tokenizer, ["a b", "a b c", ""]) == 3
+
+
+def test_memory_errors_name_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a router trained with retrieve"):
+        RetrievalMemory.from_pretrained(tmp_path)
+    (tmp_path / "task.json").write_text('{"retrieve": 8}')
+    with pytest.raises(FileNotFoundError, match=r"trained with retrieve=8 .*RetrievalMemory\(train_records, 8\)"):
+        RetrievalMemory.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        RetrievalMemory.from_pretrained("./no/such/router")
+    memory = RetrievalMemory(TRAIN, 2, max_length=64, answer_tokens=3)
+    memory.save_pretrained(tmp_path / "saved")
+    loaded = RetrievalMemory.from_pretrained(tmp_path / "saved")
+    assert loaded == RetrievalMemory([{"context": r["context"], "output": r["output"]} for r in TRAIN], 2, 64, 3)
+    lines = (tmp_path / "saved" / "retrieval_memory.jsonl").read_text().splitlines()
+    (tmp_path / "saved" / "retrieval_memory.jsonl").write_text("\n".join(lines[:-1]))
+    with pytest.raises(ValueError, match="holds 3 records, retrieval_config.json says 4"):
+        RetrievalMemory.from_pretrained(tmp_path / "saved")
 
 
 def test_nearest_answers_vote_with_ties_to_the_more_similar_record():

@@ -344,14 +344,22 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
     from transformers import AutoTokenizer
 
     from samdkif_peft.task_router import RetrievalMemory
+    from samdkif_peft.task_router.retrieval import answer_room
 
+    tokenizer = AutoTokenizer.from_pretrained(assets["base"])
     memory = RetrievalMemory.from_pretrained(out)
     assert (memory.neighbours, memory.max_length, len(memory.records)) == (2, 384, 20)
-    rebuilt = memory.add_examples(rows[20:], AutoTokenizer.from_pretrained(assets["base"]))
+    assert memory.answer_tokens == answer_room(tokenizer, [r["output"] for r in rows[:20]]) > 0
+    new_records = [{"context": r["context"], "query": r["query"]} for r in rows[20:]]  # no answers at inference
+    rebuilt = memory.add_examples(new_records, tokenizer)
     assert [r["context"] for r in rebuilt] == [row["context"] for row in _predictions(out)]
-    with pytest.raises(FileNotFoundError, match="not a router trained with retrieve"):
-        RetrievalMemory.from_pretrained(tmp_path)
     with pytest.raises(TaskDataError, match="holds a run with other retrieve"):
         train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_steps=2)
     with pytest.raises(TaskDataError, match="--retrieve -1"):
         train_task_router(train, test, tmp_path / "negative", retrieve=-1)
+    with pytest.raises(TaskDataError, match="--eval-limit 0"):
+        train_task_router(train, test, tmp_path / "negative", eval_limit=0)
+    with pytest.raises(TaskDataError, match="--max-length 4"):
+        train_task_router(train, test, tmp_path / "negative", max_length=4)
+    with pytest.raises(TaskDataError, match="holds a run with other retrieve, max_length"):
+        train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_length=512)

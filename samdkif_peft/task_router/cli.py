@@ -43,6 +43,9 @@ def add_train_parser(router_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrieve", type=int, default=0, metavar="N",
                    help="list the N most similar training records, with their answers, in every prompt (BM25; "
                         "saved, and pushed, with the router as retrieval_memory.jsonl; default 0: off)")  # fmt: skip
+    p.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
+                   help="longest training sequence (default 384); raise it when --retrieve examples do not "
+                        "fit")  # fmt: skip
     p.add_argument("--seed", type=int, default=42, help="training seed (default 42)")
     p.add_argument("--eval-limit", type=int, default=None, help="score only the first N test records")
     p.add_argument("--bundle-skills", action="store_true", help="copy the skills into the router folder")
@@ -63,6 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
             baseline=args.baseline, kind=args.kind, columns=args.columns, name=args.name, base_model=args.base_model,
             max_steps=args.max_steps, epochs=args.epochs, seed=args.seed, balance_labels=args.balance_labels,
             retrieve=args.retrieve,
+            max_length=args.max_length,
             eval_limit=args.eval_limit, bundle_skills=args.bundle_skills, push_to_hub=args.push_to_hub,
             progress=not args.quiet,
         )  # fmt: skip

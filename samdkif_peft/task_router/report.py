@@ -64,8 +64,9 @@ def _nearest_scores(
     from ..evaluation.likelihood import bootstrap_mean_interval, label_report
     from ..evaluation.scoring import score_task
 
-    answers = nearest["answers"][: report["n_test"]]
-    out: dict[str, Any] = {"neighbours": nearest["neighbours"], "unmatched": nearest["unmatched"]}
+    found = nearest["answers"][: report["n_test"]]  # the scored test records (None: no similar training record)
+    answers = [a if a is not None else nearest["fallback"] for a in found]
+    out: dict[str, Any] = {"neighbours": nearest["neighbours"], "unmatched": found.count(None)}
     if kind == "generation":
         rows = [score_task(spec, [a], [r]) for a, r in zip(answers, references)]
         for key in rows[0]:
@@ -214,7 +215,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("retrieve"):
         counts = report.get("retrieved_examples") or {}
         fewer = (
-            f" (fewer where the prompt would pass the training length: {counts['fewer_than_asked']} of "
+            f" (fewer where fewer training records share a word or the prompt would pass the training length: "
+            f"{counts['fewer_than_asked']} of "
             f"{report['n_test']} test prompts; mean {counts['mean']:.1f}, min {counts['min']})"
             if counts.get("fewer_than_asked")
             else ""

@@ -7,11 +7,13 @@ training records most similar to it (Okapi BM25 over the words of the contexts),
 the record's own context: retrieval-augmented in-context examples (Liu et al., "What Makes Good In-Context Examples
 for GPT-3?", 2022), for training and scoring alike, so every model of the run (base, router, task LoRA) reads the
 same prompts. Leak-free: a training record never retrieves itself; validation and test records retrieve from the
-training records only. At inference, prompts need the same treatment: `add_retrieved_examples(new, train, N)`.
+training records only. At inference, prompts need the same treatment, from the memory the run saves beside the
+router: `RetrievalMemory.from_pretrained(router_dir).add_examples(new, tokenizer)`.
 Each example is one line, so this suits short contexts (entities, codes, a sentence). A prompt must fit the training
 length (384 tokens), or training would cut the middle of its context (`encode_completions`) while scoring reads it
-whole: with `fits=fits_within(tokenizer, max_length)` the least similar examples are dropped until the record fits,
-so the model trains and answers on the same prompts.
+whole: the least similar examples are dropped until the prompt, the longest training answer and EOS fit
+(`fits_within`). The room is the longest answer for every record, never the record's own answer, so how many
+examples a test prompt keeps says nothing about its answer.
 """
 
 from __future__ import annotations
@@ -85,18 +87,22 @@ def with_examples(record: Mapping[str, str], examples: Iterable[Mapping[str, str
     return {**record, "context": "\n".join([HEADER, *lines, "", RECORD, record["context"]])}
 
 
-def fits_within(tokenizer: Any, max_length: int) -> Callable[[Mapping[str, str]], bool]:
-    """A `fits` test for `add_retrieved_examples`: the record's prompt, its answer (when it has one) and EOS within
-    `max_length` tokens, as the training collator counts them."""
+def fits_within(tokenizer: Any, max_length: int, answer_tokens: int) -> Callable[[Mapping[str, str]], bool]:
+    """A `fits` test for `add_retrieved_examples`: the record's prompt, `answer_tokens` (room for the longest
+    training answer, `answer_room`) and EOS within `max_length` tokens, as the training collator counts them."""
     from ..data.templates import format_prompt
 
     def fits(record: Mapping[str, str]) -> bool:
-        length = len(tokenizer(format_prompt(record), add_special_tokens=True)["input_ids"]) + 1
-        if record.get("output"):
-            length += len(tokenizer(record["output"], add_special_tokens=False)["input_ids"])
-        return length <= max_length
+        return len(tokenizer(format_prompt(record), add_special_tokens=True)["input_ids"]) + answer_tokens + 1 <= (
+            max_length
+        )
 
     return fits
+
+
+def answer_room(tokenizer: Any, outputs: Sequence[str]) -> int:
+    """Tokens of the longest answer in `outputs` (the training answers), as the collator tokenizes answers."""
+    return max((len(ids) for ids in tokenizer(list(outputs), add_special_tokens=False)["input_ids"]), default=0)
 
 
 def add_retrieved_examples(
@@ -162,22 +168,30 @@ class RetrievalMemory:
     records: list[dict[str, str]]
     neighbours: int
     max_length: int | None = None
+    answer_tokens: int | None = None  # room kept for the answer when fitting (the longest training answer)
     _index: BM25 | None = field(default=None, init=False, repr=False, compare=False)
 
+    def fits(self, tokenizer: Any) -> Callable[[Mapping[str, str]], bool] | None:
+        """The fitting test of this memory's prompts under `tokenizer` (None: unfitted, all N examples)."""
+        if tokenizer is None or self.max_length is None or self.answer_tokens is None:
+            return None
+        return fits_within(tokenizer, self.max_length, self.answer_tokens)
+
     def add_examples(self, records: Sequence[Mapping[str, str]], tokenizer: Any = None) -> list[dict[str, str]]:
-        """`records` as the router saw its prompts: the most similar memory records listed in each context (as many
-        as fit `max_length` under `tokenizer`; pass the router's tokenizer to fit them as training did)."""
+        """`records` as the router saw its prompts: the most similar memory records listed in each context, as many
+        as fit (pass the router's tokenizer: without one, all N are listed, which a long prompt may not fit)."""
         if self._index is None:
             self._index = BM25([m["context"] for m in self.records])
-        fits = fits_within(tokenizer, self.max_length) if tokenizer is not None and self.max_length else None
-        return add_retrieved_examples(records, self.records, self.neighbours, fits=fits, index=self._index)
+        return add_retrieved_examples(records, self.records, self.neighbours, fits=self.fits(tokenizer),
+                                      index=self._index)  # fmt: skip
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         rows = "".join(json.dumps({"context": r["context"], "output": r["output"]}) + "\n" for r in self.records)
         (folder / MEMORY_FILE).write_text(rows, encoding="utf-8")
-        config = {"neighbours": self.neighbours, "max_length": self.max_length, "records": len(self.records)}
+        config = {"neighbours": self.neighbours, "max_length": self.max_length, "answer_tokens": self.answer_tokens,
+                  "records": len(self.records)}  # fmt: skip
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -186,19 +200,43 @@ class RetrievalMemory:
         folder = Path(name_or_path)
         if folder.is_dir():
             if not (folder / CONFIG_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{folder} has no {CONFIG_FILE}: it is not a router trained with retrieve=N (`samdkif router "
-                    "train --retrieve N`), so its prompts need no retrieved examples"
-                )
+                raise FileNotFoundError(_no_memory(str(folder), _retrieved(folder)))
             paths = folder / CONFIG_FILE, folder / MEMORY_FILE
+        elif isinstance(name_or_path, os.PathLike) or str(name_or_path).startswith(("/", ".", "~")):
+            raise FileNotFoundError(f"{name_or_path}: no such folder; pass a router folder or a Hub repo id")
         else:
             from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import EntryNotFoundError
 
-            paths = tuple(Path(hf_hub_download(os.fspath(name_or_path), f, **hub_kwargs))
-                          for f in (CONFIG_FILE, MEMORY_FILE))  # fmt: skip
+            try:
+                paths = tuple(Path(hf_hub_download(os.fspath(name_or_path), f, **hub_kwargs))
+                              for f in (CONFIG_FILE, MEMORY_FILE))  # fmt: skip
+            except EntryNotFoundError:
+                raise FileNotFoundError(_no_memory(str(name_or_path), None)) from None
         config = json.loads(paths[0].read_text(encoding="utf-8"))
         records = [json.loads(line) for line in paths[1].read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(records) != config["records"]:
             raise ValueError(f"{name_or_path}: {MEMORY_FILE} holds {len(records)} records, {CONFIG_FILE} says "
                              f"{config['records']}; the folder is incomplete: copy both files again")  # fmt: skip
-        return cls(records, config["neighbours"], config.get("max_length"))
+        return cls(records, config["neighbours"], config.get("max_length"), config.get("answer_tokens"))
+
+
+def _retrieved(folder: Path) -> int:
+    """The `retrieve` a `train_task_router` folder records in task.json (0 when it has none)."""
+    try:
+        return int(json.loads((folder / "task.json").read_text()).get("retrieve") or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _no_memory(where: str, retrieve: int | None) -> str:
+    if retrieve:  # a --retrieve run from before the memory was saved
+        return (
+            f"{where} was trained with retrieve={retrieve} but holds no {CONFIG_FILE} (made before runs saved their "
+            f"memory): build it from the run's training records, RetrievalMemory(train_records, {retrieve}), which "
+            "lists all examples unfitted, as those runs did"
+        )
+    return (
+        f"{where} has no {CONFIG_FILE}: it is not a router trained with retrieve=N (`samdkif router train "
+        "--retrieve N`), so its prompts need no retrieved examples"
+    )

@@ -89,6 +89,7 @@ def train_task_router(
     seed: int = 42,
     balance_labels: bool = False,
     retrieve: int = 0,
+    max_length: int | None = None,
     eval_limit: int | None = None,
     bundle_skills: bool = False,
     push_to_hub: str | None = None,
@@ -114,6 +115,8 @@ def train_task_router(
             scoring alike. The memory (the training records' contexts and answers) is saved beside the router, and
             pushed with it: `RetrievalMemory.from_pretrained(out).add_examples(new, tokenizer)` gives new prompts
             the same treatment. 0 (default): off.
+        max_length: the longest training sequence in tokens (default 384, `DEFAULT_ROUTER_MAX_LENGTH`); raise it
+            when retrieved examples do not fit long prompts (the report counts the examples each prompt kept).
         eval_limit: score only the first N test records (quick checks; reports say so).
         push_to_hub: a repo id to push the router, its card and report to (skills must be Hub references or
             bundled with `bundle_skills=True`).
@@ -129,6 +132,13 @@ def train_task_router(
         raise ValueError(f"baseline={baseline!r}; choose from: {', '.join(BASELINES)} (or None)")
     if retrieve < 0:
         raise TaskDataError(f"--retrieve {retrieve}: pass the number of training records to retrieve (0 = off)")
+    if max_length is not None and max_length < 16:
+        raise TaskDataError(f"--max-length {max_length}: pass the longest training sequence in tokens (default 384)")
+    from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
+
+    max_length = max_length or DEFAULT_ROUTER_MAX_LENGTH
+    if eval_limit is not None and eval_limit < 1:
+        raise TaskDataError(f"--eval-limit {eval_limit}: pass how many test records to score (at least 1), or omit it")
     # 1. data and skills, checked before any model loads
     names = {s: _display(src, s) for s, src in (("train", train), ("test", test), ("validation", validation))}
     train_ds, test_ds = read_split(train, "train", columns), read_split(test, "test", columns)
@@ -144,15 +154,11 @@ def train_task_router(
     from ..base_model import resolve_base_model
 
     base = resolve_base_model(base_model)
-    nearest = _nearest_baseline(kind, train_ds, test_ds, retrieve, eval_limit)
+    nearest = _nearest_baseline(kind, train_ds, test_ds, retrieve)
     memory = None
     if retrieve:
-        from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
-        from .retrieval import RetrievalMemory
-
-        memory = RetrievalMemory(train_ds.select_columns(["context", "output"]).to_list(), retrieve,
-                                 DEFAULT_ROUTER_MAX_LENGTH)  # fmt: skip
-        train_ds, test_ds, validation_ds = _with_retrieval(retrieve, base, train_ds, test_ds, validation_ds)
+        train_ds, test_ds, validation_ds, memory = _with_retrieval(retrieve, base, train_ds, test_ds, validation_ds,
+                                                                   max_length)  # fmt: skip
     skill_refs = dict(skills) if isinstance(skills, Mapping) else parse_skill_arguments(skills)
     skill_refs = {n: _check_skill_reference(n, ref) for n, ref in skill_refs.items()}
     if push_to_hub and not bundle_skills:
@@ -162,7 +168,7 @@ def train_task_router(
             raise TaskDataError(f"--push-to-hub: {err}") from None
     budget = {"seed": seed, **({"max_steps": max_steps} if max_steps else {"num_train_epochs": epochs})}
     _record_task(out, spec, kind, train_ds, test_ds, validation_ds, skill_refs, router, balance_labels, budget,
-                 retrieve)  # fmt: skip
+                 retrieve, max_length)  # fmt: skip
     if memory is not None:  # after task.json: a folder holding another run is refused before anything is written
         memory.save_pretrained(out)
     logger.info("task %s: %s", spec.name, label_summary(spec, train_ds["output"]))
@@ -174,11 +180,11 @@ def train_task_router(
 
     evaluated = {"base": evaluate_variant(out, "base", spec, dataset, base, limit=eval_limit, progress=progress)}
     # 2. the router (hybrid by default) on the frozen skills
-    _train_router(out, spec, dataset, skill_refs, base, router, budget, bundle_skills, balance_labels)
+    _train_router(out, spec, dataset, skill_refs, base, router, budget, bundle_skills, balance_labels, max_length)
     evaluated["router"] = evaluate_variant(out, "router", spec, dataset, base, limit=eval_limit, progress=progress)
     # 3. what a user would pick instead
     if baseline == "task-lora":
-        _train_task_lora(out, spec, dataset, base, budget, balance_labels)
+        _train_task_lora(out, spec, dataset, base, budget, balance_labels, max_length)
         evaluated["task_lora"] = evaluate_variant(out, "task_lora", spec, dataset, base, limit=eval_limit,
                                                   progress=progress)  # fmt: skip
     from .report import write_report
@@ -192,8 +198,8 @@ def train_task_router(
 NEAREST_VOTE = 8  # training records the no-model vote reads when the run retrieves none
 
 
-def _nearest_baseline(kind: str, train, test, retrieve: int, limit: int | None) -> dict[str, Any] | None:
-    """The answers of the nearest training records for the scored test records, a baseline with no model (label
+def _nearest_baseline(kind: str, train, test, retrieve: int) -> dict[str, Any] | None:
+    """The answers of the nearest training records for every test record, a baseline with no model (label
     tasks: the vote of `retrieve` or `NEAREST_VOTE` records; generation: the most similar record's answer; none for
     multiple choice, whose options are shuffled per record). Read from the records' own contexts, before any
     retrieval is added."""
@@ -204,31 +210,36 @@ def _nearest_baseline(kind: str, train, test, retrieve: int, limit: int | None) 
     if kind == "multiple_choice":
         return None
     neighbours = 1 if kind == "generation" else retrieve or NEAREST_VOTE
-    scored = test.select(range(min(len(test), limit or len(test)))).to_list()
     fallback = Counter(o.strip() for o in train["output"]).most_common(1)[0][0]  # where nothing is similar
-    answers = nearest_answers(scored, train.to_list(), neighbours)
-    return {"neighbours": neighbours, "answers": [a if a is not None else fallback for a in answers],
-            "unmatched": sum(a is None for a in answers)}  # fmt: skip
+    return {"neighbours": neighbours, "answers": nearest_answers(test.to_list(), train.to_list(), neighbours),
+            "fallback": fallback}  # fmt: skip
 
 
-def _with_retrieval(neighbours: int, base: str | None, train, test, validation):
-    """The three splits with up to `neighbours` retrieved training records in every context (`retrieval.py`), as
-    many as fit the training length, so training never cuts a prompt that scoring reads whole (`base=None`: all
-    `neighbours`, unfitted, as runs made before the fitting did)."""
+def _with_retrieval(neighbours: int, base: str | None, train, test, validation, max_length: int | None = None):
+    """`(train, test, validation, memory)`: the splits with up to `neighbours` retrieved training records in every
+    context (`retrieval.py`), as many as fit the training length with room for the longest training answer, so
+    training never cuts a prompt that scoring reads whole (`base=None`: all `neighbours`, unfitted, as runs made
+    before the fitting did); `memory` rebuilds the same prompts at inference."""
     import datasets
     from transformers import AutoTokenizer
 
     from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
-    from .retrieval import add_retrieved_examples, fits_within
+    from .retrieval import RetrievalMemory, add_retrieved_examples, answer_room
 
-    fits = fits_within(AutoTokenizer.from_pretrained(base), DEFAULT_ROUTER_MAX_LENGTH) if base else None
-    memory = train.to_list()
-    train_out = add_retrieved_examples(memory, memory, neighbours, leave_one_out=True, fits=fits)
-    test_out = add_retrieved_examples(test.to_list(), memory, neighbours, fits=fits)
+    records = train.select_columns(["context", "output"]).to_list()
+    tokenizer = AutoTokenizer.from_pretrained(base) if base else None
+    memory = RetrievalMemory(records, neighbours)
+    if tokenizer is not None:
+        memory.max_length = max_length or DEFAULT_ROUTER_MAX_LENGTH
+        memory.answer_tokens = answer_room(tokenizer, train["output"])
+    fits = memory.fits(tokenizer)
+    rows = train.to_list()
+    train_out = datasets.Dataset.from_list(add_retrieved_examples(rows, rows, neighbours, leave_one_out=True,
+                                                                  fits=fits))  # fmt: skip
+    test_out = datasets.Dataset.from_list(memory.add_examples(test.to_list(), tokenizer))
     if validation is not None:
-        validation = datasets.Dataset.from_list(add_retrieved_examples(validation.to_list(), memory, neighbours,
-                                                                       fits=fits))  # fmt: skip
-    return datasets.Dataset.from_list(train_out), datasets.Dataset.from_list(test_out), validation
+        validation = datasets.Dataset.from_list(memory.add_examples(validation.to_list(), tokenizer))
+    return train_out, test_out, validation, memory
 
 
 def _display(source: Any, split: str) -> str:
@@ -256,6 +267,7 @@ def _record_task(
     balance_labels: bool = False,
     budget: Mapping[str, Any] | None = None,
     retrieve: int = 0,
+    max_length: int = 384,
 ) -> None:
     """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills, router kind or
     training budget (a finished stage would otherwise be reused as if it had the new settings)."""
@@ -272,13 +284,14 @@ def _record_task(
         "balance_labels": balance_labels,
         "training": dict(budget or {}),
         "retrieve": retrieve,
+        "max_length": max_length,
     }
     path = out / TASK_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
-        keys = ("retrieve", "data_sha256", "kind", "skills", "router", "balance_labels", "training")
+        keys = ("retrieve", "max_length", "data_sha256", "kind", "skills", "router", "balance_labels", "training")
         # folders from before these were kept
-        defaults = {"balance_labels": False, "training": record["training"], "retrieve": 0}
+        defaults = {"balance_labels": False, "training": record["training"], "retrieve": 0, "max_length": 384}
         changed = [k for k in keys if previous.get(k, defaults.get(k)) != record[k]]
         if changed:
             raise TaskDataError(
@@ -290,7 +303,9 @@ def _record_task(
     atomic_write_text(str(path), json.dumps(record, indent=2))
 
 
-def _train_router(out: Path, spec, dataset, skills, base: str, router: str, budget, bundle: bool, balance: bool):
+def _train_router(
+    out: Path, spec, dataset, skills, base: str, router: str, budget, bundle: bool, balance: bool, max_length: int
+) -> None:
     from ..training.common import training_finished
     from ..training.train_router import DEFAULT_TASK_RANK, train_router
 
@@ -300,14 +315,15 @@ def _train_router(out: Path, spec, dataset, skills, base: str, router: str, budg
     args = dict(budget)
     kind, task_rank = ("sequence", DEFAULT_TASK_RANK) if router == HYBRID else (router, 0)
     train_router(spec.name, skills, base, out, router=kind, task_rank=task_rank, bundle_skills=bundle,
-                 training_args=args, dataset=dataset, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
+                 training_args=args, dataset=dataset, resume_from_checkpoint=True, balance_labels=balance,
+                 max_length=max_length)  # fmt: skip
     _add_seconds(out, time.perf_counter() - start)
 
 
-def _train_task_lora(out: Path, spec, dataset, base: str, budget, balance: bool) -> None:
+def _train_task_lora(out: Path, spec, dataset, base: str, budget, balance: bool, max_length: int) -> None:
     """A plain LoRA r8 on the same data, steps and seed, at the hybrid's task-LoRA rate (docs/MEDICAL_VALUE.md)."""
     from ..training import train_skill
-    from ..training.common import DEFAULT_ROUTER_MAX_LENGTH, training_finished
+    from ..training.common import training_finished
     from ..training.train_router import TASK_LEARNING_RATE
 
     folder = out / TASK_LORA_DIR
@@ -316,7 +332,7 @@ def _train_task_lora(out: Path, spec, dataset, base: str, budget, balance: bool)
     start = time.perf_counter()
     args = {"learning_rate": TASK_LEARNING_RATE, **budget}
     train_skill(spec.name, base, folder, peft_type="lora", training_args=args, dataset=dataset,
-                max_length=DEFAULT_ROUTER_MAX_LENGTH, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
+                max_length=max_length, resume_from_checkpoint=True, balance_labels=balance)  # fmt: skip
     _add_seconds(folder, time.perf_counter() - start)
 
 

@@ -308,7 +308,7 @@ def test_balance_labels_reaches_router_training(assets, files, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         train_task_router(*files["label"], tmp_path / "balanced", skills=[assets["skills"]], base_model=assets["base"],
                           max_steps=2, balance_labels=True, progress=False)  # fmt: skip
-    assert seen["balance_labels"] is True
+    assert seen["balance_labels"] is True and seen["max_length"] == 384  # the default training length
     assert json.loads((tmp_path / "balanced" / "task.json").read_text())["balance_labels"] is True
 
 

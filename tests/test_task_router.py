@@ -334,7 +334,7 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
     )
     assert nearest["accuracy"] == pytest.approx(expected)
     assert (
-        "| no model: vote of the 2 most similar training records' answer (BM25) |" in (out / "report.md").read_text()
+        "| no model: vote of the 2 most similar training records' answers (BM25) |" in (out / "report.md").read_text()
     )
     for row, original in zip(_predictions(out), rows[20:]):  # the test prompts every model was scored on
         assert row["context"].startswith("Similar records from the training data")

@@ -258,8 +258,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             interval = near.get("intervals", {}).get(n)
             cells.append(f"{near[n]:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
                          if n in near else "")  # fmt: skip
-        what = f"vote of the {near['neighbours']} most similar" if near["neighbours"] > 1 else "the most similar"
-        lines.append(f"| no model: {what} training records' answer (BM25) | " + " | ".join(cells) + " |")
+        what = (f"vote of the {near['neighbours']} most similar training records' answers" if near["neighbours"] > 1
+                else "the most similar training record's answer")  # fmt: skip
+        lines.append(f"| no model: {what} (BM25) | " + " | ".join(cells) + " |")
     if baselines.get("chance"):
         lines.append(f"| chance | {baselines['chance']['accuracy']:.3f} |" + " |" * (len(names) - 1))
     for key, diff in (report.get("paired") or {}).items():

@@ -6,7 +6,8 @@ A user's task is scored with generic metrics (ROUGE-L, exact match, token F1 for
 through the CLI (e.g. with `--retrieve`) is read by its own metric here, comparable with the study's cells: the
 greedy answers in `<run>/predictions.jsonl` (hybrid, task LoRA, base model) parsed and scored as
 `study_label_tasks.generated_report` scores them (micro-F1 of Elixhauser's flags, with 95 % bootstrap intervals,
-the most frequent answers and the no-model baselines over the run's training records), the hybrid minus the task LoRA
+the most frequent answers and the no-model baselines over the run's training records, and the most similar
+training record's answer as one more), the hybrid minus the task LoRA
 paired over the same records. `--train` / `--test`: the run's files, without retrieved examples (the rule baselines
 read the records' own contexts). Writes `<run>/task_metric.json`.
 """
@@ -48,6 +49,14 @@ def main() -> None:
         if key in rows[0]:
             name = router if name == "hybrid" else name
             models[name] = generated_report(spec, [r[key] for r in rows], test, train)
+    # no model: the most similar training record's answer (BM25 over the records' own contexts), as the report's
+    from collections import Counter
+
+    from samdkif_peft.task_router.retrieval import nearest_answers
+
+    fallback = Counter(o.strip() for o in train["output"]).most_common(1)[0][0]
+    nearest = [a or fallback for a in nearest_answers(test.to_list(), train.to_list(), 1)]
+    models["nearest_record"] = generated_report(spec, nearest, test, train)
     paired = {}
     if "task_lora" in models:
         paired[f"{router} - task_lora"] = paired_generated(spec, models[router]["per_record"],

@@ -598,8 +598,8 @@ RETRIEVAL_RUNS = {  # folder in results/retrieval (or the main job's) -> what th
     "r8-1ep": "`--retrieve 8`, 1 epoch, unfitted prompts (section 23)",
     "r8fit-1ep": "`--retrieve 8`, 1 epoch",
     "r8fit-1ep-seed2": "`--retrieve 8`, 1 epoch, seed 2",
-    "r8-k64-seed1": "`--retrieve 8`, k = 64 (seed 1), 60 steps",
-    "r8-k64-seed2": "`--retrieve 8`, k = 64 (seed 2), 60 steps",
+    "r8-k64-seed1": "`--retrieve 8`, k = 64 (seed 1), 60 steps, unfitted",
+    "r8-k64-seed2": "`--retrieve 8`, k = 64 (seed 2), 60 steps, unfitted",
 }
 
 
@@ -629,9 +629,9 @@ def retrieval() -> str:
         "",
         "Every prompt (training and test, for every model) lists the N training records most similar to it (BM25 over "
         "the contexts; a training record never sees itself) with their answers, as many as fit the training length "
-        "(384 tokens) with room for the longest training answer; the first run (*unfitted*, section 23) listed all N "
-        "and training cut the middle of the 111 training prompts that passed 384 tokens while scoring read them "
-        "whole. "
+        "(384 tokens) with room for the longest training answer; the first runs (*unfitted*, section 23) listed all "
+        "N, and with all records training cut the middle of the 111 training prompts that passed 384 tokens while "
+        "scoring read them whole. "
         "Same data, seed 42 unless a row names another, rate 5e-3, all "
         f"{first['n_test']} test records, option log-likelihood; macro-F1 [95 % bootstrap]; the answers are counted "
         "per label "

@@ -44,7 +44,10 @@ def main() -> None:
     train, test = read_split(args.train, "train"), read_split(args.test, "test")
     validation = read_split(args.validation, "validation") if args.validation else None
     if task.get("retrieve"):  # prompts fitted to the training length, or as runs made before the fitting had them
-        rebuilt = [_with_retrieval(task["retrieve"], b, train, test, validation)[:3] for b in (base, None)]
+        rebuilt = [
+            _with_retrieval(task["retrieve"], b, train, test, validation, task.get("max_length", 384))[:3]
+            for b in (base, None)
+        ]
         train, test, validation = next((s for s in rebuilt if _fingerprint(*s) == task["data_sha256"]), rebuilt[0])
     if _fingerprint(train, test, validation) != task["data_sha256"]:
         sys.exit(f"{args.run}: --train/--test/--validation are not the run's data (task.json data_sha256)")

@@ -694,6 +694,10 @@ ELIXHAUSER_RETRIEVAL = {  # folder in results/retrieval -> (seed, k, what the ru
 }
 
 
+def _micro_f1(path: Path) -> float:
+    return json.loads(path.read_text())["metrics"]["micro_f1"]
+
+
 def retrieval_elixhauser() -> str:
     """Elixhauser (generated flags, micro-F1 via `benchmarks/task_metric.py`) with retrieved training records,
     beside the few-shot curve's cells on the same k records without retrieval."""
@@ -707,9 +711,10 @@ def retrieval_elixhauser() -> str:
         "Elixhauser comorbidity (unseen; the 39 flags of an ICD-10-CM code, generated, micro-F1 "
         "[95 % bootstrap] by `benchmarks/task_metric.py` over all "
         f"{next(iter(runs.values()))['n_test']} test codes). Its prompt is already about 313 tokens (the flag "
-        "list), so eight examples need `--max-length 768`. Without retrieval: the few-shot curve's cells on the same "
-        "k records, steps and rate; no model: the flags of the training code sharing the longest prefix / the answer "
-        "of the most similar training record (BM25, what the retrieval lists first), over the same records.",
+        "list), so eight examples need `--max-length 768`. Without retrieval: the scoreboard's cells on the same "
+        "k records, steps and rate (the levers' re-run on the same CPU where there is one); no model: the flags of "
+        "the training code sharing the longest prefix / the answer of the most similar training record (BM25, what "
+        "the retrieval lists first), over the same records.",
         "",
         "| run | hybrid | task LoRA | hybrid - task LoRA | base model | without retrieval: hybrid / task LoRA | "
         "no model |",
@@ -725,9 +730,10 @@ def retrieval_elixhauser() -> str:
             low, high = scored["intervals"]["micro_f1"]
             return f"{scored['micro_f1']:.3f} [{low:.3f}, {high:.3f}]"
 
-        curve = RESULTS / "few_shot" / f"k={k}" / f"seed={seed}" / task
+        # the scoreboard's cells: the levers' re-run (one CPU, as the retrieval runs) where it exists, else the curve's
+        cells = [RESULTS / source / f"k={k}" / f"seed={seed}" / task for source in ("hybrid_levers", "few_shot")]
         without = " / ".join(
-            f"{json.loads((curve / f'{v}@lr5e-3.json').read_text())['metrics']['micro_f1']:.3f}"
+            f"{_micro_f1(next(c / f'{v}@lr5e-3.json' for c in cells if (c / f'{v}@lr5e-3.json').is_file())):.3f}"
             for v in ("hybrid", "task_lora")
         )
         pair = result["paired"][f"{router} - task_lora"]["micro_f1"]

@@ -96,6 +96,8 @@ def test_memory_errors_name_the_fix(tmp_path):
         RetrievalMemory.from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         RetrievalMemory.from_pretrained("./no/such/router")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        RetrievalMemory.from_pretrained("no/such router")  # neither a folder nor a valid repo id
     memory = RetrievalMemory(TRAIN, 2, max_length=64, answer_tokens=3)
     memory.save_pretrained(tmp_path / "saved")
     loaded = RetrievalMemory.from_pretrained(tmp_path / "saved")

@@ -361,5 +361,6 @@ def test_retrieve_puts_training_answers_into_every_prompt_and_is_part_of_the_run
         train_task_router(train, test, tmp_path / "negative", eval_limit=0)
     with pytest.raises(TaskDataError, match="--max-length 4"):
         train_task_router(train, test, tmp_path / "negative", max_length=4)
-    with pytest.raises(TaskDataError, match="holds a run with other retrieve, max_length"):
-        train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_length=512)
+    with pytest.raises(TaskDataError, match=r"holds a run with other max_length \(task.json\)"):
+        train_task_router(train, test, out, skills=[assets["skills"]], base_model=assets["base"], max_length=512,
+                          retrieve=2, max_steps=2)  # fmt: skip

@@ -32,7 +32,8 @@ def write_report(
     nearest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the report from the stored evaluations, write every file, and return the report dict. `nearest`: the
-    nearest training records' answers for the scored test records (`run._nearest_baseline`), a no-model baseline."""
+    nearest training records' answers for every test record (`run._nearest_baseline`; cut here to the scored ones),
+    a no-model baseline."""
     report = build_report(spec, kind, dataset, evaluated, router=router, out=out)
     if nearest:
         references = list(dataset["test"]["output"][: report["n_test"]])

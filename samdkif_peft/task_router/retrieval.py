@@ -197,7 +197,7 @@ class RetrievalMemory:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> RetrievalMemory:
         """From a router folder or Hub repo (`hub_kwargs`: `revision`, `token`, ... for `hf_hub_download`)."""
-        folder = Path(name_or_path)
+        folder = Path(name_or_path).expanduser()
         if folder.is_dir():
             if not (folder / CONFIG_FILE).is_file():
                 raise FileNotFoundError(_no_memory(str(folder), _retrieved(folder)))
@@ -206,13 +206,28 @@ class RetrievalMemory:
             raise FileNotFoundError(f"{name_or_path}: no such folder; pass a router folder or a Hub repo id")
         else:
             from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import EntryNotFoundError
+            from huggingface_hub.errors import (
+                EntryNotFoundError,
+                HFValidationError,
+                LocalEntryNotFoundError,
+                RepositoryNotFoundError,
+            )
 
             try:
                 paths = tuple(Path(hf_hub_download(os.fspath(name_or_path), f, **hub_kwargs))
                               for f in (CONFIG_FILE, MEMORY_FILE))  # fmt: skip
+            except LocalEntryNotFoundError:
+                raise FileNotFoundError(
+                    f"{name_or_path}: not a local folder, and the Hub cannot be reached to fetch {CONFIG_FILE} (set "
+                    "HF_ENDPOINT, or download the router folder first)"
+                ) from None
             except EntryNotFoundError:
                 raise FileNotFoundError(_no_memory(str(name_or_path), None)) from None
+            except (RepositoryNotFoundError, HFValidationError):
+                raise FileNotFoundError(
+                    f"{name_or_path}: no such folder, and no such Hub repo; pass a router folder (check the path) or "
+                    "a Hub repo id"
+                ) from None
         config = json.loads(paths[0].read_text(encoding="utf-8"))
         records = [json.loads(line) for line in paths[1].read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(records) != config["records"]:

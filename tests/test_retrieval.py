@@ -115,3 +115,16 @@ def test_nearest_answers_vote_with_ties_to_the_more_similar_record():
     assert nearest_answers(query, memory, 3) == ["minor", None]  # two of three say minor; nothing shares metformin
     assert nearest_answers(query, memory, 2) == ["major", None]  # a 1-1 tie goes to the more similar record
     assert nearest_answers(query, memory, 1) == ["major", None]
+
+
+def test_training_warns_when_the_length_leaves_few_examples(caplog):
+    from samdkif_peft.task_router.run import _warn_if_trimmed
+
+    rows = add_retrieved_examples(TRAIN, TRAIN, 3, leave_one_out=True)  # 2, 1, 0 (digoxin pair), 1 examples
+    with caplog.at_level("WARNING", logger="samdkif_peft.task_router.run"):
+        assert _warn_if_trimmed(rows, 3, 384) == 1.0
+    assert "keep 1.0 retrieved examples on average within --max-length 384" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="samdkif_peft.task_router.run"):
+        _warn_if_trimmed(rows, 2, 384)  # half of 2 asked: enough
+    assert not caplog.text

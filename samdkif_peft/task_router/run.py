@@ -234,12 +234,28 @@ def _with_retrieval(neighbours: int, base: str | None, train, test, validation, 
         memory.answer_tokens = answer_room(tokenizer, train["output"])
     fits = memory.fits(tokenizer)
     rows = train.to_list()
-    train_out = datasets.Dataset.from_list(add_retrieved_examples(rows, rows, neighbours, leave_one_out=True,
-                                                                  fits=fits))  # fmt: skip
+    augmented = add_retrieved_examples(rows, rows, neighbours, leave_one_out=True, fits=fits)
+    _warn_if_trimmed(augmented, neighbours, memory.max_length)
+    train_out = datasets.Dataset.from_list(augmented)
     test_out = datasets.Dataset.from_list(memory.add_examples(test.to_list(), tokenizer))
     if validation is not None:
         validation = datasets.Dataset.from_list(memory.add_examples(validation.to_list(), tokenizer))
     return train_out, test_out, validation, memory
+
+
+def _warn_if_trimmed(records, neighbours: int, max_length: int | None) -> float:
+    """Warn when the training prompts keep fewer than half the asked examples on average (a long fixed query leaves
+    no room at the training length); returns that mean."""
+    from .retrieval import count_examples
+
+    mean = sum(count_examples(r) for r in records) / max(len(records), 1)
+    if max_length is not None and mean < neighbours / 2:
+        logger.warning(
+            "--retrieve %d: the training prompts keep %.1f retrieved examples on average within --max-length %d "
+            "(the rest would not fit, or no training record shares a word); raise --max-length to keep more",
+            neighbours, mean, max_length,
+        )  # fmt: skip
+    return mean
 
 
 def _display(source: Any, split: str) -> str:

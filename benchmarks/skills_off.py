@@ -45,7 +45,7 @@ def main() -> None:
     validation = read_split(args.validation, "validation") if args.validation else None
     if task.get("retrieve"):  # prompts fitted to the training length, or as runs made before the fitting had them
         rebuilt = [
-            _with_retrieval(task["retrieve"], b, train, test, validation, task.get("max_length", 384))[:3]
+            _with_retrieval(task["retrieve"], b, train, test, validation, task.get("max_length"))[:3]
             for b in (base, None)
         ]
         train, test, validation = next((s for s in rebuilt if _fingerprint(*s) == task["data_sha256"]), rebuilt[0])

@@ -49,14 +49,12 @@ def main() -> None:
         if key in rows[0]:
             name = router if name == "hybrid" else name
             models[name] = generated_report(spec, [r[key] for r in rows], test, train)
-    # no model: the most similar training record's answer (BM25 over the records' own contexts), as the report's
-    from collections import Counter
+    # no model: the most similar training record's answer, as the run's report computes it for a generation task
+    from samdkif_peft.task_router.run import _nearest_baseline
 
-    from samdkif_peft.task_router.retrieval import nearest_answers
-
-    fallback = Counter(o.strip() for o in train["output"]).most_common(1)[0][0]
-    nearest = [a or fallback for a in nearest_answers(test.to_list(), train.to_list(), 1)]
-    models["nearest_record"] = generated_report(spec, nearest, test, train)
+    nearest = _nearest_baseline("generation", train, test, 0)
+    answers = [a if a is not None else nearest["fallback"] for a in nearest["answers"]]
+    models["nearest_record"] = generated_report(spec, answers, test, train)
     paired = {}
     if "task_lora" in models:
         paired[f"{router} - task_lora"] = paired_generated(spec, models[router]["per_record"],

@@ -37,16 +37,13 @@ def write_report(
     report = build_report(spec, kind, dataset, evaluated, router=router, out=out)
     if nearest:
         references = list(dataset["test"]["output"][: report["n_test"]])
-        report.setdefault("baselines", {})["nearest"] = _nearest_scores(spec, kind, report, evaluated, nearest,
-                                                                        references)  # fmt: skip
+        report.setdefault("baselines", {})["nearest"] = _nearest_scores(spec, kind, report, nearest, references)
     report["retrieve"] = retrieve
     if retrieve:
         from .retrieval import count_examples
 
         scored = dataset["test"].select(range(report["n_test"]))
-        report["retrieved_examples"] = {"min": 0, "mean": 0.0, "fewer_than_asked": 0} | _example_counts(
-            [count_examples(r) for r in scored], retrieve
-        )
+        report["retrieved_examples"] = _example_counts([count_examples(r) for r in scored], retrieve)
     atomic_write_text(str(out / "report.json"), json.dumps(report, indent=2))
     atomic_write_text(str(out / "predictions.jsonl"), "".join(json.dumps(r) + "\n" for r in _rows(dataset, evaluated)))
     if report.get("routing"):
@@ -57,9 +54,7 @@ def write_report(
     return report
 
 
-def _nearest_scores(
-    spec, kind: str, report: dict, evaluated: dict[str, dict], nearest: dict[str, Any], references: list[str]
-) -> dict:
+def _nearest_scores(spec, kind: str, report: dict, nearest: dict[str, Any], references: list[str]) -> dict:
     """The report's metrics, with intervals, of answering each test record with its nearest training records'
     answer (label tasks: their vote)."""
     from ..evaluation.likelihood import bootstrap_mean_interval, label_report
@@ -75,7 +70,6 @@ def _nearest_scores(
             out[key] = sum(values) / len(values)
             out.setdefault("intervals", {})[key] = bootstrap_mean_interval(values)
         return out
-    references = _answers(next(iter(evaluated.values())))[1]
     scored = label_report(answers, references, labels=list(spec.labels) or None)
     out.update(accuracy=scored["accuracy"], macro_f1=scored["macro_f1"], intervals=scored["intervals"],
                prediction_counts=scored["prediction_counts"])  # fmt: skip
@@ -85,7 +79,7 @@ def _nearest_scores(
 def _example_counts(counts: list[int], asked: int) -> dict[str, Any]:
     """How many retrieved examples the scored prompts carry (fewer than asked where a prompt would not fit)."""
     if not counts:
-        return {}
+        return {"min": 0, "mean": 0.0, "fewer_than_asked": 0}
     return {"min": min(counts), "mean": round(sum(counts) / len(counts), 3),
             "fewer_than_asked": sum(c < asked for c in counts)}  # fmt: skip
 

@@ -177,13 +177,16 @@ class RetrievalMemory:
             return None
         return fits_within(tokenizer, self.max_length, self.answer_tokens)
 
-    def add_examples(self, records: Sequence[Mapping[str, str]], tokenizer: Any = None) -> list[dict[str, str]]:
+    def add_examples(
+        self, records: Sequence[Mapping[str, str]], tokenizer: Any = None, *, leave_one_out: bool = False
+    ) -> list[dict[str, str]]:
         """`records` as the router saw its prompts: the most similar memory records listed in each context, as many
-        as fit (pass the router's tokenizer: without one, all N are listed, which a long prompt may not fit)."""
+        as fit (pass the router's tokenizer: without one, all N are listed, which a long prompt may not fit).
+        `leave_one_out=True` for the memory's own records (training: record i never sees itself)."""
         if self._index is None:
             self._index = BM25([m["context"] for m in self.records])
-        return add_retrieved_examples(records, self.records, self.neighbours, fits=self.fits(tokenizer),
-                                      index=self._index)  # fmt: skip
+        return add_retrieved_examples(records, self.records, self.neighbours, leave_one_out=leave_one_out,
+                                      fits=self.fits(tokenizer), index=self._index)  # fmt: skip
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> None:
         folder = Path(save_directory)
@@ -239,7 +242,9 @@ class RetrievalMemory:
 def _retrieved(folder: Path) -> int:
     """The `retrieve` a `train_task_router` folder records in task.json (0 when it has none)."""
     try:
-        return int(json.loads((folder / "task.json").read_text()).get("retrieve") or 0)
+        from .run import TASK_FILE
+
+        return int(json.loads((folder / TASK_FILE).read_text()).get("retrieve") or 0)
     except (OSError, ValueError):
         return 0
 

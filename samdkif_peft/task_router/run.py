@@ -224,7 +224,7 @@ def _with_retrieval(neighbours: int, base: str | None, train, test, validation, 
     from transformers import AutoTokenizer
 
     from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
-    from .retrieval import RetrievalMemory, add_retrieved_examples, answer_room
+    from .retrieval import RetrievalMemory, answer_room
 
     records = train.select_columns(["context", "output"]).to_list()
     tokenizer = AutoTokenizer.from_pretrained(base) if base else None
@@ -232,9 +232,7 @@ def _with_retrieval(neighbours: int, base: str | None, train, test, validation, 
     if tokenizer is not None:
         memory.max_length = max_length or DEFAULT_ROUTER_MAX_LENGTH
         memory.answer_tokens = answer_room(tokenizer, train["output"])
-    fits = memory.fits(tokenizer)
-    rows = train.to_list()
-    augmented = add_retrieved_examples(rows, rows, neighbours, leave_one_out=True, fits=fits)
+    augmented = memory.add_examples(train.to_list(), tokenizer, leave_one_out=True)
     _warn_if_trimmed(augmented, neighbours, memory.max_length)
     train_out = datasets.Dataset.from_list(augmented)
     test_out = datasets.Dataset.from_list(memory.add_examples(test.to_list(), tokenizer))
@@ -283,10 +281,13 @@ def _record_task(
     balance_labels: bool = False,
     budget: Mapping[str, Any] | None = None,
     retrieve: int = 0,
-    max_length: int = 384,
+    max_length: int | None = None,
 ) -> None:
     """Write `task.json`; refuse to resume into a folder that holds a run on other data, skills, router kind or
     training budget (a finished stage would otherwise be reused as if it had the new settings)."""
+    from ..training.common import DEFAULT_ROUTER_MAX_LENGTH
+
+    max_length = max_length or DEFAULT_ROUTER_MAX_LENGTH
     record = {
         "name": spec.name,
         "kind": kind,
@@ -307,7 +308,8 @@ def _record_task(
         previous = json.loads(path.read_text())
         keys = ("retrieve", "max_length", "data_sha256", "kind", "skills", "router", "balance_labels", "training")
         # folders from before these were kept
-        defaults = {"balance_labels": False, "training": record["training"], "retrieve": 0, "max_length": 384}
+        defaults = {"balance_labels": False, "training": record["training"], "retrieve": 0,
+                    "max_length": DEFAULT_ROUTER_MAX_LENGTH}  # fmt: skip
         changed = [k for k in keys if previous.get(k, defaults.get(k)) != record[k]]
         if changed:
             raise TaskDataError(

@@ -11,6 +11,12 @@ at ranks 4 / 8 / 16.
 
     python benchmarks/bench_router.py                 # SmolLM2 shape, 12 skills (~15 min on 2 quiet cores)
     python benchmarks/bench_router.py --preset tiny   # a smoke run
+    python benchmarks/bench_router.py --device cuda --batch 32 --seq 512 --compile \
+        --out benchmarks/results/router_speed_gpu.json  # the GPU table (benchmarks/device_bench.sh runs it)
+
+`--compile` adds rows where the base model and the variant are both wrapped in `torch.compile` (the ratio is to the
+compiled base). On CUDA every timing synchronises the device; the training peak memory is the device's
+(`torch.cuda.max_memory_allocated`), not the process's RSS.
 
 Writes benchmarks/results/router_speed.json and prints the markdown tables (scripts/update_readme.py renders them).
 """
@@ -58,13 +64,24 @@ PRESETS = {
 }
 
 
+DEVICE = [torch.device("cpu")]  # set by --device; every model and batch is moved there
+
+
+def sync() -> None:
+    """Wait for the device's queued work, so a timer reads work done, not work launched (a no-op on CPU)."""
+    if DEVICE[0].type == "cuda":
+        torch.cuda.synchronize()
+
+
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -95,9 +112,22 @@ def build_base(preset: str, base_dir: str, dtype: torch.dtype) -> None:
 
 
 def load(base_dir: str, dtype: torch.dtype, use_cache: bool = True) -> LlamaForCausalLM:
-    model = LlamaForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    # use_kernels=False: on CUDA transformers would otherwise fetch Hub kernels, which fails offline
+    model = LlamaForCausalLM.from_pretrained(base_dir, dtype=dtype, use_kernels=False).to(DEVICE[0])
     model.config.use_cache = use_cache
     return model.eval()
+
+
+def compiled(build):
+    """A builder of the same model with its forward wrapped in torch.compile (the PeftModel and its tuner kept)."""
+
+    def build_compiled():
+        model = build()
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        inner.forward = torch.compile(inner.forward)
+        return model
+
+    return build_compiled
 
 
 def make_skills(base_dir: str, root: str, n: int, dtype: torch.dtype, rank: int = 8) -> dict[str, str]:
@@ -186,6 +216,8 @@ def variants(base_dir: str, skills: dict[str, str], dtype: torch.dtype):
 
 
 TARGETS = ["q_proj", "v_proj"]
+# the variants that also get a torch.compile row under --compile (X-LoRA's per-token recomputation is not compiled)
+COMPILED = ("peft 1 LoRA", "SKILL_ROUTER static", "SKILL_ROUTER sequence", "SKILL_ROUTER token", "SKILL_ROUTER hybrid")
 
 
 def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int, queue) -> None:
@@ -213,8 +245,33 @@ def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.T
 
 
 def train_memory(base_dir: str, skills: dict[str, str], batch: torch.Tensor, threads: int) -> dict[str, float]:
-    lora, router = peak_rss(base_dir, None, batch, threads), peak_rss(base_dir, skills, batch, threads)
-    return {"1 LoRA r8, peak RSS MiB": lora, "default router, peak RSS MiB": router, "ratio": router / lora}
+    measure = peak_cuda if DEVICE[0].type == "cuda" else peak_rss
+    lora, router = measure(base_dir, None, batch, threads), measure(base_dir, skills, batch, threads)
+    unit = "peak CUDA MiB" if DEVICE[0].type == "cuda" else "peak RSS MiB"
+    return {f"1 LoRA r8, {unit}": lora, f"default router, {unit}": router, "ratio": router / lora}
+
+
+def peak_cuda(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int) -> float:
+    """Peak device memory (MiB) of loading the model and two training steps, as `_train_peak_rss` on CPU."""
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    if skills is None:
+        model = get_peft_model(load(base_dir, torch.bfloat16), LoraConfig(r=8, target_modules=TARGETS))
+    else:
+        model = get_peft_model(load(base_dir, torch.bfloat16), SkillRouterConfig(skills=skills, task_type="CAUSAL_LM"))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for _ in range(2):
+        model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    peak = (torch.cuda.max_memory_allocated() - start) / 2**20
+    del model, optimizer
+    return peak
 
 
 def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int) -> float:
@@ -240,8 +297,8 @@ def main() -> None:
     parser.add_argument("--seq", type=int, nargs="+", default=[128, 256], help="forward lengths (batch x seq)")
     parser.add_argument("--prompt", type=int, default=64, help="decode: prompt length before the timed tokens")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--scaling", type=int, nargs="+", default=[4, 12, 24, 48], help="skill counts")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16], help="skill ranks, at --skills skills")
+    parser.add_argument("--scaling", type=int, nargs="*", default=[4, 12, 24, 48], help="skill counts")
+    parser.add_argument("--ranks", type=int, nargs="*", default=[4, 8, 16], help="skill ranks, at --skills skills")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/router_speed.json")
@@ -249,10 +306,19 @@ def main() -> None:
                         "update it in an existing --out (a few minutes)")  # fmt: skip
     parser.add_argument("--scaling-only", action="store_true", help="measure only the skill-count and rank tables "
                         "and update them in an existing --out")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="where the models run: cpu, or cuda on a GPU machine")
+    parser.add_argument("--compile", action="store_true", help="add rows with the base model and each variant "
+                        "wrapped in torch.compile (ratios to the compiled base)")  # fmt: skip
+    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT", help="time only the variants whose "
+                        "name contains one of these (a short run: no training memory; the skill-count and rank tables "
+                        "follow --scaling and --ranks, which may be left empty)")  # fmt: skip
     args = parser.parse_args()
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
+    DEVICE[0] = torch.device(args.device)
+    if DEVICE[0].type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch; run it on the GPU machine or drop --device")
     dtype = torch.bfloat16
     shape = PRESETS[args.preset]
     PRESET_HIDDEN[0] = shape["hidden_size"]
@@ -264,7 +330,7 @@ def main() -> None:
             build_base(args.preset, base_dir, dtype)
             skills = make_skills(base_dir, root, args.skills, dtype)
             batch = torch.randint(3, vocab, (args.batch, args.seq[0]), generator=torch.Generator().manual_seed(0))
-            memory = train_memory(base_dir, skills, batch, args.threads)
+            memory = train_memory(base_dir, skills, batch.to(DEVICE[0]), args.threads)
         result = json.loads(open(args.out).read())
         result["train_memory"] = memory
         with open(args.out, "w") as f:
@@ -278,8 +344,8 @@ def main() -> None:
         skills = make_skills(base_dir, root, max([args.skills, *args.scaling]), dtype)
         main_skills = dict(list(skills.items())[: args.skills])
         gen = torch.Generator().manual_seed(0)
-        batches = {seq: torch.randint(3, vocab, (args.batch, seq), generator=gen) for seq in args.seq}
-        prompt = torch.randint(3, vocab, (1, args.prompt), generator=gen)
+        batches = {seq: torch.randint(3, vocab, (args.batch, seq), generator=gen).to(DEVICE[0]) for seq in args.seq}
+        prompt = torch.randint(3, vocab, (1, args.prompt), generator=gen).to(DEVICE[0])
 
         def forward(model, seq=args.seq[0]):
             with torch.no_grad():
@@ -299,6 +365,7 @@ def main() -> None:
                 out = model(input_ids=prompt, use_cache=use_cache)
                 ids, cache = prompt, out.past_key_values
                 tok = out.logits[:, -1:].argmax(-1)
+                sync()
                 start = time.perf_counter()
                 for _ in range(args.new_tokens):
                     if use_cache:
@@ -308,10 +375,12 @@ def main() -> None:
                         ids = torch.cat([ids, tok], dim=1)
                         out = model(input_ids=ids, use_cache=False)
                     tok = out.logits[:, -1:].argmax(-1)
+                sync()
                 return (time.perf_counter() - start) / args.new_tokens
 
-        def paired_decode(model, cache, repeats):
-            return paired(lambda: decode(base), lambda: decode(model, cache), repeats, self_timed=True)
+        def paired_decode(model, cache, repeats, reference=None):
+            reference = base if reference is None else reference
+            return paired(lambda: decode(reference), lambda: decode(model, cache), repeats, self_timed=True)
 
         base = load(base_dir, dtype)
         lora = get_peft_model(load(base_dir, dtype), LoraConfig(r=8, target_modules=TARGETS))
@@ -322,23 +391,35 @@ def main() -> None:
         # Train-step reference: one trainable LoRA r8 on q,v (what a router step is compared with).
         rows["base model"]["train_step_s (1 LoRA r8 trainable)"] = median_seconds(lambda: train_step(lora), 3)
         chosen = {} if args.scaling_only else variants(base_dir, main_skills, dtype)
+        base_compiled = None
+        if args.compile and not args.scaling_only:
+            # Compiled rows are timed against the compiled base, and the compiled base against the eager one.
+            base_compiled = compiled(lambda: load(base_dir, dtype))()
+            chosen = {"base model, torch.compile": (lambda: base_compiled, True, 0), **chosen,
+                      **{f"{name}, torch.compile": (compiled(build), cache, rank)
+                         for name, (build, cache, rank) in chosen.items()
+                         if name.startswith(COMPILED) and "merge" not in name and "bf16" not in name}}  # fmt: skip
+        if args.only:
+            chosen = {name: entry for name, entry in chosen.items() if any(text in name for text in args.only)}
         for name, (build, cache, rank) in chosen.items():
             model = build()
+            reference = base_compiled if name.endswith(", torch.compile") and not name.startswith("base") else base
             row = {"flop_floor": flop_floor(shape, rank), "forward_s": {}, "forward_ratio": {}}
             for seq in args.seq:
-                fwd, _, ratio = paired(lambda s=seq: forward(base, s), lambda m=model, s=seq: forward(m, s),
+                fwd, _, ratio = paired(lambda s=seq, r=reference: forward(r, s), lambda m=model, s=seq: forward(m, s),
                                        args.repeats)  # fmt: skip
                 row["forward_s"][str(seq)], row["forward_ratio"][str(seq)] = fwd, ratio
-            dec, _, dec_ratio = paired_decode(model, cache, dec_repeats)
+            dec, _, dec_ratio = paired_decode(model, cache, dec_repeats, reference)
             row.update(decode_ms_per_token=1000 * dec, decode_ratio=dec_ratio)
-            if name.startswith(("X-LoRA", "SKILL_ROUTER")) and "merge" not in name:
+            if name.startswith(("X-LoRA", "SKILL_ROUTER")) and "merge" not in name and "compile" not in name:
                 step, _, step_ratio = paired(lambda: train_step(lora), lambda m=model: train_step(m), 3)
                 row.update(train_step_s=step, train_ratio_vs_1_lora=step_ratio)
             rows[name] = row
             print(f"{name}: {row}", flush=True)
             del model
 
-        memory = None if args.scaling_only else train_memory(base_dir, main_skills, batches[args.seq[0]], args.threads)
+        short = args.scaling_only or args.only
+        memory = None if short else train_memory(base_dir, main_skills, batches[args.seq[0]], args.threads)
         print(f"training peak RSS: {memory}", flush=True)
 
         # Cost as skills are added, and as their rank grows: the default (sequence) router vs peft's loop over
@@ -393,6 +474,7 @@ def main() -> None:
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "cpu": cpu_description(),  # bf16 speed, and so every ratio to a bf16 base, depends on it (AMX vs AVX-512)
+        "device": torch.cuda.get_device_name(DEVICE[0]) if DEVICE[0].type == "cuda" else "cpu",
         "torch": torch.__version__,
         "rows": rows,
         "train_memory": memory,
@@ -415,38 +497,49 @@ def render(result: dict) -> str:
     """The markdown tables of a result (also used by scripts/update_readme.py)."""
     seqs = [str(s) for s in result["seq"]]
     b = result["batch"]
+    gpu = result.get("device", "cpu") != "cpu"  # absolute throughput beside the ratios (the issue's GPU table)
+
+    def rate(seconds: float, seq: str) -> str:
+        return f", {b * int(seq) / seconds / 1000:.0f}k tok/s" if gpu else ""
+
     head = " | ".join(f"forward {b}x{s}" for s in seqs)
     lines = [f"| variant | FLOP floor | {head} | decode ms/token | train step (x 1 LoRA) |",
              "|---" * (4 + len(seqs)) + "|"]  # fmt: skip
     for name, row in result["rows"].items():
         if name == "base model":
-            fwd = " | ".join(f"1.00 ({row['forward_s'][s]:.2f} s)" for s in seqs)
+            fwd = " | ".join(f"1.00 ({row['forward_s'][s]:{'.3g' if gpu else '.2f'}} s{rate(row['forward_s'][s], s)})"
+                             for s in seqs)  # fmt: skip
             train = f"1 LoRA r8: {row['train_step_s (1 LoRA r8 trainable)']:.2f} s"
             lines.append(f"| base model | - | {fwd} | {row['decode_ms_per_token']:.1f} | {train} |")
             continue
-        fwd = " | ".join(f"{row['forward_ratio'][s]:.2f}x" for s in seqs)
+        fwd = " | ".join(f"{row['forward_ratio'][s]:.2f}x{rate(row['forward_s'][s], s).replace(', ', ' (')}"
+                         + (")" if gpu else "") for s in seqs)  # fmt: skip
         train = f"{row['train_ratio_vs_1_lora']:.2f}x" if "train_ratio_vs_1_lora" in row else "-"
         decode = f"{row['decode_ms_per_token']:.1f} ({row['decode_ratio']:.2f}x)"
         lines.append(f"| {name} | +{100 * row['flop_floor']:.1f} % | {fwd} | {decode} | {train} |")
-    if "train_memory" in result:
+    if result.get("train_memory"):
         m = result["train_memory"]
-        lines += ["", f"Training peak memory (RSS, two AdamW steps at the forward batch, fresh process): one LoRA r8 "
-                      f"{m['1 LoRA r8, peak RSS MiB']:.0f} MiB, the default router over {result['skills']} skills "
-                      f"{m['default router, peak RSS MiB']:.0f} MiB ({m['ratio']:.2f}x)."]  # fmt: skip
-    lines += ["", f"Default (sequence) router as skills are added (forward {b}x{seqs[0]}; decode as above):", "",
-              "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward | top_k=2 (two "
-              "skills chosen per layer): FLOP floor, forward, decode |", "|---|---|---|---|---|---|"]  # fmt: skip
-    for n, e in result["scaling"].items():
-        peft_all = f"{e['peft_all_active_forward_ratio']:.2f}x" if "peft_all_active_forward_ratio" in e else "-"
-        top = (f"+{100 * e['top2_flop_floor']:.1f} %, {e['top2_forward_ratio']:.2f}x, {e['top2_decode_ratio']:.2f}x"
-               if "top2_forward_ratio" in e else "-")  # fmt: skip
-        lines.append(f"| {n} | +{100 * e['flop_floor']:.1f} % | {e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x "
-                     f"| {peft_all} | {top} |")  # fmt: skip
-    lines += ["", f"Default router over {result['skills']} skills of each rank:", "",
-              "| rank | FLOP floor | forward | decode |", "|---|---|---|---|"]  # fmt: skip
-    for rank, e in result["ranks"].items():
-        ratios = f"{e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x"
-        lines.append(f"| {rank} | +{100 * e['flop_floor']:.1f} % | {ratios} |")
+        unit, how = ("peak CUDA MiB", "device memory, two AdamW steps at the forward batch, fresh model") if gpu else (
+            "peak RSS MiB", "RSS, two AdamW steps at the forward batch, fresh process")  # fmt: skip
+        lines += ["", f"Training peak memory ({how}): one LoRA r8 {m[f'1 LoRA r8, {unit}']:.0f} MiB, the default "
+                      f"router over {result['skills']} skills {m[f'default router, {unit}']:.0f} MiB "
+                      f"({m['ratio']:.2f}x)."]  # fmt: skip
+    if result["scaling"]:
+        lines += ["", f"Default (sequence) router as skills are added (forward {b}x{seqs[0]}; decode as above):", "",
+                  "| skills (r8) | FLOP floor | forward | decode | peft, all adapters active: forward | top_k=2 (two "
+                  "skills chosen per layer): FLOP floor, forward, decode |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for n, e in result["scaling"].items():
+            peft_all = f"{e['peft_all_active_forward_ratio']:.2f}x" if "peft_all_active_forward_ratio" in e else "-"
+            top = (f"+{100 * e['top2_flop_floor']:.1f} %, {e['top2_forward_ratio']:.2f}x, "
+                   f"{e['top2_decode_ratio']:.2f}x" if "top2_forward_ratio" in e else "-")  # fmt: skip
+            ratios = f"{e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x"
+            lines.append(f"| {n} | +{100 * e['flop_floor']:.1f} % | {ratios} | {peft_all} | {top} |")
+    if result["ranks"]:
+        lines += ["", f"Default router over {result['skills']} skills of each rank:", "",
+                  "| rank | FLOP floor | forward | decode |", "|---|---|---|---|"]  # fmt: skip
+        for rank, e in result["ranks"].items():
+            ratios = f"{e['forward_ratio']:.2f}x | {e['decode_ratio']:.2f}x"
+            lines.append(f"| {rank} | +{100 * e['flop_floor']:.1f} % | {ratios} |")
     return "\n".join(lines)
 
 

@@ -146,7 +146,9 @@ class SkillRouterLayer(BaseTunerLayer):
         A, B = self.skills_A[adapter_name], self.skills_B[adapter_name]
         state = self._routing_state[adapter_name]
         gate = self.skill_router_gate[adapter_name]
-        reusable = not (self.training or torch.is_grad_enabled()) and (
+        # Under torch.compile the gates are computed in the graph: the reuse check is Python state that dynamo would
+        # guard on and recompile for, and inductor fuses the routing ops anyway.
+        reusable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()) and (
             state.forced is not None or gate.ignores_layer_input
         )
         if not reusable:

@@ -373,6 +373,25 @@ def bench_router() -> str:
         "",
         render(data),
     ]
+    extra = {
+        "router_speed_compile.json": "With `torch.compile` (`python benchmarks/bench_router.py --compile --only "
+        '"torch.compile" --scaling --ranks --out benchmarks/results/router_speed_compile.json`): each compiled '
+        "variant against the compiled base model, the compiled base against the eager one",
+        "router_speed_gpu.json": "On the GPU (`bash benchmarks/gpu/run.sh` on the device machine)",
+        "router_speed_gpu_compile.json": "On the GPU with `torch.compile` (`bash benchmarks/gpu/run.sh compile`)",
+    }
+    for name, title in extra.items():
+        if (RESULTS / name).is_file():
+            more = json.loads((RESULTS / name).read_text())
+            where = more.get("device") if more.get("device", "cpu") != "cpu" else f"{more['threads']} CPU threads"
+            lines += ["", f"{title}; {where}, batch {more['batch']}, {more['dtype']}:", "", render(more)]
+    if not (RESULTS / "router_speed_gpu.json").is_file():
+        lines += [
+            "",
+            "GPU: not measured yet (no GPU lent to the sessions so far). Prepared as one device call: "
+            "`bash benchmarks/gpu/wheels.sh` here, then `bash benchmarks/gpu/run.sh` on the GPU machine "
+            "with `.whl` carried (32 x 512 forward, batch-1 decode, tokens/s beside the ratios).",
+        ]
     return "\n".join(lines)
 
 

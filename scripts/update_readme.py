@@ -375,8 +375,11 @@ def bench_router() -> str:
     ]
     extra = {
         "router_speed_compile.json": "With `torch.compile` (`python benchmarks/bench_router.py --compile --only "
-        '"torch.compile" --scaling --ranks --out benchmarks/results/router_speed_compile.json`): each compiled '
-        "variant against the compiled base model, the compiled base against the eager one",
+        '"base model, torch.compile" "SKILL_ROUTER sequence, 12 skills" "SKILL_ROUTER hybrid" --seq 128 --scaling '
+        "--ranks --out benchmarks/results/router_speed_compile.json`, 9 minutes): each compiled variant against the "
+        "compiled base model, the compiled base and the eager rows against the eager base; on this CPU compiling "
+        "speeds the base model up more than the routers (their folded-gate decoding is an eager-mode cache), so the "
+        "ratios grow (`docs/SPEED.md` section 8)",
         "router_speed_gpu.json": "On the GPU (`bash benchmarks/gpu/run.sh` on the device machine)",
         "router_speed_gpu_compile.json": "On the GPU with `torch.compile` (`bash benchmarks/gpu/run.sh compile`)",
     }

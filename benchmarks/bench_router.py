@@ -226,22 +226,27 @@ def _train_peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.T
     torch.set_num_threads(threads)
     logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
+    two_training_steps(base_dir, skills, batch)
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so a spawned child would
+    # report the (larger) benchmark process's footprint; VmHWM belongs to the child's own address space.
+    with open("/proc/self/status") as f:
+        peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    queue.put(peak_kib / 1024)
+
+
+def two_training_steps(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor) -> None:
+    """Load a single trainable LoRA r8 (skills None) or the default router over `skills` and take two AdamW steps:
+    the work whose peak memory `train_memory` reports."""
     if skills is None:
         model = get_peft_model(load(base_dir, torch.bfloat16), LoraConfig(r=8, target_modules=TARGETS))
     else:
-        config = SkillRouterConfig(skills=skills, task_type="CAUSAL_LM")
-        model = get_peft_model(load(base_dir, torch.bfloat16), config)
+        model = get_peft_model(load(base_dir, torch.bfloat16), SkillRouterConfig(skills=skills, task_type="CAUSAL_LM"))
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     for _ in range(2):
         model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so a spawned child would
-    # report the (larger) benchmark process's footprint; VmHWM belongs to the child's own address space.
-    with open("/proc/self/status") as f:
-        peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    queue.put(peak_kib / 1024)
 
 
 def train_memory(base_dir: str, skills: dict[str, str], batch: torch.Tensor, threads: int) -> dict[str, float]:
@@ -259,19 +264,8 @@ def peak_cuda(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor,
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     start = torch.cuda.memory_allocated()
-    if skills is None:
-        model = get_peft_model(load(base_dir, torch.bfloat16), LoraConfig(r=8, target_modules=TARGETS))
-    else:
-        model = get_peft_model(load(base_dir, torch.bfloat16), SkillRouterConfig(skills=skills, task_type="CAUSAL_LM"))
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    for _ in range(2):
-        model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    peak = (torch.cuda.max_memory_allocated() - start) / 2**20
-    del model, optimizer
-    return peak
+    two_training_steps(base_dir, skills, batch)
+    return (torch.cuda.max_memory_allocated() - start) / 2**20
 
 
 def peak_rss(base_dir: str, skills: dict[str, str] | None, batch: torch.Tensor, threads: int) -> float:

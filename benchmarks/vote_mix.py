@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from samdkif_peft.evaluation.likelihood import _fast_scores, paired_bootstrap
-from samdkif_peft.task_router.retrieval import BM25
+from samdkif_peft.task_router.retrieval import neighbour_answers, vote
 
 
 LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0, 1000.0)
@@ -37,19 +37,6 @@ LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0, 1000.0)
 def read_jsonl(path: str) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def neighbour_votes(train: list[dict], test: list[dict], neighbours: int) -> tuple[list[Counter], list[str]]:
-    """Per test record: the answers of its `neighbours` most similar training records (counts), and the vote with
-    ties broken by the more similar record (the report's `baselines.nearest`)."""
-    index = BM25([r["context"] for r in train])
-    counts, votes = [], []
-    for record in test:
-        answers = [train[j]["output"].strip() for j in index.top(record["context"], neighbours)]
-        c = Counter(answers)
-        counts.append(c)
-        votes.append(next((a for a in answers if c[a] == max(c.values())), None) if answers else None)
-    return counts, votes
 
 
 def model_scores(run: Path) -> dict[str, tuple[list[list[str]], list[list[float]]]]:
@@ -104,8 +91,10 @@ def main() -> None:
     if not found:
         raise SystemExit(f"{run}: no option scores in eval/*.json or predictions.jsonl; is it a label task's run?")
     references = [r["output"].strip() for r in test]
-    counts, votes = neighbour_votes(train, test, neighbours)
-    votes = [v if v is not None else Counter(references).most_common(1)[0][0] for v in votes]
+    answers = neighbour_answers(test, train, neighbours)
+    counts = [Counter(a) for a in answers]
+    fallback = Counter(r["output"].strip() for r in train).most_common(1)[0][0]  # as the report: nothing similar
+    votes = [v if (v := vote(a)) is not None else fallback for a in answers]
     result = {"run": str(run), "neighbours": neighbours, "n_test": len(test), "lambdas": list(LAMBDAS),
               "vote": scores_of(votes, references), "models": {}}  # fmt: skip
     print(f"neighbours' vote (N={neighbours}): {result['vote']}")

@@ -141,13 +141,21 @@ def nearest_answers(
     """The baseline retrieval gives with no model: per record, the most frequent answer among its `neighbours` most
     similar `memory` records (ties: the more similar record's answer); None where no memory record shares a word
     that scores. A model that reads the same neighbours should beat this vote, or it adds nothing."""
+    return [vote(answers) for answers in neighbour_answers(records, memory, neighbours)]
+
+
+def neighbour_answers(
+    records: Sequence[Mapping[str, str]], memory: Sequence[Mapping[str, str]], neighbours: int
+) -> list[list[str]]:
+    """Per record, the answers of its `neighbours` most similar `memory` records (BM25), most similar first."""
     index = BM25([m["context"] for m in memory])
-    out: list[str | None] = []
-    for record in records:
-        answers = [memory[j]["output"].strip() for j in index.top(record["context"], neighbours)]
-        counts = Counter(answers)
-        out.append(next((a for a in answers if counts[a] == max(counts.values())), None))
-    return out
+    return [[memory[j]["output"].strip() for j in index.top(record["context"], neighbours)] for record in records]
+
+
+def vote(answers: Sequence[str]) -> str | None:
+    """The most frequent of `answers` (ties: the earlier, i.e. more similar, one); None for no answers."""
+    counts = Counter(answers)
+    return next((a for a in answers if counts[a] == max(counts.values())), None)
 
 
 def count_examples(record: Mapping[str, str]) -> int:

@@ -1,7 +1,7 @@
 """Train a skill router (or the hybrid: router + task LoRA) for one task with the stock `Trainer` (SA-MDKIF stage 2).
 
     python examples/train_router.py --task ddi_severity --skills_dir runs/skills --output_dir runs/routers/ddi \
-        [--task_rank 8] [--router sequence] [--skill_prior_records 64] [--max_steps 20]
+        [--task_rank 8] [--router sequence] [--skill_prior_records 64] [--max_steps 20] [--learning_rate 5e-3]
 
 Only the router (and the hybrid's task LoRA) trains; base model and skills stay frozen. Before training, the router
 starts from the skill prior (each skill's loss on the first records) where one skill fits the task clearly better
@@ -24,11 +24,12 @@ from samdkif_peft.base_model import load_base_model, prepare_base_model
 from samdkif_peft.data import load_task
 from samdkif_peft.training import (
     DEFAULT_SKILL_PRIOR_RECORDS,
+    ROUTER_TRAINING_DEFAULTS,
     DataCollatorForCompletion,
     skill_prior,
     tokenize_dataset,
 )
-from samdkif_peft.tuner.router import describe_routers
+from samdkif_peft.tuner.router import describe_routers, get_router
 
 
 @dataclass
@@ -47,7 +48,13 @@ class RouterArguments:
 
 
 def main() -> None:
-    args, training_args = HfArgumentParser((RouterArguments, TrainingArguments)).parse_args_into_dataclasses()
+    parser = HfArgumentParser((RouterArguments, TrainingArguments))
+    # TrainingArguments' own rate (5e-5) is 100x below the rate the routers were measured at: default to the rate
+    # `train_router` uses (5e-3; a static router alone: its kind's 0.1). An explicit --learning_rate wins.
+    known, _ = parser.parse_known_args()
+    kind_rate = get_router(known.router).learning_rate if not known.task_rank else None
+    parser.set_defaults(learning_rate=kind_rate or ROUTER_TRAINING_DEFAULTS["learning_rate"])
+    args, training_args = parser.parse_args_into_dataclasses()
     skills = {p.name: str(p) for p in sorted(Path(args.skills_dir).iterdir()) if (p / "adapter_config.json").is_file()}
     if not skills:
         raise SystemExit(f"No skill adapters in {args.skills_dir!r}; train some with examples/train_skill.py")

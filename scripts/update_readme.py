@@ -448,6 +448,7 @@ TAGS = {
     "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
     "prior-lr5e-3": "the default skill prior",
     "5ep": "5 epochs",
+    "lr1e-1": "its default rate",
 }
 
 
@@ -464,6 +465,8 @@ def _variant_label(variant: str) -> str:
     if tag.endswith("lr5e-3") or tag in ("len256", "5ep"):  # trained at 5e-3: part of the trained variants' names
         label = label.replace("r8 1e-3", "r8 5e-3").replace("lr 1e-3", "lr 5e-3")
         tag = "" if tag == "lr5e-3" else tag
+    elif tag == "lr1e-1":  # trained at 0.1: the rate in the name, the tag says why
+        label = label.replace("lr 5e-3", "lr 0.1")
     return label + (f" [{TAGS.get(tag, tag)}]" if tag else "")
 
 

@@ -286,6 +286,31 @@ def test_train_hybrid_gives_the_task_lora_its_own_rate_and_resumes(assets, tmp_p
         assert torch.equal(model.eval()(**batch).logits, reloaded(**batch).logits)
 
 
+@pytest.mark.parametrize(
+    ("router", "task_rank", "overrides", "rates"),
+    [
+        ("static", 0, {}, [0.1]),  # the kind's own rate: a bare logit at 5e-3 stays near uniform
+        ("static", 0, {"learning_rate": 5e-3}, [5e-3]),  # the caller's rate wins
+        ("static", 2, {}, [5e-3, 0.1]),  # hybrid: the task LoRA at task_learning_rate, the logits at theirs
+        ("sequence", 0, {}, [5e-3]),  # ROUTER_TRAINING_DEFAULTS
+    ],
+)
+def test_train_router_uses_the_router_kinds_rate_unless_told(assets, tmp_path, router, task_rank, overrides, rates):
+    seen = {}
+
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, model=None, **kwargs):
+            seen["rates"] = sorted({group["lr"] for group in optimizer.param_groups})
+
+    args = {**FAST, "max_steps": 1, "lr_scheduler_type": "constant", "warmup_steps": 0, **overrides}
+    train_router("toy", assets["skills"], assets["base"], tmp_path / "r", router=router, task_rank=task_rank,
+                 skill_prior_records=0, dataset=_dataset(["upper", "reverse"]), dtype=torch.float32,
+                 training_args=args, callbacks=[Snapshot()])  # fmt: skip
+    assert seen["rates"] == rates
+
+
 def _starting_gate_biases(seen: dict):
     from transformers import TrainerCallback
 

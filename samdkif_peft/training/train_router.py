@@ -102,7 +102,8 @@ def train_router(
             and in `checkpoints/skill_prior.json` so that a resumed run reports the start it resumed). 0: always the
             uniform start (the paper's); both minimums `float("-inf")`: always the prior.
         training_args (`TrainingArguments` or `dict`, *optional*): a dict overrides single entries of
-            `ROUTER_TRAINING_DEFAULTS`; a `TrainingArguments` is used as it is.
+            `ROUTER_TRAINING_DEFAULTS` (whose rate, 5e-3, a router kind may replace with its own: the static
+            router's logits train at 0.1); a `TrainingArguments` is used as it is.
         dataset (`Dataset` or `DatasetDict`, *optional*): defaults to `load_task(task, data_dir)`.
         Other arguments as in `train_skill`.
     """
@@ -111,6 +112,7 @@ def train_router(
     from transformers import set_seed
 
     from ..tuner import SkillRouterConfig
+    from ..tuner.router import get_router
 
     # Cheap checks first: bad skills or task names fail before the base model loads.
     config = SkillRouterConfig(
@@ -139,10 +141,13 @@ def train_router(
         balance_labels,
         training_seed(training_args),
     )
+    defaults = dict(ROUTER_TRAINING_DEFAULTS)
+    if get_router(router).learning_rate is not None:  # a kind that needs its own rate (the static router's logits)
+        defaults["learning_rate"] = get_router(router).learning_rate
     args = build_training_arguments(
         output_dir,
         training_args,
-        ROUTER_TRAINING_DEFAULTS,
+        defaults,
         bf16=model.dtype == torch.bfloat16,
         has_eval=evaluation is not None,
     )

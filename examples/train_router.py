@@ -26,10 +26,11 @@ from samdkif_peft.training import (
     DEFAULT_SKILL_PRIOR_RECORDS,
     ROUTER_TRAINING_DEFAULTS,
     DataCollatorForCompletion,
+    router_training_defaults,
     skill_prior,
     tokenize_dataset,
 )
-from samdkif_peft.tuner.router import describe_routers, get_router
+from samdkif_peft.tuner.router import describe_routers
 
 
 @dataclass
@@ -52,8 +53,9 @@ def main() -> None:
     # TrainingArguments' own rate (5e-5) is 100x below the rate the routers were measured at: default to the rate
     # `train_router` uses (5e-3; a static router alone: its kind's 0.1). An explicit --learning_rate wins.
     known, _ = parser.parse_known_args()
-    kind_rate = get_router(known.router).learning_rate if not known.task_rank else None
-    parser.set_defaults(learning_rate=kind_rate or ROUTER_TRAINING_DEFAULTS["learning_rate"])
+    # (one rate for everything here, so the hybrid's router and task LoRA both take the router rate, 5e-3)
+    rate = ROUTER_TRAINING_DEFAULTS if known.task_rank else router_training_defaults(known.router)
+    parser.set_defaults(learning_rate=rate["learning_rate"])
     args, training_args = parser.parse_args_into_dataclasses()
     skills = {p.name: str(p) for p in sorted(Path(args.skills_dir).iterdir()) if (p / "adapter_config.json").is_file()}
     if not skills:

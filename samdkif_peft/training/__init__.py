@@ -6,7 +6,13 @@
 
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
-from .common import DEFAULT_MAX_LENGTH, DEFAULT_ROUTER_MAX_LENGTH, ROUTER_TRAINING_DEFAULTS, SKILL_TRAINING_DEFAULTS
+from .common import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_ROUTER_MAX_LENGTH,
+    ROUTER_TRAINING_DEFAULTS,
+    SKILL_TRAINING_DEFAULTS,
+    router_training_defaults,
+)
 from .fit_weights import SkillWeightFit, fit_skill_weights
 from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, skill_prior, train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
@@ -26,6 +32,7 @@ __all__ = [
     "default_skill_config",
     "encode_completions",
     "fit_skill_weights",
+    "router_training_defaults",
     "skill_prior",
     "tokenize_dataset",
     "train_router",

@@ -52,6 +52,15 @@ SKILL_TRAINING_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "learning_rate": 
 ROUTER_TRAINING_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "learning_rate": 5e-3, "warmup_steps": 0.05}
 
 
+def router_training_defaults(router: str) -> dict[str, Any]:
+    """`ROUTER_TRAINING_DEFAULTS` with the rate of router kind `router` where the kind declares its own
+    (`Router.learning_rate`: the static router's logits train at 0.1)."""
+    from ..tuner.router import get_router
+
+    rate = get_router(router).learning_rate
+    return {**ROUTER_TRAINING_DEFAULTS, **({"learning_rate": rate} if rate is not None else {})}
+
+
 def build_training_arguments(
     output_dir: str | os.PathLike[str],
     training_args: Any,

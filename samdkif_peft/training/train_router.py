@@ -19,12 +19,12 @@ from typing import Any
 
 from .common import (
     DEFAULT_ROUTER_MAX_LENGTH,
-    ROUTER_TRAINING_DEFAULTS,
     build_training_arguments,
     fit_and_save,
     load_model_and_tokenizer,
     prepare_splits,
     resolve_checkpoint,
+    router_training_defaults,
     training_seed,
     write_results,
 )
@@ -112,7 +112,6 @@ def train_router(
     from transformers import set_seed
 
     from ..tuner import SkillRouterConfig
-    from ..tuner.router import get_router
 
     # Cheap checks first: bad skills or task names fail before the base model loads.
     config = SkillRouterConfig(
@@ -141,13 +140,10 @@ def train_router(
         balance_labels,
         training_seed(training_args),
     )
-    defaults = dict(ROUTER_TRAINING_DEFAULTS)
-    if get_router(router).learning_rate is not None:  # a kind that needs its own rate (the static router's logits)
-        defaults["learning_rate"] = get_router(router).learning_rate
     args = build_training_arguments(
         output_dir,
         training_args,
-        defaults,
+        router_training_defaults(router),
         bf16=model.dtype == torch.bfloat16,
         has_eval=evaluation is not None,
     )

@@ -33,6 +33,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -171,8 +172,39 @@ def train_xlora(task, data, skills, base, folder, overrides, balance_labels):
     model = get_peft_model(model, config)
     _, summary = fit_and_save(model, tokenizer, args, train, evaluation, folder,
                               max_length=DEFAULT_ROUTER_MAX_LENGTH, checkpoint=None, callbacks=[])  # fmt: skip
+    save_xlora_classifier(model, folder)
+    # peft also wrote a full copy of the model (249 MB) into each numbered subfolder and every checkpoint; the cell
+    # needs only the config and the classifier (the skills load from the paths in `adapter_config.json`)
+    for path in [Path(folder) / "checkpoints", *(Path(folder) / name for name in adapters)]:
+        shutil.rmtree(path, ignore_errors=True)
     write_results(folder, {"task": task, "peft_type": "XLORA", **summary})
     return folder
+
+
+XLORA_CLASSIFIER = "xlora_classifier.safetensors"
+
+
+def save_xlora_classifier(model, folder) -> None:
+    """Save X-LoRA's trained classifier next to its config, because peft (0.21.2) does not: X-LoRA's adapters must be
+    named "0", "1", ..., and `get_peft_model_state_dict` files every key that contains an adapter's name under that
+    adapter, so the classifier's `layers.0.*` keys land (renamed `layers.*`) in the subfolder `0/` and the top-level
+    `adapter_model.safetensors` is empty. `PeftModel.from_pretrained` then returns a randomly initialised classifier
+    without a warning (our first X-LoRA cells were scored that way)."""
+    from safetensors.torch import save_file
+
+    state = model.base_model.internal_xlora_classifier.state_dict()
+    save_file({key: value.detach().contiguous() for key, value in state.items()}, str(Path(folder) / XLORA_CLASSIFIER))
+
+
+def load_xlora_classifier(model, folder) -> None:
+    """Put the classifier saved by `save_xlora_classifier` into an X-LoRA model loaded with `from_pretrained`."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / XLORA_CLASSIFIER
+    if not path.is_file():
+        raise SystemExit(f"{folder}: no {XLORA_CLASSIFIER}, so its trained X-LoRA classifier is lost (peft saves"
+                         f" none); delete the folder and its cell's json to train it again")  # fmt: skip
+    model.base_model.internal_xlora_classifier.load_state_dict(load_file(str(path)), strict=True)
 
 
 def load_variant(variant, task, skills, base, folder):
@@ -188,7 +220,10 @@ def load_variant(variant, task, skills, base, folder):
     if variant in ("uniform", "own_skill", "lorahub"):
         config = SkillRouterConfig(skills=skills, router="static", task_type="CAUSAL_LM")
         return get_peft_model(model, config), tokenizer
-    return PeftModel.from_pretrained(model, folder), tokenizer
+    model = PeftModel.from_pretrained(model, folder)
+    if variant == "xlora":
+        load_xlora_classifier(model, folder)
+    return model, tokenizer
 
 
 def run_variant(variant, task, skills, base, args, out: Path):
@@ -208,7 +243,9 @@ def run_variant(variant, task, skills, base, args, out: Path):
         start = time.perf_counter()
         if not (Path(folder) / "train_results.json").is_file():
             train_variant(variant, task, data, skills, base, folder, args)
-        train_seconds = time.perf_counter() - start
+            train_seconds = time.perf_counter() - start
+        else:  # trained by an earlier run: its own training time, not this run's zero
+            train_seconds = json.loads((Path(folder) / "train_results.json").read_text()).get("train_runtime")
     model, tokenizer = load_variant(variant, task, skills, base, folder)
     prompt_fn = {"base_chat": chat_prompt(tokenizer), "base_3shot": few_shot_prompt(data["train"])}.get(name)
     forced = nullcontext()

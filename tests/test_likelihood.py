@@ -78,6 +78,37 @@ def test_batched_scores_equal_direct_computation(assets):
         assert [round(t, 3) for t, _ in row] == [round(_direct(model, tok, prompt, o), 3) for o in opts]
 
 
+def test_scores_without_cache_equal_direct_computation(assets):
+    model, tok = load_base(assets["base"]), assets["tok"]
+    prompts = [format_prompt(r) for r in _records(5, seed=1)]
+    ragged = [list(LABELS[: 1 + i % 4]) for i in range(len(prompts))]
+    for options in ([LABELS] * len(prompts), ragged):
+        scores = option_log_likelihoods(model, tok, prompts, options, batch_size=2, use_cache=False)
+        for prompt, opts, row in zip(prompts, options, scores):
+            assert [n for _, n in row] == [len(o) + 1 for o in opts]
+            assert [round(t, 3) for t, _ in row] == [round(_direct(model, tok, prompt, o), 3) for o in opts]
+
+
+def test_xlora_is_scored_on_full_sequences(assets):
+    """peft's X-LoRA cannot continue from a KV cache (its scaling pass appends each option a second time); its config
+    says `use_cache=False`, and the scorer then equals X-LoRA's own forward over `prompt + option`."""
+    from peft import XLoraConfig
+
+    tok = assets["tok"]
+    base = load_base(assets["base"])
+    base.config.use_cache = False
+    adapters = {str(i): path for i, path in enumerate(assets["skills"].values())}
+    model = get_peft_model(base, XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=adapters)).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.base_model.internal_xlora_classifier.parameters():
+            param.copy_(torch.randn_like(param))
+    prompts = [format_prompt(r) for r in _records(3, seed=2)]
+    scores = option_log_likelihoods(model, tok, prompts, [LABELS] * len(prompts), batch_size=2)
+    for prompt, row in zip(prompts, scores):
+        assert [round(t, 3) for t, _ in row] == [round(_direct(model, tok, prompt, o), 3) for o in LABELS]
+
+
 def test_sequence_router_scores_with_prompt_gates(assets):
     """The router must route on the prompt alone, as in training and generate, never on the option it scores."""
     tok = assets["tok"]

@@ -15,7 +15,10 @@ returned, so a report can show either.
 
 Each prompt runs once through the model (left-padded, its KV cache kept) and every option continues from that cache,
 so scoring 22 chapter titles costs one prompt forward plus 22 short ones. The sequence router therefore routes on the
-prompt alone, exactly as in training and in `generate`.
+prompt alone, exactly as in training and in `generate`. A model that cannot continue from a cache (peft's X-LoRA,
+whose scaling pass would append every option to the cache a second time; its config says `use_cache=False`) is scored
+on each full `prompt + option` sequence instead: the same numbers for a model that could do both, one full forward per
+option.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def option_log_likelihoods(
     *,
     batch_size: int = 16,
     progress: bool = False,
+    use_cache: bool | None = None,
 ) -> list[list[tuple[float, int]]]:
     """`(sum of log-probabilities, number of tokens)` of every option (plus EOS) after its prompt.
 
@@ -54,6 +58,8 @@ def option_log_likelihoods(
         prompts (`list[str]`): model inputs, ending where the answer starts (e.g. `format_prompt(record)`).
         options (`list[list[str]]`): the allowed answers of each prompt (the same list for a closed label set).
         batch_size (`int`): prompt + option sequences per forward; they are sorted by length to limit padding.
+        use_cache (`bool`, *optional*): continue every option from the prompt's KV cache (fast); `False` scores each
+            full `prompt + option` sequence. Defaults to the model config's `use_cache` (off for peft's X-LoRA).
     """
     if len(prompts) != len(options):
         raise ValueError(f"Got {len(prompts)} prompts but {len(options)} option lists; pass one list per prompt")
@@ -72,13 +78,16 @@ def option_log_likelihoods(
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     scores: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(opts) for opts in options]
     device = next(model.parameters()).device
+    if use_cache is None:
+        use_cache = getattr(getattr(model, "config", None), "use_cache", True) is not False
+    score_batch = _score_batch if use_cache else _score_batch_without_cache
     was_training = model.training
     model.eval()
     try:
         batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="scoring options", disable=not progress):
             answers = [[[*option_ids[o], eos] for o in options[i]] for i in batch]
-            for i, rows in zip(batch, _score_batch(model, [prompt_ids[i] for i in batch], answers, pad, device)):
+            for i, rows in zip(batch, score_batch(model, [prompt_ids[i] for i in batch], answers, pad, device)):
                 scores[i] = rows
     finally:
         model.train(was_training)
@@ -130,6 +139,39 @@ def _score_batch(model: Any, prompts: list[list[int]], answers: list[list[list[i
             cache.crop(-(length - 1))  # back to the prompt: negative = tokens to remove
         for r in rows:
             results[r].append((float(total[r]), len(answers[r][slot])))
+    return results
+
+
+@torch.no_grad()
+def _score_batch_without_cache(model: Any, prompts: list[list[int]], answers: list[list[list[int]]], pad: int,
+                               device: Any):  # fmt: skip
+    """`_score_batch` for models without a usable KV cache: one left-padded forward of `prompt + option` per option
+    slot, keeping only the logits that predict the options' tokens."""
+    results: list[list[tuple[float, int]]] = [[] for _ in prompts]
+    for slot in range(max(len(a) for a in answers)):
+        rows = [r for r, a in enumerate(answers) if slot < len(a)]
+        sequences = [prompts[r] + answers[r][slot] for r in rows]
+        width = max(len(q) for q in sequences)
+        keep = max(len(answers[r][slot]) for r in rows) + 1
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        targets = torch.full((len(rows), keep - 1), pad, dtype=torch.long)
+        target_mask = torch.zeros((len(rows), keep - 1), dtype=torch.long)
+        for b, (r, q) in enumerate(zip(rows, sequences)):
+            n = len(answers[r][slot])
+            ids[b, width - len(q) :] = torch.tensor(q)
+            mask[b, width - len(q) :] = 1
+            targets[b, keep - 1 - n :] = torch.tensor(answers[r][slot])  # right-aligned, like the sequences
+            target_mask[b, keep - 1 - n :] = 1
+        ids, mask, targets, target_mask = ids.to(device), mask.to(device), targets.to(device), target_mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # the last `keep` positions: the one before the longest answer, then the answers (the very last predicts
+        # nothing we score)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=keep)
+        logprobs = torch.log_softmax(out.logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        totals = (logprobs * target_mask).sum(-1)
+        for b, r in enumerate(rows):
+            results[r].append((float(totals[b]), len(answers[r][slot])))
     return results
 
 
@@ -333,6 +375,7 @@ def evaluate_options(
     options_fn: Callable[[Mapping[str, str]], list[str]] | None = None,
     progress: bool = False,
     n_resamples: int = 1000,
+    use_cache: bool | None = None,
 ) -> dict[str, Any]:
     """Score a closed-answer task's test split by option log-likelihood; a `label_report` plus the raw scores.
 
@@ -345,13 +388,15 @@ def evaluate_options(
             chat-template or few-shot prompt for a fair base-model baseline.
         options_fn (*optional*): record -> its allowed answers; defaults to `task_options` (the label set, or the
             `(A) ...` lines of a multiple-choice context). E.g. bare letters for data whose answers are `B`.
+        use_cache (`bool`, *optional*): see `option_log_likelihoods` (default: the model config's).
     """
     spec, dataset, test = load_test_split(task, dataset, limit)
     records = list(test)
     options = [(options_fn or (lambda r: task_options(spec, r)))(r) for r in records]
     prompts = [(prompt_fn or format_prompt)(r) for r in records]
     start = time.perf_counter()
-    scores = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
+    scores = option_log_likelihoods(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress,
+                                    use_cache=use_cache)  # fmt: skip
     seconds = time.perf_counter() - start
     picks = {norm: pick_options(scores, norm) for norm in NORMALIZATIONS}
     key = lambda answer: _answer_key(spec, answer)  # noqa: E731

@@ -1,4 +1,5 @@
-"""The study's X-LoRA baseline keeps its trained classifier through save -> load (peft 0.21.2 saves none of it)."""
+"""The study's X-LoRA baseline loads as trained: its classifier (peft 0.21.2 saves none of it) and its skills in the
+trained order (peft reloads them in the sorted-key order of `adapter_config.json`: "0", "1", "10", "11", "2", ...)."""
 
 import sys
 from pathlib import Path
@@ -13,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 study = pytest.importorskip("study_label_tasks")
 
 
-def test_xlora_classifier_round_trips_exactly(tiny_assets, tmp_path, inputs):
-    from peft import PeftModel, XLoraConfig, get_peft_model
+def test_xlora_round_trips_exactly_with_more_than_ten_skills(tiny_assets, tmp_path, inputs):
+    from peft import XLoraConfig, get_peft_model
 
     base = tiny_assets["base"]
-    skills = {str(i): make_lora_skill(base, str(tmp_path / f"skill-{i}"), seed=10 + i) for i in range(3)}
+    skills = {str(i): make_lora_skill(base, str(tmp_path / f"skill-{i}"), seed=10 + i) for i in range(12)}
     model = load_base(base)
     model.config.use_cache = False
     model = get_peft_model(model, XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=skills)).eval()
@@ -31,8 +32,7 @@ def test_xlora_classifier_round_trips_exactly(tiny_assets, tmp_path, inputs):
 
     fresh = load_base(base)
     fresh.config.use_cache = False
-    loaded = PeftModel.from_pretrained(fresh, folder).eval()
-    study.load_xlora_classifier(loaded, folder)
+    loaded = study.load_xlora(fresh, folder).eval()
     trained = model.base_model.internal_xlora_classifier.state_dict()
     for key, value in loaded.base_model.internal_xlora_classifier.state_dict().items():
         assert torch.equal(value, trained[key]), key
@@ -42,4 +42,4 @@ def test_xlora_classifier_round_trips_exactly(tiny_assets, tmp_path, inputs):
 
 def test_missing_classifier_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="xlora_classifier.safetensors"):
-        study.load_xlora_classifier(None, tmp_path)
+        study._load_xlora_classifier(None, tmp_path)

@@ -447,6 +447,7 @@ TAGS = {
     "lora-skill": "the nli skill retrained as LoRA r8",
     "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
     "prior-lr5e-3": "the default skill prior",
+    "tokprior-lr5e-3": "token router, the default skill prior",
     "5ep": "5 epochs",
     "lr1e-1": "its default rate",
 }

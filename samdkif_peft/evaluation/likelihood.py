@@ -59,7 +59,8 @@ def option_log_likelihoods(
         options (`list[list[str]]`): the allowed answers of each prompt (the same list for a closed label set).
         batch_size (`int`): prompt + option sequences per forward; they are sorted by length to limit padding.
         use_cache (`bool`, *optional*): continue every option from the prompt's KV cache (fast); `False` scores each
-            full `prompt + option` sequence. Defaults to the model config's `use_cache` (off for peft's X-LoRA).
+            full `prompt + option` sequence. Defaults to True for our routers, else the model config's `use_cache`
+            (off for peft's X-LoRA).
     """
     if len(prompts) != len(options):
         raise ValueError(f"Got {len(prompts)} prompts but {len(options)} option lists; pass one list per prompt")
@@ -79,7 +80,7 @@ def option_log_likelihoods(
     scores: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(opts) for opts in options]
     device = next(model.parameters()).device
     if use_cache is None:
-        use_cache = getattr(getattr(model, "config", None), "use_cache", True) is not False
+        use_cache = _continues_from_cache(model)
     score_batch = _score_batch if use_cache else _score_batch_without_cache
     was_training = model.training
     model.eval()
@@ -140,6 +141,16 @@ def _score_batch(model: Any, prompts: list[list[int]], answers: list[list[list[i
         for r in rows:
             results[r].append((float(total[r]), len(answers[r][slot])))
     return results
+
+
+def _continues_from_cache(model: Any) -> bool:
+    """Our routers always do (a sequence router must keep its prompt gates, even where a training recipe switched
+    `config.use_cache` off); any other model as its config says (peft requires it off for X-LoRA)."""
+    from samdkif_peft.tuner.model import SkillRouterModel
+
+    if isinstance(getattr(model, "base_model", None), SkillRouterModel):
+        return True
+    return getattr(getattr(model, "config", None), "use_cache", True) is not False
 
 
 @torch.no_grad()
@@ -388,7 +399,7 @@ def evaluate_options(
             chat-template or few-shot prompt for a fair base-model baseline.
         options_fn (*optional*): record -> its allowed answers; defaults to `task_options` (the label set, or the
             `(A) ...` lines of a multiple-choice context). E.g. bare letters for data whose answers are `B`.
-        use_cache (`bool`, *optional*): see `option_log_likelihoods` (default: the model config's).
+        use_cache (`bool`, *optional*): see `option_log_likelihoods`.
     """
     spec, dataset, test = load_test_split(task, dataset, limit)
     records = list(test)

@@ -124,6 +124,8 @@ def train_variant(variant, task, data, skills, base, folder, args):
         router = ROUTER_KINDS[variant]
         # the study's routers start uniform unless --skill-prior is given (its cells predate the library's default)
         extra = {"temperature": args.temperature, "task_rank": 0, "skill_prior_records": args.skill_prior}
+        if variant == "router" and args.sequence_input:
+            extra["sequence_input"] = args.sequence_input
         if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate,
                      "skill_prior_records": args.skill_prior if variant == "hybrid" else 0}  # fmt: skip
@@ -594,8 +596,8 @@ def main() -> None:
                         "skills' losses on this many training records (0: uniform; use a --tag)")  # fmt: skip
     parser.add_argument("--skill-prior-always", action="store_true", help="the hybrid starts from the prior even "
                         "where no skill beats the uniform mix (the first prior cells; use a --tag)")  # fmt: skip
-    parser.add_argument("--sequence-input", default=None, help="what the hybrid's sequence router pools, e.g. "
-                        "layer:15 (use a --tag)")  # fmt: skip
+    parser.add_argument("--sequence-input", default=None, help="what the sequence router (alone or in the hybrid) "
+                        "pools, e.g. layer:15 (use a --tag)")  # fmt: skip
     parser.add_argument("--training-args", default="{}", help="JSON overrides for every trained variant")
     parser.add_argument("--tag", default="", help="suffix of this configuration's variant names (variant@tag)")
     parser.add_argument("--limit", type=int, default=None, help="test records (default: all)")

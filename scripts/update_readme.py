@@ -448,6 +448,7 @@ TAGS = {
     "len256": "records cut to 256 tokens, the hybrid saw 384: not comparable",
     "prior-lr5e-3": "the default skill prior",
     "tokprior-lr5e-3": "token router, the default skill prior",
+    "L29-lr5e-3": "router input: the hidden state entering block 29 of 30",
     "5ep": "5 epochs",
     "lr1e-1": "its default rate",
 }

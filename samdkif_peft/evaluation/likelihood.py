@@ -102,13 +102,7 @@ def _score_batch(model: Any, prompts: list[list[int]], answers: list[list[list[i
     Every prompt is processed once however many options it has; the cache is cropped back to the prompt after each
     option, so it stays the object the sequence router remembered the prompt's gates for.
     """
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        ids[r, width - len(p) :] = torch.tensor(p)
-        mask[r, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = _left_padded(prompts, pad, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the answer's first token
@@ -143,6 +137,17 @@ def _score_batch(model: Any, prompts: list[list[int]], answers: list[list[list[i
     return results
 
 
+def _left_padded(rows: list[list[int]], pad: int, device: Any):
+    """`(ids, mask)` of token lists right-aligned (left-padded) to the longest of them."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[r, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _continues_from_cache(model: Any) -> bool:
     """Our routers always do (a sequence router must keep its prompt gates, even where a training recipe switched
     `config.use_cache` off); any other model as its config says (peft requires it off for X-LoRA)."""
@@ -161,20 +166,10 @@ def _score_batch_without_cache(model: Any, prompts: list[list[int]], answers: li
     results: list[list[tuple[float, int]]] = [[] for _ in prompts]
     for slot in range(max(len(a) for a in answers)):
         rows = [r for r, a in enumerate(answers) if slot < len(a)]
-        sequences = [prompts[r] + answers[r][slot] for r in rows]
-        width = max(len(q) for q in sequences)
-        keep = max(len(answers[r][slot]) for r in rows) + 1
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        targets = torch.full((len(rows), keep - 1), pad, dtype=torch.long)
-        target_mask = torch.zeros((len(rows), keep - 1), dtype=torch.long)
-        for b, (r, q) in enumerate(zip(rows, sequences)):
-            n = len(answers[r][slot])
-            ids[b, width - len(q) :] = torch.tensor(q)
-            mask[b, width - len(q) :] = 1
-            targets[b, keep - 1 - n :] = torch.tensor(answers[r][slot])  # right-aligned, like the sequences
-            target_mask[b, keep - 1 - n :] = 1
-        ids, mask, targets, target_mask = ids.to(device), mask.to(device), targets.to(device), target_mask.to(device)
+        ids, mask = _left_padded([prompts[r] + answers[r][slot] for r in rows], pad, device)
+        # the options right-aligned like the sequences, so they line up with the last logits
+        targets, target_mask = _left_padded([answers[r][slot] for r in rows], pad, device)
+        keep = targets.shape[1] + 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # the last `keep` positions: the one before the longest answer, then the answers (the very last predicts
         # nothing we score)

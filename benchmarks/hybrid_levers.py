@@ -57,12 +57,38 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     "skill-prior-guarded": ("priorg-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),
     "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k
 }
+# The same settings on top of the library's default start, the skill prior (where the guard applies it, as on NLI,
+# `skill-prior`'s cells are that default's): "prior+LEVER" is read against `skill-prior`'s hybrid, and against the task
+# LoRA of its rank from LEVER's own cells (the prior does not touch a task LoRA, so that cell is shared).
+ON_PRIOR = (
+    "task-rank-16", "task-rank-4", "router-lr-5e-2", "router-lr-5e-4", "temperature-4", "top-2", "null-expert",
+    "static-router",
+)  # fmt: skip
+for _lever in ON_PRIOR:
+    _tag, _extra, _ = LEVERS[_lever]
+    LEVERS[f"prior+{_lever}"] = (f"prior-{_tag}", LEVERS["skill-prior"][1] + _extra, ["hybrid"])
+
+
+def _references(lever: str) -> tuple[str, str]:
+    """What `lever`'s hybrid is read against: (the hybrid it changes one setting of, the task LoRA of its rank)."""
+    own = lever.removeprefix("prior+")
+    tag, _, variants = LEVERS[own]
+    rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
+    return ("hybrid@prior-lr5e-3" if lever != own else "hybrid"), rank_lora
 
 
 def run_cell(args, lever: str, seed: int) -> None:
+    own = lever.removeprefix("prior+")
+    if own != lever and "task_lora" in LEVERS[own][2]:  # the task LoRA of its rank, shared with `own`
+        _run_cell(args, own, seed, variants=["task_lora"])
+    _run_cell(args, lever, seed)
+
+
+def _run_cell(args, lever: str, seed: int, variants: list[str] | None = None) -> None:
     from few_shot_curve import STEPS
 
-    tag, extra, variants = LEVERS[lever]
+    tag, extra, all_variants = LEVERS[lever]
+    variants = variants or all_variants
     extra = [str(2 * STEPS[str(args.k)]) if a == "2x" else a for a in extra]
     command = [
         sys.executable, str(HERE / "study_label_tasks.py"), "--skills-dir", args.skills_dir, "--tasks", args.task,
@@ -107,12 +133,12 @@ def report() -> dict:
 
     tasks = tuple(PRIMARY)
     comparisons = []
-    for tag, _, variants in LEVERS.values():
-        rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
+    for lever, (tag, _, variants) in LEVERS.items():
+        reference, rank_lora = _references(lever)
         for variant in variants:
             cell = _cell(variant, tag)
             if cell not in ("hybrid", "task_lora"):
-                comparisons.append((cell, "task_lora" if variant == "task_lora" else "hybrid"))
+                comparisons.append((cell, "task_lora" if variant == "task_lora" else reference))
             if variant != "task_lora":
                 comparisons.append((cell, rank_lora))
     pooled: dict = {}
@@ -166,17 +192,17 @@ def render() -> str:
 
             lines += [f"{task}, {k} ({metric}; every cell the same {k[2:]} records per seed, "
                       f"{len(seeds)} seeds):", "",
-                      "| lever | variant | mean [min, max] (seeds) | minus the default hybrid | minus the task LoRA "
-                      "of its rank |", "|---|---|---|---|---|"]  # fmt: skip
+                      "| lever | variant | mean [min, max] (seeds) | minus the hybrid it changes (prior+: the skill "
+                      "prior's) | minus the task LoRA of its rank |", "|---|---|---|---|---|"]  # fmt: skip
             for lever, (tag, _, variants) in LEVERS.items():
+                reference, rank_lora = _references(lever)
                 for variant in variants:
                     values = scores(f"{variant}@{tag}")
                     if not values:
                         continue
                     shown = f"{statistics.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}] ({len(values)})"
                     cell = _cell(variant, tag)
-                    rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
-                    versus_default = "-" if cell in ("hybrid", "task_lora") else diff(f"{cell} - hybrid")
+                    versus_default = "-" if cell in ("hybrid", "task_lora") else diff(f"{cell} - {reference}")
                     versus_lora = "-" if variant == "task_lora" else diff(f"{cell} - {rank_lora}")
                     if variant == "task_lora" and cell != "task_lora":
                         versus_default = diff(f"{cell} - task_lora") + " (vs the default task LoRA)"

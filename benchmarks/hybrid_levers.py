@@ -56,13 +56,15 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
     "skill-prior": ("prior-lr5e-3", ["--skill-prior", "64", "--skill-prior-always"], ["hybrid"]),
     "skill-prior-guarded": ("priorg-lr5e-3", ["--skill-prior", "64"], ["hybrid"]),
     "steps-x2": ("x2-lr5e-3", ["--max-steps", "2x"], ["hybrid", "task_lora"]),  # twice the curve's steps for this k
+    "gates-per-layer": ("glayer-lr5e-3", ["--gate-scope", "layer"], ["hybrid"]),  # q and v of a block share a gate
+    "one-gate": ("gmodel-lr5e-3", ["--gate-scope", "model"], ["hybrid"]),  # one gate for every module
 }
 # The same settings on top of the library's default start, the skill prior (where the guard applies it, as on NLI,
 # `skill-prior`'s cells are that default's): "prior+LEVER" is read against `skill-prior`'s hybrid, and against the task
 # LoRA of its rank from LEVER's own cells (the prior does not touch a task LoRA, so that cell is shared).
 ON_PRIOR = (
-    "task-rank-16", "task-rank-4", "router-lr-5e-2", "router-lr-5e-4", "temperature-4", "top-2", "null-expert",
-    "static-router",
+    "one-gate", "gates-per-layer", "task-rank-16", "task-rank-4", "router-lr-5e-2", "router-lr-5e-4",
+    "temperature-4", "top-2", "null-expert", "static-router",
 )  # fmt: skip
 for _lever in ON_PRIOR:
     _tag, _extra, _ = LEVERS[_lever]

@@ -129,6 +129,8 @@ def train_variant(variant, task, data, skills, base, folder, args):
         if variant in ("hybrid", "own_skill_lora"):
             extra = {"task_rank": args.task_rank, "task_learning_rate": args.task_learning_rate,
                      "skill_prior_records": args.skill_prior if variant == "hybrid" else 0}  # fmt: skip
+        if variant != "own_skill_lora":
+            extra["gate_scope"] = args.gate_scope
         if variant == "hybrid":  # the routing levers of docs/MEDICAL_VALUE.md (defaults: the library's)
             router, always = args.hybrid_router, float("-inf") if args.skill_prior_always else None
             extra.update(temperature=args.temperature, top_k=args.top_k, null_expert=args.null_expert,
@@ -590,6 +592,8 @@ def main() -> None:
     parser.add_argument("--hybrid-router", default="sequence", choices=("sequence", "token", "static"),
                         help="the hybrid's router kind (use a --tag)")  # fmt: skip
     parser.add_argument("--top-k", type=int, default=None, help="the hybrid's top-k gates (use a --tag)")
+    parser.add_argument("--gate-scope", default="module", choices=("module", "layer", "model"), help="which "
+                        "adapted modules share one gate, routers and hybrid (use a --tag)")  # fmt: skip
     parser.add_argument("--null-expert", action="store_true", help="the hybrid gets a 'base model only' choice "
                         "(use a --tag)")  # fmt: skip
     parser.add_argument("--skill-prior", type=int, default=0, help="the routers (not own_skill_lora) start from the "

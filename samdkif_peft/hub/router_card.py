@@ -70,6 +70,7 @@ def update_router_card(directory: str, config: dict[str, Any], n_router_params: 
         top_k=config.get("top_k"),
         temperature=config.get("temperature"),
         null_expert=config.get("null_expert"),
+        gate_scope=config.get("gate_scope") or "module",
         task_rank=config.get("task_rank") or 0,
         task_alpha=config.get("task_alpha") or 2 * (config.get("task_rank") or 0),
         n_router_params=n_router_params if n_router_params is not None else "its",

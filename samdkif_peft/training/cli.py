@@ -13,6 +13,7 @@ import sys
 
 def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     """Fill in the `samdkif train` parser (created by `samdkif_cli`, which holds its help line)."""
+    from ..tuner.config import GATE_SCOPES
     from ..tuner.router import ROUTERS, describe_routers
     from .train_router import DEFAULT_SKILL_PRIOR_RECORDS
 
@@ -36,6 +37,8 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     )
     router.add_argument("--top-k", type=int, default=None, help="keep only the top-k skills per decision")
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
+    router.add_argument("--gate-scope", choices=GATE_SCOPES, default="module", help="which adapted modules share "
+                        "one gate: module (each its own), layer (one per decoder block) or model (one)")  # fmt: skip
     router.add_argument("--sequence-input", default=None, help="what the sequence router pools: embeddings, "
                         "first_layer or layer:N (the hidden state entering block N; default: embeddings)")  # fmt: skip
     router.add_argument("--skill-prior", type=int, default=DEFAULT_SKILL_PRIOR_RECORDS, help="start the router from "
@@ -157,6 +160,7 @@ def run_train_router(args: argparse.Namespace) -> int:
             router=args.router,
             top_k=args.top_k,
             null_expert=args.null_expert,
+            gate_scope=args.gate_scope,
             sequence_input=args.sequence_input,
             skill_prior_records=args.skill_prior,
             task_rank=args.task_rank,

@@ -59,6 +59,7 @@ def train_router(
     top_k: int | None = None,
     temperature: float = 1.0,
     null_expert: bool = False,
+    gate_scope: str = "module",
     sequence_input: str | None = None,
     task_rank: int = DEFAULT_TASK_RANK,
     task_alpha: float | None = None,
@@ -87,7 +88,7 @@ def train_router(
             trained on `base_model` (e.g. by `train_skill`).
         base_model (`str`): folder or Hub id of the skills' base model.
         output_dir (`str`): where the router is saved; Trainer checkpoints go to `output_dir/checkpoints`.
-        router, top_k, temperature, null_expert, sequence_input, task_rank, task_alpha, bundle_skills:
+        router, top_k, temperature, null_expert, gate_scope, sequence_input, task_rank, task_alpha, bundle_skills:
             `SkillRouterConfig` settings. `task_rank` defaults to 8: a task LoRA trained jointly with the router
             (the hybrid), which beat both the router alone and a plain task LoRA in docs/MEDICAL_VALUE.md;
             `task_rank=0` trains the paper's router alone.
@@ -120,6 +121,7 @@ def train_router(
         top_k=top_k,
         temperature=temperature,
         null_expert=null_expert,
+        gate_scope=gate_scope,
         sequence_input=sequence_input,
         task_rank=task_rank,
         task_alpha=task_alpha,

@@ -17,6 +17,7 @@ from .router import describe_routers, get_router
 
 
 SEQUENCE_INPUTS = ("embeddings", "first_layer", "layer:<N>")
+GATE_SCOPES = ("module", "layer", "model")
 _LAYER_INPUT_RE = re.compile(r"^layer:(\d+)$")
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -41,6 +42,10 @@ class SkillRouterConfig(PeftConfig):
             Softmax temperature of the router.
         null_expert (`bool`, *optional*, defaults to `False`):
             Add a "base model only" choice the router can put weight on.
+        gate_scope (`str`, *optional*, defaults to `"module"`):
+            Which adapted modules share one gate: `"module"` (each its own), `"layer"` (the modules of one decoder
+            block, e.g. its q_proj and v_proj) or `"model"` (one gate for every module, as X-LoRA's classifier
+            without layerwise scalings). A shared gate sums the gradients of every module it serves.
         bundle_skills (`bool`, *optional*, defaults to `False`):
             On `save_pretrained`, copy every skill into `skill_<name>/` of the router directory and reference it
             relative to the router, so one repo holds everything.
@@ -78,6 +83,13 @@ class SkillRouterConfig(PeftConfig):
     top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
     null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
+    gate_scope: str = field(
+        default="module",
+        metadata={
+            "help": "Which adapted modules share one gate: 'module' (each its own), 'layer' (the modules of one "
+            "decoder block) or 'model' (one gate for all modules)."
+        },
+    )
     task_rank: int = field(default=0, metadata={"help": "Rank of a jointly trained task LoRA (0: router only)."})
     task_alpha: float | None = field(default=None, metadata={"help": "Task LoRA alpha (default: 2 * task_rank)."})
     task_dropout: float = field(default=0.0, metadata={"help": "Dropout on the task LoRA's input."})
@@ -111,6 +123,8 @@ class SkillRouterConfig(PeftConfig):
             raise ValueError(
                 f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (e.g. 'layer:15') or None"
             )
+        if self.gate_scope not in GATE_SCOPES:
+            raise ValueError(f"gate_scope={self.gate_scope!r}; choose from {GATE_SCOPES}")
         if not isinstance(self.skills, dict) or not self.skills:
             raise ValueError(
                 "SkillRouterConfig needs `skills`, a non-empty dict of name -> adapter path or Hub repo id, e.g. "

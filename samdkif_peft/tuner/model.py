@@ -39,7 +39,7 @@ class SkillRouterModel(BaseTuner):
         needs_prompt = get_router(config).needs_prompt
         source, embed_dim = _prompt_source(config, model, bank) if needs_prompt else (None, None)
         self.__dict__.setdefault("_routing_states", {})[adapter_name] = state
-        self.__dict__["_pending"] = (bank, state, embed_dim)
+        self.__dict__["_pending"] = (bank, state, embed_dim, {})  # the last: gates shared under `gate_scope`
         try:
             super().inject_adapter(model, adapter_name, **kwargs)
         finally:
@@ -67,7 +67,7 @@ class SkillRouterModel(BaseTuner):
         current_key: str,
         **optional_kwargs: Any,
     ) -> None:
-        bank, state, embed_dim = self.__dict__["_pending"]
+        bank, state, embed_dim, shared_gates = self.__dict__["_pending"]
         A, B, slots = bank.modules[current_key]
         kwargs = dict(
             skill_names=peft_config.skill_names,
@@ -89,8 +89,10 @@ class SkillRouterModel(BaseTuner):
         )
         if isinstance(target, SkillRouterLayer):
             target.update_layer(adapter_name, **kwargs)
+            _share_gate(target, adapter_name, current_key, peft_config.gate_scope, shared_gates)
             return
         new_module = Linear(target, adapter_name, **kwargs)
+        _share_gate(new_module, adapter_name, current_key, peft_config.gate_scope, shared_gates)
         if adapter_name not in self.active_adapters:
             # adding an additional adapter: it is not automatically trainable
             new_module.requires_grad_(False)
@@ -248,6 +250,35 @@ class SkillRouterModel(BaseTuner):
         for state in self._routing_states.values():
             state.detach()
         return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gates shared between modules (`gate_scope`).
+
+
+def _share_gate(layer: SkillRouterLayer, adapter_name: str, key: str, scope: str, shared: dict) -> None:
+    """Give `layer` the gate of the first module of its group under `scope` (the layer's own gate if it is the first).
+
+    Shared gates are one module object in several layers: one set of parameters, trained by every module it serves,
+    saved under each module's key (peft clones aliased tensors before writing safetensors) and tied again on load,
+    because every load path builds the layers through `_create_and_replace`.
+    """
+    if scope == "module":
+        return
+    block = re.match(r"(.*?\.\d+)\.", key)  # the first numbered module list entry: a decoder block
+    group = "" if scope == "model" else (block.group(1) if block else key)
+    gate = layer.skill_router_gate[adapter_name]
+    first = shared.setdefault(group, (gate, layer.in_features, key))
+    if first[0] is gate:
+        return
+    if not gate.ignores_layer_input and first[1] != layer.in_features:
+        raise ValueError(
+            f"gate_scope={scope!r} would share one {layer.router_kind[adapter_name]!r} router between {first[2]!r} "
+            f"(input size {first[1]}) and {key!r} (input size {layer.in_features}), but this router kind reads the "
+            "layer's input; use gate_scope='module' (or 'layer'), a router kind that ignores the layer's input "
+            "('sequence', 'static'), or skills on modules of one input size"
+        )
+    layer.skill_router_gate[adapter_name] = first[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------

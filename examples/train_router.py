@@ -26,6 +26,7 @@ from samdkif_peft.training import (
     DEFAULT_SKILL_PRIOR_RECORDS,
     ROUTER_TRAINING_DEFAULTS,
     DataCollatorForCompletion,
+    default_gate_scope,
     router_training_defaults,
     skill_prior,
     tokenize_dataset,
@@ -39,6 +40,10 @@ class RouterArguments:
     skills_dir: str = field(default="runs/skills", metadata={"help": "Skill adapters, one per sub-folder."})
     router: str = field(default="sequence", metadata={"help": f"Router kind: {describe_routers()}."})
     task_rank: int = field(default=0, metadata={"help": "Hybrid: rank of a jointly trained task LoRA (0: off)."})
+    gate_scope: str | None = field(
+        default=None,
+        metadata={"help": "Modules sharing one gate: module, layer or model (default: model alone, module hybrid)."},
+    )
     base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})
     max_length: int = field(default=384, metadata={"help": "Longest sequence (the Elixhauser prompt is ~300)."})
@@ -65,7 +70,8 @@ def main() -> None:
     train = data["train"]
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
-    config = SkillRouterConfig(skills=skills, router=args.router, task_rank=args.task_rank, task_type="CAUSAL_LM")
+    config = SkillRouterConfig(skills=skills, router=args.router, task_rank=args.task_rank, task_type="CAUSAL_LM",
+                               gate_scope=args.gate_scope or default_gate_scope(args.task_rank))  # fmt: skip
     model = get_peft_model(model, config)
     model.print_trainable_parameters()
     train = tokenize_dataset(train, tokenizer, args.max_length)

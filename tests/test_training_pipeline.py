@@ -252,6 +252,10 @@ def test_train_router_trains_only_the_router_and_reloads_identically(assets, tmp
 
     saved = json.loads(open(os.path.join(path, "adapter_config.json")).read())
     assert saved["peft_type"] == "SKILL_ROUTER" and set(saved["skill_lock"]) == {"upper", "reverse"}
+    # the router alone shares one gate between all modules by default (docs/DEFAULTS.md)
+    assert saved["gate_scope"] == "model"
+    gates = {id(m.skill_router_gate["default"]) for m in model.modules() if hasattr(m, "skill_router_gate")}
+    assert len(gates) == 1
     batch = DataCollatorForCompletion(_tokenizer())(_records("upper", 2) + _records("reverse", 2))
     model.eval()
     reloaded = AutoPeftModelForCausalLM.from_pretrained(path).eval()
@@ -280,6 +284,7 @@ def test_train_hybrid_gives_the_task_lora_its_own_rate_and_resumes(assets, tmp_p
     assert task_B and all(p.abs().sum() > 0 for p in task_B)  # moved off its zero init
     results = json.loads(open(os.path.join(path, "train_results.json")).read())
     assert results["task_rank"] == 2 and results["task_learning_rate"] == 1e-3
+    assert json.loads(open(os.path.join(path, "adapter_config.json")).read())["gate_scope"] == "module"
     batch = DataCollatorForCompletion(_tokenizer())(_records("upper", 2))
     reloaded = AutoPeftModelForCausalLM.from_pretrained(path).eval()
     with torch.no_grad():

@@ -14,7 +14,7 @@ from .common import (
     router_training_defaults,
 )
 from .fit_weights import SkillWeightFit, fit_skill_weights
-from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, skill_prior, train_router
+from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, default_gate_scope, skill_prior, train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
 
@@ -32,6 +32,7 @@ __all__ = [
     "default_skill_config",
     "encode_completions",
     "fit_skill_weights",
+    "default_gate_scope",
     "router_training_defaults",
     "skill_prior",
     "tokenize_dataset",

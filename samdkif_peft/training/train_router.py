@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 # The router alone collapsed to one label on DDI severity; router + rank-8 task LoRA beat a plain task LoRA on NLI and
 # DDI severity (docs/MEDICAL_VALUE.md), so training a router trains the hybrid unless task_rank=0 is asked for.
 DEFAULT_TASK_RANK = 8
+# The router alone shares one gate between all modules: on ICD-10-CM NLI (all records) per-module gates spread over
+# skills (0.47 on `nli`) and answered one label, one gate took the `nli` skill (1.00) and +0.186 macro-F1
+# [+0.120, +0.259]; level or ahead on chapters, HPO QA, DDI and rare disease. The hybrid keeps per-module gates
+# (docs/DEFAULTS.md).
+ROUTER_ALONE_GATE_SCOPE = "model"
 # The hybrid's task LoRA rate, kept apart from the router's: 5e-3 beat 1e-3 on both tasks measured (macro-F1 0.618 vs
 # 0.505 on ICD-10-CM NLI, 0.269 vs 0.202 on DDI severity; docs/MEDICAL_VALUE.md).
 TASK_LEARNING_RATE = 5e-3
@@ -49,6 +54,12 @@ SKILL_PRIOR_MIN_T = 4.0
 SKILL_PRIOR_FILE = "skill_prior.json"  # in the checkpoints folder: what a resumed run started from
 
 
+def default_gate_scope(task_rank: int) -> str:
+    """The `gate_scope` `train_router` uses when the caller gives none: one gate for the router alone, per-module
+    gates for the hybrid."""
+    return ROUTER_ALONE_GATE_SCOPE if task_rank == 0 else "module"
+
+
 def train_router(
     task: str,
     skills: Mapping[str, str | os.PathLike[str]],
@@ -59,7 +70,7 @@ def train_router(
     top_k: int | None = None,
     temperature: float = 1.0,
     null_expert: bool = False,
-    gate_scope: str = "module",
+    gate_scope: str | None = None,
     sequence_input: str | None = None,
     task_rank: int = DEFAULT_TASK_RANK,
     task_alpha: float | None = None,
@@ -91,7 +102,8 @@ def train_router(
         router, top_k, temperature, null_expert, gate_scope, sequence_input, task_rank, task_alpha, bundle_skills:
             `SkillRouterConfig` settings. `task_rank` defaults to 8: a task LoRA trained jointly with the router
             (the hybrid), which beat both the router alone and a plain task LoRA in docs/MEDICAL_VALUE.md;
-            `task_rank=0` trains the paper's router alone.
+            `task_rank=0` trains the paper's router alone. `gate_scope` defaults to `"model"` (one gate shared by
+            every module) for the router alone and to `"module"` for the hybrid (docs/DEFAULTS.md).
         task_learning_rate (`float`, *optional*, defaults to 5e-3): the hybrid's task LoRA trains at this rate,
             the router at the training arguments' rate. `None`: one rate for both.
         skill_prior_records (`int`, *optional*, defaults to 64): start the router from the skills' fit to the task
@@ -121,7 +133,7 @@ def train_router(
         top_k=top_k,
         temperature=temperature,
         null_expert=null_expert,
-        gate_scope=gate_scope,
+        gate_scope=gate_scope or default_gate_scope(task_rank),
         sequence_input=sequence_input,
         task_rank=task_rank,
         task_alpha=task_alpha,

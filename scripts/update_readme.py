@@ -450,6 +450,7 @@ TAGS = {
     "tokprior-lr5e-3": "token router, the default skill prior",
     "L29-lr5e-3": "router input: the hidden state entering block 29 of 30",
     "gmodel-lr5e-3": "one gate for every module, gate_scope='model'",
+    "glayer-lr5e-3": "one gate per decoder block, gate_scope='layer'",
     "gmodelprior-lr5e-3": "one gate for every module, gate_scope='model', the default skill prior",
     "5ep": "5 epochs",
     "lr1e-1": "its default rate",

@@ -43,6 +43,7 @@ import torch
 from samdkif_peft.data import TASKS, load_task
 from samdkif_peft.data.templates import format_messages, format_prompt
 from samdkif_peft.evaluation.likelihood import evaluate_options, paired_bootstrap, scoreable
+from samdkif_peft.tuner.config import GATE_SCOPES
 from samdkif_peft.utils import cpu_description
 
 
@@ -592,7 +593,7 @@ def main() -> None:
     parser.add_argument("--hybrid-router", default="sequence", choices=("sequence", "token", "static"),
                         help="the hybrid's router kind (use a --tag)")  # fmt: skip
     parser.add_argument("--top-k", type=int, default=None, help="the hybrid's top-k gates (use a --tag)")
-    parser.add_argument("--gate-scope", default="module", choices=("module", "layer", "model"), help="which "
+    parser.add_argument("--gate-scope", default="module", choices=GATE_SCOPES, help="which "
                         "adapted modules share one gate, routers and hybrid (use a --tag)")  # fmt: skip
     parser.add_argument("--null-expert", action="store_true", help="the hybrid gets a 'base model only' choice "
                         "(use a --tag)")  # fmt: skip

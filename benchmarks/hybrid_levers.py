@@ -49,6 +49,7 @@ LEVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ["hybrid", "task_lora"],
     ),  # every factor at 1e-3, the hybrid and its task LoRA baseline alike
     "router-alone": ("lr5e-3", [], ["router"]),  # the paper's method: no task adapter
+    "router-alone-one-gate": ("gmodel-lr5e-3", ["--gate-scope", "model"], ["router"]),  # its default since session 34
     "balanced-labels": ("bal-lr5e-3", ["--balance-labels"], ["hybrid", "task_lora"]),  # every label equally often
     # the router starts at softmax(-loss / 0.25) over the skills: always (the cells made before the library's guard),
     # and as the library does by default, only where the best skill's loss is 7 % below the uniform mix's and the gain
@@ -76,6 +77,8 @@ def _references(lever: str) -> tuple[str, str]:
     own = lever.removeprefix("prior+")
     tag, _, variants = LEVERS[own]
     rank_lora = _cell("task_lora", tag) if "task_lora" in variants else "task_lora"
+    if variants == ["router"] and lever != "router-alone":  # a setting of the router alone: read against it
+        return "router", rank_lora
     return ("hybrid@prior-lr5e-3" if lever != own else "hybrid"), rank_lora
 
 
@@ -194,8 +197,9 @@ def render() -> str:
 
             lines += [f"{task}, {k} ({metric}; every cell the same {k[2:]} records per seed, "
                       f"{len(seeds)} seeds):", "",
-                      "| lever | variant | mean [min, max] (seeds) | minus the hybrid it changes (prior+: the skill "
-                      "prior's) | minus the task LoRA of its rank |", "|---|---|---|---|---|"]  # fmt: skip
+                      "| lever | variant | mean [min, max] (seeds) | minus the model it changes (prior+: the skill "
+                      "prior's hybrid; router-alone-LEVER: the router alone) | minus the task LoRA of its rank |",
+                      "|---|---|---|---|---|"]  # fmt: skip
             for lever, (tag, _, variants) in LEVERS.items():
                 reference, rank_lora = _references(lever)
                 for variant in variants:

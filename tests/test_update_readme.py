@@ -33,6 +33,17 @@ def test_board_row_shows_the_default_beside_the_uniform_start():
     assert readme._board_row(CELLS, "macro_f1", None)["hybrid"] is None
 
 
+def test_board_row_router_alone_prefers_its_one_gate_default_and_marks_the_per_module_cell():
+    per_module = {**CELLS, "router@lr5e-3": {"macro_f1": 0.3}}
+    row = readme._board_row(per_module, "macro_f1")
+    assert (row["router"], row.get("router_mark")) == (0.3, "*")
+    row = readme._board_row({**per_module, "router@gmodel-lr5e-3": {"macro_f1": 0.45}}, "macro_f1")
+    assert (row["router"], row.get("router_mark")) == (0.45, None)
+    assert readme._board_row(CELLS, "macro_f1")["router"] is None and "router_mark" not in readme._board_row(
+        CELLS, "macro_f1"
+    )
+
+
 @pytest.mark.parametrize(
     ("variant", "label"),
     [

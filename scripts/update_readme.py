@@ -245,22 +245,16 @@ def scoreboard() -> str:
         "task LoRA | hybrid, uniform start | hybrid (default) | hybrid (default) - task LoRA [95 % CI] |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    cells = lambda board: " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)  # noqa: E731
     for task, seen, budget, metric, no_model, board, diff in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
-                     + " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)
-                     + f" | {diff} |")  # fmt: skip
+                     + cells(board) + f" | {diff} |")  # fmt: skip
     for seen in (True, False):  # averages over the study's all-record rows (one protocol), where every column has one
         group = [r for r in rows if r[1] == seen and r[2] == "all"]
         if len(group) > 1:
-            means = [sum(r[5].get(c) for r in group) / len(group) if all(r[5].get(c) is not None for r in group)
-                     else None for c in BOARD]  # fmt: skip
-            marks = ["*" if m is not None and any(r[5].get(f"{c}_mark") for r in group) else ""
-                     for c, m in zip(BOARD, means)]  # fmt: skip
             lines.append(
                 f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
-                f"{fmt(sum(r[4] for r in group) / len(group))} | "
-                + " | ".join(fmt(m) + mark for m, mark in zip(means, marks))
-                + " | |"
+                f"{fmt(sum(r[4] for r in group) / len(group))} | " + cells(_mean_board([r[5] for r in group])) + " | |"
             )
     _scoreboard_figure([r for r in rows if r[2] == "all"])
     return "\n".join(lines)
@@ -293,10 +287,7 @@ def _few_shot_rows() -> list[tuple]:
             default = _default_hybrid(variants, _prior_applies(task, seed, k), gated=("hybrid@priorg-lr5e-3",))
             boards.append(_board_row(variants, metric, default))
             defaults.add(default)
-        mean = {c: sum(b[c] for b in boards) / len(boards) if all(b[c] is not None for b in boards) else None
-                for c in BOARD}  # fmt: skip
-        if mean["router"] is not None and any(b.get("router_mark") for b in boards):
-            mean["router_mark"] = "*"
+        mean = _mean_board(boards)
         (default,) = defaults if len(defaults) == 1 else (None,)
         if default == "hybrid@lr5e-3":
             pool = (levers_pooled.get(task, {}).get(f"k={k}", {}).get("hybrid - task_lora") if home == COMMITTED
@@ -313,6 +304,17 @@ def _few_shot_rows() -> list[tuple]:
         where = ", re-run" if home == COMMITTED else ""
         rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))
     return rows
+
+
+def _mean_board(boards: list[dict]) -> dict:
+    """Each scoreboard column's mean over `boards` where every board has a value (else None), marked where any of
+    those values is (a per-module-only router cell)."""
+    mean = {c: sum(b[c] for b in boards) / len(boards) if all(b.get(c) is not None for b in boards) else None
+            for c in BOARD}  # fmt: skip
+    for c in BOARD:
+        if mean[c] is not None and any(b.get(f"{c}_mark") for b in boards):
+            mean[f"{c}_mark"] = "*"
+    return mean
 
 
 def _scoreboard_figure(rows) -> None:

@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TASK_RANK = 8
 # The router alone shares one gate between all modules: on ICD-10-CM NLI (all records) per-module gates spread over
 # skills (0.47 on `nli`) and answered one label, one gate took the `nli` skill (1.00) and +0.186 macro-F1
-# [+0.120, +0.259]; level or ahead on chapters, HPO QA, DDI and rare disease. The hybrid keeps per-module gates
-# (docs/DEFAULTS.md).
+# [+0.120, +0.259]; level on chapters, HPO QA, DDI and rare disease; behind on Elixhauser (micro-F1 0.000 vs
+# 0.059), where no skill fits and both are far below the base model. The hybrid keeps per-module gates
+# (docs/DEFAULTS.md, MEDICAL_VALUE.md section 29).
 ROUTER_ALONE_GATE_SCOPE = "model"
 # The hybrid's task LoRA rate, kept apart from the router's: 5e-3 beat 1e-3 on both tasks measured (macro-F1 0.618 vs
 # 0.505 on ICD-10-CM NLI, 0.269 vs 0.202 on DDI severity; docs/MEDICAL_VALUE.md).

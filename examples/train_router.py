@@ -26,7 +26,6 @@ from samdkif_peft.training import (
     DEFAULT_SKILL_PRIOR_RECORDS,
     ROUTER_TRAINING_DEFAULTS,
     DataCollatorForCompletion,
-    default_gate_scope,
     router_training_defaults,
     skill_prior,
     tokenize_dataset,
@@ -71,7 +70,7 @@ def main() -> None:
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     config = SkillRouterConfig(skills=skills, router=args.router, task_rank=args.task_rank, task_type="CAUSAL_LM",
-                               gate_scope=args.gate_scope or default_gate_scope(args.task_rank))  # fmt: skip
+                               gate_scope=args.gate_scope)  # fmt: skip
     model = get_peft_model(model, config)
     model.print_trainable_parameters()
     train = tokenize_dataset(train, tokenizer, args.max_length)

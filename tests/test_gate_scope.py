@@ -3,6 +3,7 @@ load path; a kind that reads the layer's input refuses to share across input siz
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -86,7 +87,45 @@ def test_shared_gates_round_trip_on_every_load_path(tiny_assets, tmp_path, input
             assert torch.equal(other(**inputs).logits, expected)
         # tied again on load, so a resumed or further-trained router keeps training one gate per group
         assert len({id(g) for g in _gates(other).values()}) == (2 if scope == "layer" else 1)
-    assert "gates shared per: " + scope in (tmp_path / "r" / "README.md").read_text()
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "gates shared per: " + scope in card
+    # a shared gate is saved under every module's key, but the card counts what trains
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert f"({trainable} parameters)" in card
+
+
+def test_the_default_gate_scope_is_one_gate_alone_and_per_module_in_the_hybrid(tiny_assets):
+    skills = dict(tiny_assets["skills"])
+    assert SkillRouterConfig(skills=skills).gate_scope == "model"  # the router alone: what train_router uses
+    assert SkillRouterConfig(skills=skills, task_rank=2).gate_scope == "module"
+    assert SkillRouterConfig(skills=skills, task_rank=2, gate_scope="layer").gate_scope == "layer"
+    assert len({id(g) for g in _gates(_router(tiny_assets)).values()}) == 1
+    assert len({id(g) for g in _gates(_router(tiny_assets, task_rank=2)).values()}) == 4
+
+
+def test_a_router_saved_before_gate_scope_existed_loads_with_a_gate_per_module(tiny_assets, tmp_path, inputs):
+    """Its config has no gate_scope: it must load as trained (four gates), not with the new default's one gate
+    (which would take the last module's saved values for all four, a silently different router)."""
+    model = _router(tiny_assets, router="sequence", gate_scope="module")
+    randomize_router(model)
+    model.eval()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    model.save_pretrained(tmp_path / "old")
+    config_file = tmp_path / "old" / "adapter_config.json"
+    saved = json.loads(config_file.read_text())
+    del saved["gate_scope"]
+    config_file.write_text(json.dumps(saved))
+
+    loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "old")
+    auto = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "old")
+    via_load_adapter = load_base(tiny_assets["base"])
+    via_load_adapter.load_adapter(str(tmp_path / "old"))
+    assert loaded.peft_config["default"].gate_scope == "module"
+    for other in (loaded, auto, via_load_adapter):
+        assert len({id(g) for g in _gates(other).values()}) == 4
+        with torch.no_grad():
+            assert torch.equal(other.eval()(**inputs).logits, expected)
 
 
 def test_token_gates_refuse_to_share_across_input_sizes(tiny_assets, tmp_path):

@@ -31,8 +31,21 @@ def refresh_router_card(directory: str) -> None:
     weights = os.path.join(directory, SAFETENSORS_WEIGHTS_NAME)
     if os.path.isfile(weights):
         with safe_open(weights, framework="pt") as f:
-            n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+        n_params = count_router_parameters(shapes, config.get("gate_scope") or "module")
     update_router_card(directory, config, n_params)
+
+
+def count_router_parameters(shapes: dict[str, Any], gate_scope: str) -> int:
+    """Trainable parameters of a saved router: a gate shared under `gate_scope` is saved under every module's key
+    but counted once."""
+    from ..tuner.model import gate_group
+
+    counted = {}
+    for key, shape in shapes.items():
+        module, shared, param = key.partition(".skill_router_gate.")
+        counted[(gate_group(module, gate_scope) if shared else key, param)] = math.prod(shape)
+    return sum(counted.values())
 
 
 def update_router_card(directory: str, config: dict[str, Any], n_router_params: int | None = None) -> None:

@@ -4,6 +4,7 @@
 `AdaLoraAllocateCallback` runs AdaLoRA's rank allocation, which the Trainer never calls itself.
 """
 
+from ..tuner.config import default_gate_scope
 from .callbacks import AdaLoraAllocateCallback, AdaLoraCheckpointCallback
 from .collators import DataCollatorForCompletion, encode_completions, tokenize_dataset
 from .common import (
@@ -14,7 +15,7 @@ from .common import (
     router_training_defaults,
 )
 from .fit_weights import SkillWeightFit, fit_skill_weights
-from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, default_gate_scope, skill_prior, train_router
+from .train_router import DEFAULT_SKILL_PRIOR_RECORDS, skill_prior, train_router
 from .train_skill import DEFAULT_TARGET_MODULES, default_skill_config, train_skill
 
 

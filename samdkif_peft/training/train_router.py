@@ -35,12 +35,6 @@ logger = logging.getLogger(__name__)
 # The router alone collapsed to one label on DDI severity; router + rank-8 task LoRA beat a plain task LoRA on NLI and
 # DDI severity (docs/MEDICAL_VALUE.md), so training a router trains the hybrid unless task_rank=0 is asked for.
 DEFAULT_TASK_RANK = 8
-# The router alone shares one gate between all modules: on ICD-10-CM NLI (all records) per-module gates spread over
-# skills (0.47 on `nli`) and answered one label, one gate took the `nli` skill (1.00) and +0.186 macro-F1
-# [+0.120, +0.259]; level on chapters, HPO QA, DDI and rare disease; behind on Elixhauser (micro-F1 0.000 vs
-# 0.059), where no skill fits and both are far below the base model. The hybrid keeps per-module gates
-# (docs/DEFAULTS.md, MEDICAL_VALUE.md section 29).
-ROUTER_ALONE_GATE_SCOPE = "model"
 # The hybrid's task LoRA rate, kept apart from the router's: 5e-3 beat 1e-3 on both tasks measured (macro-F1 0.618 vs
 # 0.505 on ICD-10-CM NLI, 0.269 vs 0.202 on DDI severity; docs/MEDICAL_VALUE.md).
 TASK_LEARNING_RATE = 5e-3
@@ -53,12 +47,6 @@ SKILL_PRIOR_MIN_GAIN = 0.07  # the best skill's answer loss must be 7 % below th
 # (one-sided p < 0.001 at 16 records). With 16 records the 7 % rule alone fired once where no skill fits (DDI, t 2.6).
 SKILL_PRIOR_MIN_T = 4.0
 SKILL_PRIOR_FILE = "skill_prior.json"  # in the checkpoints folder: what a resumed run started from
-
-
-def default_gate_scope(task_rank: int) -> str:
-    """The `gate_scope` `train_router` uses when the caller gives none: one gate for the router alone, per-module
-    gates for the hybrid."""
-    return ROUTER_ALONE_GATE_SCOPE if task_rank == 0 else "module"
 
 
 def train_router(
@@ -134,7 +122,7 @@ def train_router(
         top_k=top_k,
         temperature=temperature,
         null_expert=null_expert,
-        gate_scope=gate_scope or default_gate_scope(task_rank),
+        gate_scope=gate_scope,
         sequence_input=sequence_input,
         task_rank=task_rank,
         task_alpha=task_alpha,

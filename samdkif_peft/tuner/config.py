@@ -18,9 +18,21 @@ from .router import describe_routers, get_router
 
 SEQUENCE_INPUTS = ("embeddings", "first_layer", "layer:<N>")
 GATE_SCOPES = ("module", "layer", "model")
+# The router alone shares one gate between all modules: on ICD-10-CM NLI (all records) per-module gates spread over
+# skills (0.47 on `nli`) and answered one label, one gate took the `nli` skill (1.00) and +0.186 macro-F1
+# [+0.120, +0.259]; level on chapters, HPO QA, DDI and rare disease; behind on Elixhauser (micro-F1 0.000 vs
+# 0.059), where no skill fits and both are far below the base model. The hybrid keeps per-module gates
+# (docs/DEFAULTS.md, MEDICAL_VALUE.md section 29).
+ROUTER_ALONE_GATE_SCOPE = "model"
 _LAYER_INPUT_RE = re.compile(r"^layer:(\d+)$")
 # Lower-case slugs that can never be a module-path segment or a number (peft drops keys containing `.<name>.`).
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def default_gate_scope(task_rank: int) -> str:
+    """The `gate_scope` a config gets when none is given: one gate for the router alone, per-module gates for the
+    hybrid."""
+    return ROUTER_ALONE_GATE_SCOPE if task_rank == 0 else "module"
 
 
 @dataclass
@@ -42,10 +54,13 @@ class SkillRouterConfig(PeftConfig):
             Softmax temperature of the router.
         null_expert (`bool`, *optional*, defaults to `False`):
             Add a "base model only" choice the router can put weight on.
-        gate_scope (`str`, *optional*, defaults to `"module"`):
+        gate_scope (`str`, *optional*):
             Which adapted modules share one gate: `"module"` (each its own), `"layer"` (the modules of one decoder
             block, e.g. its q_proj and v_proj) or `"model"` (one gate for every module, as X-LoRA's classifier
-            without layerwise scalings). A shared gate sums the gradients of every module it serves.
+            without layerwise scalings). A shared gate sums the gradients of every module it serves. `None` (the
+            default) picks what measured best: `"model"` for the router alone (`task_rank=0`), `"module"` for the
+            hybrid (`default_gate_scope`). A router saved before this option existed loads with `"module"`, as
+            it was trained.
         bundle_skills (`bool`, *optional*, defaults to `False`):
             On `save_pretrained`, copy every skill into `skill_<name>/` of the router directory and reference it
             relative to the router, so one repo holds everything.
@@ -83,11 +98,12 @@ class SkillRouterConfig(PeftConfig):
     top_k: int | None = field(default=None, metadata={"help": "Keep the top-k gates per decision (None: all)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the router."})
     null_expert: bool = field(default=False, metadata={"help": "Add a 'base model only' routing choice."})
-    gate_scope: str = field(
-        default="module",
+    gate_scope: str | None = field(
+        default=None,
         metadata={
             "help": "Which adapted modules share one gate: 'module' (each its own), 'layer' (the modules of one "
-            "decoder block) or 'model' (one gate for all modules)."
+            "decoder block) or 'model' (one gate for all modules). None: 'model' for the router alone, 'module' "
+            "for the hybrid; the choice is saved."
         },
     )
     task_rank: int = field(default=0, metadata={"help": "Rank of a jointly trained task LoRA (0: router only)."})
@@ -123,6 +139,10 @@ class SkillRouterConfig(PeftConfig):
             raise ValueError(
                 f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (e.g. 'layer:15') or None"
             )
+        if self.gate_scope is None:
+            # A saved router always records its sha256; one without a gate_scope was saved before the option
+            # existed, when every module had its own gate.
+            self.gate_scope = "module" if self.router_weights_sha256 else default_gate_scope(self.task_rank)
         if self.gate_scope not in GATE_SCOPES:
             raise ValueError(f"gate_scope={self.gate_scope!r}; choose from {GATE_SCOPES}")
         if not isinstance(self.skills, dict) or not self.skills:

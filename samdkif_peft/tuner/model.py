@@ -256,6 +256,14 @@ class SkillRouterModel(BaseTuner):
 # Gates shared between modules (`gate_scope`).
 
 
+def gate_group(key: str, scope: str) -> str:
+    """The group of modules whose gate the module at `key` shares under `scope` (its own key under "module")."""
+    if scope == "module":
+        return key
+    block = re.match(r"(.*?\.\d+)\.", key)  # the first numbered module list entry: a decoder block
+    return "" if scope == "model" else (block.group(1) if block else key)
+
+
 def _share_gate(layer: SkillRouterLayer, adapter_name: str, key: str, scope: str, shared: dict) -> None:
     """Give `layer` the gate of the first module of its group under `scope` (the layer's own gate if it is the first).
 
@@ -265,8 +273,7 @@ def _share_gate(layer: SkillRouterLayer, adapter_name: str, key: str, scope: str
     """
     if scope == "module":
         return
-    block = re.match(r"(.*?\.\d+)\.", key)  # the first numbered module list entry: a decoder block
-    group = "" if scope == "model" else (block.group(1) if block else key)
+    group = gate_group(key, scope)
     gate = layer.skill_router_gate[adapter_name]
     first = shared.setdefault(group, (gate, layer.in_features, key))
     if first[0] is gate:

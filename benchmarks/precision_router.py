@@ -9,8 +9,16 @@ answers by option log-likelihood on all test records.
 
     python benchmarks/precision_router.py                              # static uniform router over release/skills
     python benchmarks/precision_router.py --router ROUTER_DIR --task icd10cm_excludes_nli
+    python benchmarks/precision_router.py --router ROUTER_DIR --layers   # each adapted layer, in bf16 ulps
 
-Writes benchmarks/results/router_precision.json.
+Writes benchmarks/results/router_precision.json (`--layers`: router_precision_layers.json).
+
+`--layers` asks the question of the issue at the level where rounding happens: every adapted layer of the bf16
+model, on real prompts, computes its output the default way (float32 skills) and the alternatives from the same
+input, and each is compared with the layer's exact output (float64 from the same bf16 weights and input), in units
+of the bf16 spacing (ulp) at that value. A layer that rounds once to bf16 is at best 0.25 ulp off on average; the
+default rounds twice (the base matmul's output, then the sum). A null alternative, the same float32 path with the
+rank slots in another order, shows what any equally precise change of summation order does downstream.
 """
 
 from __future__ import annotations
@@ -48,6 +56,98 @@ def build(router: str | None, skills: dict[str, str], dtype: torch.dtype, autoca
     return model.eval(), tokenizer
 
 
+LAYER_VARIANTS = (
+    "default: fp32 skills, added to the bf16 base output",
+    "null: fp32 skills, rank slots reordered (equally precise)",
+    "bf16 A only: x A^T in bf16, B and the sum in fp32",
+    "bf16 skills: both skill matmuls in bf16, one bf16 add",
+)
+
+
+def layer_errors(model, prompts, tokenizer) -> dict[str, dict[str, float]]:
+    """Per adapted layer and prompt: each variant's error against the exact layer output, in bf16 ulps."""
+    import torch.nn.functional as F
+
+    from samdkif_peft.tuner.layer import SkillRouterLayer
+
+    keep = torch.Generator().manual_seed(0)
+    samples = {v: {"vs_exact": [], "vs_default": []} for v in LAYER_VARIANTS}
+    counts = {v: 0 for v in LAYER_VARIANTS}
+    stats = {"elements": 0, "delta_to_output_norm": []}
+
+    def ulp(v: torch.Tensor) -> torch.Tensor:  # bf16 spacing at |v| (8 significant bits)
+        return torch.exp2(torch.floor(torch.log2(v.abs().clamp_min(1e-30))) - 7)
+
+    def hook(layer, inputs, output):
+        x = inputs[0]
+        name = layer.active_adapters[0]
+        _, slot_w, A, B, task_folded = layer._mixing(name, x)
+        if layer.skill_router_task_A and not task_folded:
+            raise SystemExit("--layers expects the task LoRA folded into the skills' matmuls (eval, no grad)")
+        result = layer.base_layer(x)
+        w = 1 if slot_w is None else slot_w
+        base = F.linear(x.double(), layer.base_layer.weight.double())
+        exact = base + F.linear(F.linear(x.double(), A.double()) * (w if slot_w is None else w.double()), B.double())
+        perm = torch.randperm(A.shape[0], generator=torch.Generator().manual_seed(0))
+
+        def fp32(A_, B_, w_):
+            return (result.float() + F.linear(F.linear(x.float(), A_) * w_, B_)).to(result.dtype)
+
+        z16 = F.linear(x, A.to(x.dtype))
+        ys = {
+            LAYER_VARIANTS[0]: fp32(A, B, w),
+            LAYER_VARIANTS[1]: fp32(A[perm], B[:, perm], w if slot_w is None else w[..., perm]),
+            LAYER_VARIANTS[2]: (result.float() + F.linear(z16.float() * w, B)).to(result.dtype),
+            LAYER_VARIANTS[3]: result + F.linear(z16 * (w if slot_w is None else w.to(x.dtype)), B.to(x.dtype)),
+        }
+        if not torch.equal(ys[LAYER_VARIANTS[0]], output):
+            raise SystemExit("the default variant does not reproduce the layer's own output")
+        # In ulps at the larger of the exact output and the base output: where the skills' delta cancels the base
+        # output, every variant keeps the base matmul's rounding, which is large in ulps of the small sum.
+        spacing = ulp(torch.maximum(exact.abs(), base.abs())).flatten()
+        pick = torch.rand(spacing.numel(), generator=keep) < 0.01
+        for v, y in ys.items():
+            counts[v] += (y != output).sum().item()
+            samples[v]["vs_exact"].append(((y.double() - exact).abs().flatten() / spacing)[pick].float())
+            samples[v]["vs_default"].append(((y.double() - output.double()).abs().flatten() / spacing)[pick].float())
+        stats["elements"] += exact.numel()
+        stats["delta_to_output_norm"].append(((exact - base).norm() / exact.norm()).item())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SkillRouterLayer)]
+    with torch.no_grad():
+        for prompt in prompts:
+            model(**tokenizer(prompt, return_tensors="pt", add_special_tokens=False))
+    for h in handles:
+        h.remove()
+
+    def summary(errors: list[torch.Tensor]) -> dict[str, float]:
+        e = torch.cat(errors)
+        q = torch.quantile(e, torch.tensor([0.5, 0.99, 0.999]))
+        return {
+            "mean": e.mean().item(),
+            "median": q[0].item(),
+            "p99": q[1].item(),
+            "p99.9": q[2].item(),
+            "above_2_ulp": (e > 2).float().mean().item(),
+            "max": e.max().item(),
+        }
+
+    ratios = torch.tensor(stats["delta_to_output_norm"])
+    return {
+        "elements": stats["elements"],
+        "sampled_elements": int(torch.cat(samples[LAYER_VARIANTS[0]]["vs_exact"]).numel()),
+        "skill_delta_norm_over_output_norm": {"median": ratios.median().item(), "max": ratios.max().item()},
+        "variants": {
+            v: {
+                "error_ulp_vs_exact": summary(samples[v]["vs_exact"]),
+                "distance_to_default_ulp": summary(samples[v]["vs_default"]),
+                "fraction_differing_from_default": counts[v] / stats["elements"],
+            }
+            for v in LAYER_VARIANTS
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--router", default=None, help="a trained router folder (default: static, uniform gates)")
@@ -56,6 +156,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32, help="test prompts whose logits are compared")
     parser.add_argument("--limit", type=int, default=None, help="test records scored by option log-likelihood")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layers", action="store_true", help="per-layer errors in bf16 ulps (see the docstring)")
     parser.add_argument("--out", default=str(RESULTS / "router_precision.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -69,6 +170,15 @@ def main() -> None:
     skills = parse_skill_arguments([args.skills_dir])  # a folder of skill folders, named like `--skills` does
     data = load_task(args.task)
     prompts = [format_prompt(r) for r in data["test"].select(range(args.prompts))]
+    if args.layers:
+        model, tokenizer = build(args.router, skills, torch.bfloat16, True)
+        result = {"task": args.task, "router": args.router or f"static, uniform gates over {args.skills_dir}",
+                  "prompts": args.prompts, **layer_errors(model, prompts, tokenizer)}  # fmt: skip
+        print(json.dumps(result, indent=1))
+        out = args.out if args.out != parser.get_default("out") else str(RESULTS / "router_precision_layers.json")
+        Path(out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return
 
     logits, answers, seconds, metrics = {}, {}, {}, {}
     for name, (dtype, autocast) in SETTINGS.items():

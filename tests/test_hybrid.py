@@ -177,3 +177,23 @@ def test_folded_decoding_matches_uncached(tiny_assets, router):
             if "skill_router_task_B" in name:
                 p.zero_()
     assert not torch.allclose(logits(model, {"input_ids": cached.sequences}), unfolded, atol=1e-4)
+
+
+def test_task_lora_joins_the_matmuls_under_per_row_gates(tiny_assets):
+    """A batch of different prompts has a sequence router's gates per row: the task LoRA still joins A and B (its
+    scale as its slots' gate), and the result equals the unfused computation (autograd on)."""
+    model = make_hybrid(tiny_assets, "sequence", task_rank=3)
+    batch = {"input_ids": torch.randint(3, VOCAB, (3, 7), generator=torch.Generator().manual_seed(5))}
+    fused = logits(model, batch)
+    layer = next(m for m in model.modules() if isinstance(m, SkillRouterLayer))
+    _, slot_w, A, B, task_folded = layer._fixed_mixing["default"][1]
+    assert task_folded and slot_w.shape[0] == 3 and slot_w.shape[-1] == A.shape[0] == B.shape[1]
+    torch.testing.assert_close(slot_w[..., -3:], torch.full_like(slot_w[..., -3:], layer.task_scale["default"]))
+    with torch.enable_grad():  # nothing fused or reused
+        unfused = model(**batch).logits.detach()
+    torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "skill_router_task_B" in name:
+                p.zero_()
+    assert not torch.allclose(logits(model, batch), fused, atol=1e-4)  # the task LoRA was in the fused output

@@ -384,7 +384,8 @@ def test_unused_skills_leave_the_reused_matmuls(tiny_assets, inputs, router, tas
         weights, slot_w, A, B, _ = layer._fixed_mixing["default"][1]
         used = weights.reshape(-1, weights.shape[-1]).ne(0).any(0)
         assert 0 < int(used.sum()) < len(used)  # top_k=1 leaves skills out
-        assert A.shape[0] == B.shape[1] == int(used[slots].sum()) + (task_rank if slot_w is None else 0)
+        assert A.shape[0] == B.shape[1] == int(used[slots].sum()) + task_rank  # the task LoRA joins either way
+        assert slot_w is None or slot_w.shape[-1] == A.shape[0]
         with torch.enable_grad():  # computed from scratch over every slot
             torch.testing.assert_close(out, model(**batch).logits.detach(), rtol=1e-5, atol=1e-5)
     with model.base_model.force_skill_weights({"beta": 1.0}):

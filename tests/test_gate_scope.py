@@ -99,6 +99,8 @@ def test_the_default_gate_scope_is_one_gate_alone_and_per_module_in_the_hybrid(t
     assert SkillRouterConfig(skills=skills).gate_scope == "model"  # the router alone: what train_router uses
     assert SkillRouterConfig(skills=skills, task_rank=2).gate_scope == "module"
     assert SkillRouterConfig(skills=skills, task_rank=2, gate_scope="layer").gate_scope == "layer"
+    assert SkillRouterConfig(skills=skills, router="static").gate_scope == "model"
+    assert SkillRouterConfig(skills=skills, router="token").gate_scope == "module"  # it reads each layer's input
     assert len({id(g) for g in _gates(_router(tiny_assets)).values()}) == 1
     assert len({id(g) for g in _gates(_router(tiny_assets, task_rank=2)).values()}) == 4
 
@@ -136,6 +138,9 @@ def test_token_gates_refuse_to_share_across_input_sizes(tiny_assets, tmp_path):
         config = SkillRouterConfig(skills=skills, router="token", gate_scope=scope, task_type="CAUSAL_LM")
         with pytest.raises(ValueError, match=rf"gate_scope='{scope}' would share one 'token' router .*input size"):
             get_peft_model(load_base(tiny_assets["base"]), config)
+    # by default a token router keeps a gate per module, so such skills work without a gate_scope
+    config = SkillRouterConfig(skills=skills, router="token", task_type="CAUSAL_LM")
+    assert len({id(g) for g in _gates(get_peft_model(load_base(tiny_assets["base"]), config)).values()}) == 4
     # a gate that ignores the layer's input can serve both
     config = SkillRouterConfig(skills=skills, router="sequence", gate_scope="model", task_type="CAUSAL_LM")
     assert len({id(g) for g in _gates(get_peft_model(load_base(tiny_assets["base"]), config)).values()}) == 1

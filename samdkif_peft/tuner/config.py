@@ -29,10 +29,13 @@ _LAYER_INPUT_RE = re.compile(r"^layer:(\d+)$")
 _SKILL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
-def default_gate_scope(task_rank: int) -> str:
+def default_gate_scope(task_rank: int, router: str = "sequence") -> str:
     """The `gate_scope` a config gets when none is given: one gate for the router alone, per-module gates for the
-    hybrid."""
-    return ROUTER_ALONE_GATE_SCOPE if task_rank == 0 else "module"
+    hybrid and for kinds that read each layer's input (a token router; one gate measured only for prompt routers, and
+    it cannot read inputs of different sizes)."""
+    if task_rank == 0 and get_router(router).ignores_layer_input:
+        return ROUTER_ALONE_GATE_SCOPE
+    return "module"
 
 
 @dataclass
@@ -58,9 +61,9 @@ class SkillRouterConfig(PeftConfig):
             Which adapted modules share one gate: `"module"` (each its own), `"layer"` (the modules of one decoder
             block, e.g. its q_proj and v_proj) or `"model"` (one gate for every module, as X-LoRA's classifier
             without layerwise scalings). A shared gate sums the gradients of every module it serves. `None` (the
-            default) picks what measured best: `"model"` for the router alone (`task_rank=0`), `"module"` for the
-            hybrid (`default_gate_scope`). A router saved before this option existed loads with `"module"`, as
-            it was trained.
+            default) picks what measured best: `"model"` for a prompt router alone (`task_rank=0`, router
+            `"sequence"` or `"static"`), `"module"` for the hybrid and the token router (`default_gate_scope`). A
+            router saved before this option existed loads with `"module"`, as it was trained.
         bundle_skills (`bool`, *optional*, defaults to `False`):
             On `save_pretrained`, copy every skill into `skill_<name>/` of the router directory and reference it
             relative to the router, so one repo holds everything.
@@ -102,8 +105,8 @@ class SkillRouterConfig(PeftConfig):
         default=None,
         metadata={
             "help": "Which adapted modules share one gate: 'module' (each its own), 'layer' (the modules of one "
-            "decoder block) or 'model' (one gate for all modules). None: 'model' for the router alone, 'module' "
-            "for the hybrid; the choice is saved."
+            "decoder block) or 'model' (one gate for all modules). None: 'model' for a sequence or static "
+            "router alone, 'module' for the hybrid and the token router; the choice is saved."
         },
     )
     task_rank: int = field(default=0, metadata={"help": "Rank of a jointly trained task LoRA (0: router only)."})
@@ -139,12 +142,6 @@ class SkillRouterConfig(PeftConfig):
             raise ValueError(
                 f"sequence_input={self.sequence_input!r}; choose from {SEQUENCE_INPUTS} (e.g. 'layer:15') or None"
             )
-        if self.gate_scope is None:
-            # A saved router always records its sha256; one without a gate_scope was saved before the option
-            # existed, when every module had its own gate.
-            self.gate_scope = "module" if self.router_weights_sha256 else default_gate_scope(self.task_rank)
-        if self.gate_scope not in GATE_SCOPES:
-            raise ValueError(f"gate_scope={self.gate_scope!r}; choose from {GATE_SCOPES}")
         if not isinstance(self.skills, dict) or not self.skills:
             raise ValueError(
                 "SkillRouterConfig needs `skills`, a non-empty dict of name -> adapter path or Hub repo id, e.g. "
@@ -160,6 +157,13 @@ class SkillRouterConfig(PeftConfig):
                 raise TypeError(f"Skill {name!r} must map to a path or Hub repo id (str), got {ref!r}")
             self.skills[name] = os.fspath(ref)
         get_router(self)  # raises, listing the registered kinds
+        if self.gate_scope is None:
+            # A saved router always records its sha256; one without a gate_scope was saved before the option
+            # existed, when every module had its own gate.
+            legacy = bool(self.router_weights_sha256)
+            self.gate_scope = "module" if legacy else default_gate_scope(self.task_rank, self.router)
+        if self.gate_scope not in GATE_SCOPES:
+            raise ValueError(f"gate_scope={self.gate_scope!r}; choose from {GATE_SCOPES}")
         n_choices = len(self.skills) + int(self.null_expert)
         if self.top_k is not None and not (isinstance(self.top_k, int) and 1 <= self.top_k <= n_choices):
             raise ValueError(

@@ -34,6 +34,7 @@ def test_info_shows_settings_and_pins(tiny_assets, tmp_path, capsys):
     summary = json.loads(out)
     assert status == 0
     assert summary["router"] == "token" and summary["top_k"] == 2
+    assert summary["gate_scope"] == "module"  # a token router's default: it reads each layer's input
     assert summary["target_modules"] == ["q_proj", "v_proj"]
     assert set(summary["skills"]) == {"alpha", "beta", "gamma"}
     assert summary["skills"]["gamma"]["peft_type"] == "ADALORA"

@@ -71,6 +71,7 @@ def run_info(args: argparse.Namespace) -> int:
         "top_k": config.top_k,
         "temperature": config.temperature,
         "null_expert": config.null_expert,
+        "gate_scope": config.gate_scope,
         "task_rank": config.task_rank,
         "base_model_name_or_path": config.base_model_name_or_path,
         "target_modules": sorted(config.target_modules or []),
@@ -84,7 +85,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def _print_table(router: str, summary: dict, verify: bool) -> None:
-    options = ", ".join(f"{k}={summary[k]}" for k in ("top_k", "temperature", "null_expert", "task_rank"))
+    settings = ("top_k", "temperature", "null_expert", "gate_scope", "task_rank")
+    options = ", ".join(f"{k}={summary[k]}" for k in settings)
     print(f"{router}: {summary['router']} router over {len(summary['skills'])} skills ({options})")
     print(f"base model: {summary['base_model_name_or_path']}; modules: {', '.join(summary['target_modules'])}")
     header = ["skill", "reference", "revision", "sha256", "type"] + (["check"] if verify else [])

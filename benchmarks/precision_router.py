@@ -29,6 +29,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ LAYER_VARIANTS = (
 )
 
 
-def layer_errors(model, prompts, tokenizer) -> dict[str, dict[str, float]]:
+def layer_errors(model, prompts, tokenizer) -> dict[str, Any]:
     """Per adapted layer and prompt: each variant's error against the exact layer output, in bf16 ulps."""
     import torch.nn.functional as F
 
@@ -86,8 +87,9 @@ def layer_errors(model, prompts, tokenizer) -> dict[str, dict[str, float]]:
             raise SystemExit("--layers expects the task LoRA folded into the skills' matmuls (eval, no grad)")
         result = layer.base_layer(x)
         w = 1 if slot_w is None else slot_w
-        base = F.linear(x.double(), layer.base_layer.weight.double())
-        exact = base + F.linear(F.linear(x.double(), A.double()) * (w if slot_w is None else w.double()), B.double())
+        bias = layer.base_layer.bias
+        base = F.linear(x.double(), layer.base_layer.weight.double(), None if bias is None else bias.double())
+        exact = base + F.linear(F.linear(x.double(), A.double()) * (1 if slot_w is None else w.double()), B.double())
         perm = torch.randperm(A.shape[0], generator=torch.Generator().manual_seed(0))
 
         def fp32(A_, B_, w_):

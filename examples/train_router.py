@@ -41,7 +41,10 @@ class RouterArguments:
     task_rank: int = field(default=0, metadata={"help": "Hybrid: rank of a jointly trained task LoRA (0: off)."})
     gate_scope: str | None = field(
         default=None,
-        metadata={"help": "Modules sharing one gate: module, layer or model (default: model alone, module hybrid)."},
+        metadata={
+            "help": "Modules sharing one gate: module, layer or model (default: model for a sequence or static "
+            "router alone, module for the hybrid and the token router)."
+        },
     )
     base_model: str | None = field(default=None, metadata={"help": "Default: the prepared SmolLM2."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N records."})

@@ -101,13 +101,25 @@ def test_the_default_gate_scope_is_one_gate_alone_and_per_module_in_the_hybrid(t
     assert SkillRouterConfig(skills=skills, task_rank=2, gate_scope="layer").gate_scope == "layer"
     assert SkillRouterConfig(skills=skills, router="static").gate_scope == "model"
     assert SkillRouterConfig(skills=skills, router="token").gate_scope == "module"  # it reads each layer's input
-    assert len({id(g) for g in _gates(_router(tiny_assets)).values()}) == 1
     assert len({id(g) for g in _gates(_router(tiny_assets, task_rank=2)).values()}) == 4
 
 
-def test_a_router_saved_before_gate_scope_existed_loads_with_a_gate_per_module(tiny_assets, tmp_path, inputs):
+def test_a_default_router_alone_reloads_with_one_gate(tiny_assets, tmp_path):
+    """The resolved scope is saved, so reloading cannot mistake the new router for one saved before the option."""
+    model = _router(tiny_assets)
+    assert len({id(g) for g in _gates(model).values()}) == 1
+    model.save_pretrained(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "adapter_config.json").read_text())["gate_scope"] == "model"
+    loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "r")
+    assert loaded.peft_config["default"].gate_scope == "model"
+    assert len({id(g) for g in _gates(loaded).values()}) == 1
+
+
+@pytest.mark.parametrize("sha256", [True, False], ids=["safetensors", "no weights sha256"])
+def test_a_router_saved_before_gate_scope_existed_loads_with_a_gate_per_module(tiny_assets, tmp_path, inputs, sha256):
     """Its config has no gate_scope: it must load as trained (four gates), not with the new default's one gate
-    (which would take the last module's saved values for all four, a silently different router)."""
+    (which would take the last module's saved values for all four, a silently different router). A pickled save
+    records no weights sha256; its skill pins tell it is a saved router."""
     model = _router(tiny_assets, router="sequence", gate_scope="module")
     randomize_router(model)
     model.eval()
@@ -117,6 +129,8 @@ def test_a_router_saved_before_gate_scope_existed_loads_with_a_gate_per_module(t
     config_file = tmp_path / "old" / "adapter_config.json"
     saved = json.loads(config_file.read_text())
     del saved["gate_scope"]
+    if not sha256:
+        saved["router_weights_sha256"] = None
     config_file.write_text(json.dumps(saved))
 
     loaded = PeftModel.from_pretrained(load_base(tiny_assets["base"]), tmp_path / "old")

@@ -180,15 +180,18 @@ def test_folded_decoding_matches_uncached(tiny_assets, router):
 
 
 def test_task_lora_joins_the_matmuls_under_per_row_gates(tiny_assets):
-    """A batch of different prompts has a sequence router's gates per row: the task LoRA still joins A and B (its
-    scale as its slots' gate), and the result equals the unfused computation (autograd on)."""
+    """A batch of different prompts has a sequence router's gates per row: the task LoRA still joins A and B (gate 1,
+    its scale in B), and the result equals the unfused computation (autograd on)."""
     model = make_hybrid(tiny_assets, "sequence", task_rank=3)
     batch = {"input_ids": torch.randint(3, VOCAB, (3, 7), generator=torch.Generator().manual_seed(5))}
     fused = logits(model, batch)
     layer = next(m for m in model.modules() if isinstance(m, SkillRouterLayer))
     _, slot_w, A, B, task_folded = layer._fixed_mixing["default"][1]
     assert task_folded and slot_w.shape[0] == 3 and slot_w.shape[-1] == A.shape[0] == B.shape[1]
-    torch.testing.assert_close(slot_w[..., -3:], torch.full_like(slot_w[..., -3:], layer.task_scale["default"]))
+    assert not torch.equal(slot_w[0], slot_w[1])  # gates per row, not one set folded into B
+    assert torch.equal(slot_w[..., -3:], torch.ones_like(slot_w[..., -3:]))
+    task_B = layer.skill_router_task_B["default"].weight
+    torch.testing.assert_close(B[:, -3:], task_B * layer.task_scale["default"])
     with torch.enable_grad():  # nothing fused or reused
         unfused = model(**batch).logits.detach()
     torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)

@@ -39,7 +39,8 @@ def add_cli_parser(parser: argparse.ArgumentParser) -> None:
     router.add_argument("--null-expert", action="store_true", help="add a 'base model only' choice")
     router.add_argument("--gate-scope", choices=GATE_SCOPES, default=None, help="which adapted modules share one "
                         "gate: module (each its own), layer (one per decoder block) or model (one); default: model "
-                        "for the router alone (--task-rank 0), module for the hybrid")  # fmt: skip
+                        "for a sequence or static router alone (--task-rank 0), module for the hybrid and the token "
+                        "router")  # fmt: skip
     router.add_argument("--sequence-input", default=None, help="what the sequence router pools: embeddings, "
                         "first_layer or layer:N (the hidden state entering block N; default: embeddings)")  # fmt: skip
     router.add_argument("--skill-prior", type=int, default=DEFAULT_SKILL_PRIOR_RECORDS, help="start the router from "

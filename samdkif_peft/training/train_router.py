@@ -92,7 +92,8 @@ def train_router(
             `SkillRouterConfig` settings. `task_rank` defaults to 8: a task LoRA trained jointly with the router
             (the hybrid), which beat both the router alone and a plain task LoRA in docs/MEDICAL_VALUE.md;
             `task_rank=0` trains the paper's router alone. `gate_scope` defaults to `"model"` (one gate shared by
-            every module) for the router alone and to `"module"` for the hybrid (docs/DEFAULTS.md).
+            every module) for a sequence or static router alone and to `"module"` for the hybrid and the token
+            router (`default_gate_scope`, docs/DEFAULTS.md).
         task_learning_rate (`float`, *optional*, defaults to 5e-3): the hybrid's task LoRA trains at this rate,
             the router at the training arguments' rate. `None`: one rate for both.
         skill_prior_records (`int`, *optional*, defaults to 64): start the router from the skills' fit to the task

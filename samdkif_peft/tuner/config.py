@@ -61,9 +61,9 @@ class SkillRouterConfig(PeftConfig):
             Which adapted modules share one gate: `"module"` (each its own), `"layer"` (the modules of one decoder
             block, e.g. its q_proj and v_proj) or `"model"` (one gate for every module, as X-LoRA's classifier
             without layerwise scalings). A shared gate sums the gradients of every module it serves. `None` (the
-            default) picks what measured best: `"model"` for a prompt router alone (`task_rank=0`, router
-            `"sequence"` or `"static"`), `"module"` for the hybrid and the token router (`default_gate_scope`). A
-            router saved before this option existed loads with `"module"`, as it was trained.
+            default) picks what measured best: `"model"` for a router alone (`task_rank=0`) of a kind that ignores
+            the layer's input (`"sequence"`, `"static"`), `"module"` for the hybrid and the token router
+            (`default_gate_scope`). A router saved before this option existed loads with `"module"`, as trained.
         bundle_skills (`bool`, *optional*, defaults to `False`):
             On `save_pretrained`, copy every skill into `skill_<name>/` of the router directory and reference it
             relative to the router, so one repo holds everything.
@@ -158,9 +158,9 @@ class SkillRouterConfig(PeftConfig):
             self.skills[name] = os.fspath(ref)
         get_router(self)  # raises, listing the registered kinds
         if self.gate_scope is None:
-            # A saved router always records its sha256; one without a gate_scope was saved before the option
-            # existed, when every module had its own gate.
-            legacy = bool(self.router_weights_sha256)
+            # A saved router records its weights' sha256 (safetensors) and its skills' pins; one without a
+            # gate_scope was saved before the option existed, when every module had its own gate.
+            legacy = bool(self.router_weights_sha256 or self.skill_lock)
             self.gate_scope = "module" if legacy else default_gate_scope(self.task_rank, self.router)
         if self.gate_scope not in GATE_SCOPES:
             raise ValueError(f"gate_scope={self.gate_scope!r}; choose from {GATE_SCOPES}")

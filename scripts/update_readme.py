@@ -222,7 +222,7 @@ def scoreboard() -> str:
         "the base model on that row's prompts). "
         "*Router alone*: the paper's method, the sequence router over the 12 frozen skills with no task adapter, "
         "as `train_router(task_rank=0)` trains it by default (one gate for every module, `gate_scope='model'`); "
-        "\\* marks the cells measured only with a gate per module (the default before session 34; on the six tasks "
+        "\\* marks the cells measured only with a gate per module (the default before session 34; on the seven tasks "
         "measured both ways one gate was ahead on NLI, +0.186, behind on Elixhauser, -0.059, and level on the rest). "
         "*Own skill + LoRA*: a task LoRA trained on top of the task's own frozen skill, no router. "
         "*Hybrid (default)*: the router + task LoRA as `train_router` trains it by default, starting from the skill "

@@ -217,6 +217,85 @@ def load_xlora(model, folder):
     return model
 
 
+class CachedXLora:
+    """peft's X-LoRA model with a KV-cached greedy `generate` (everything else is the model's own).
+
+    peft (0.21.2) generates with X-LoRA only without a KV cache (`XLoraModel.generate` sets `use_cache=False`): each
+    new token re-runs both of its passes over the whole sequence, about 80 s an answer on 2 CPU cores, so the
+    open-answer tasks could not be scored here. Both passes are causal and the classifier maps each token's last
+    hidden state to that token's scalings, so each pass can keep its own cache: per step, the scaling pass (the skills
+    at peft's dummy scalings, as in `XLoraModel._enable_peft_forward_hooks`) runs the new tokens on its cache, the
+    classifier turns their hidden states into their scalings, and the real pass runs them on the other cache. The
+    tokens equal peft's uncached greedy decoding (`tests/test_study_xlora.py`)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def _pass(self, scalings, inputs: dict, cache, *, scaling_pass: bool):
+        from functools import partial
+
+        from peft.tuners.lora import LoraLayer
+
+        xlora = self.model.base_model
+
+        def inject(module, args, kwargs, scalings):
+            kwargs["scalings"] = scalings
+            return args, kwargs
+
+        layers = [m for m in xlora.modules() if isinstance(m, LoraLayer)]
+        handles = [m.register_forward_pre_hook(partial(inject, scalings=scalings), with_kwargs=True) for m in layers]
+        if scaling_pass:
+            xlora.lora_model.disable_adapter_layers()
+        try:
+            return xlora.lora_model.model(**inputs, past_key_values=cache, use_cache=True, return_dict=True,
+                                          output_hidden_states=scaling_pass, logits_to_keep=1)  # fmt: skip
+        finally:
+            for handle in handles:
+                handle.remove()
+            if scaling_pass:
+                xlora.lora_model.enable_adapter_layers()
+                xlora._maybe_freeze_all_adapters()
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask=None, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
+                 stop_strings=(), tokenizer=None, **_):  # fmt: skip
+        """Greedy decoding of a left-padded batch; a row stops at EOS or once its new text holds a stop string."""
+        from transformers import DynamicCache
+
+        classifier = self.model.base_model.internal_xlora_classifier
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        step = input_ids
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        caches = DynamicCache(), DynamicCache()
+        done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
+        new: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            inputs = {"input_ids": step, "attention_mask": mask, "position_ids": positions}
+            dummy = classifier.make_dummy_scalings(input_ids=step)
+            hidden = self._pass(dummy, inputs, caches[0], scaling_pass=True)
+            scalings = classifier(result=hidden, input_ids=step)
+            self.model.base_model.internal_xlora_scalings = scalings
+            logits = self._pass(scalings, inputs, caches[1], scaling_pass=False).logits[:, -1]
+            token = torch.where(done, pad_token_id, logits.argmax(-1))
+            new.append(token)
+            done |= token == eos_token_id
+            if stop_strings and tokenizer is not None:
+                texts = tokenizer.batch_decode(torch.stack(new, 1), skip_special_tokens=True)
+                done |= torch.tensor([any(s in t for s in stop_strings) for t in texts], device=done.device)
+            if done.all():
+                break
+            step = token[:, None]
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], 1)
+            positions = positions[:, -1:] + 1
+        return torch.cat([input_ids, torch.stack(new, 1)], 1)
+
+
 def _load_xlora_classifier(model, folder) -> None:
     from safetensors.torch import load_file
 
@@ -241,7 +320,7 @@ def load_variant(variant, task, skills, base, folder):
         config = SkillRouterConfig(skills=skills, router="static", task_type="CAUSAL_LM")
         return get_peft_model(model, config), tokenizer
     if variant == "xlora":
-        return load_xlora(model, folder), tokenizer
+        return CachedXLora(load_xlora(model, folder)), tokenizer
     return PeftModel.from_pretrained(model, folder), tokenizer
 
 

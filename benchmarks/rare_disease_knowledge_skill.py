@@ -4,7 +4,7 @@
     python benchmarks/rare_disease_knowledge_skill.py train --epochs 3   # LoRA r8 skill, resumable
     python benchmarks/rare_disease_knowledge_skill.py probe              # does it hold its facts? (covered vs not)
     python benchmarks/rare_disease_knowledge_skill.py skills             # release/skills + this skill (skills13)
-    python benchmarks/rare_disease_knowledge_skill.py build --control    # the same names with shuffled profiles
+    python benchmarks/rare_disease_knowledge_skill.py build --control    # the same names, profiles given to others
     python benchmarks/rare_disease_knowledge_skill.py report             # commit the study's cells, pooled differences
 
 Every model sits at chance on rare-disease diagnosis (docs/MEDICAL_VALUE.md section 9) because the entity-hash split
@@ -22,8 +22,9 @@ no record goes from phenotypes to a disease. All four options of an item are cov
 cannot give the answer away. Held out: the same format for diseases no item names (the skill's validation split and
 the probe's control). The skill is then a 13th skill of the few-shot study (`study_label_tasks.py --skills-dir
 runs/rare-knowledge/skills13`): the hybrid over 13 skills, and the knowledge skill under a task LoRA (no router).
-The control (`--control`) is a skill of the same names, format and size whose profiles are shifted by one disease:
-what it adds is familiarity with the names, not their facts.
+The control (`--control`) is a skill of the same names, format and profiles, each profile given to another name that
+shares as few of its features as can be found (`partners`): what it adds is familiarity with the names and the
+profiles' vocabulary, with few of the true name-feature pairs.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import re
 import shutil
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -85,6 +87,45 @@ def covered_names(data_dir: str | os.PathLike[str] | None = None) -> tuple[set[s
     return option_names(items), option_names(r for split in dataset.values() for r in split)
 
 
+def partners(names: list[str], features: dict[str, list[str]], seed: int, tries: int = 200) -> dict[str, str]:
+    """A seeded derangement of `names`: each name's partner is another name whose profile shares the fewest features
+    with its own among `tries` random candidates, then pairs swapped where that shares fewer (neighbours in sorted
+    order are often subtypes of one disease with near-identical profiles, so a shift would keep many true facts)."""
+    rng = random.Random(seed)
+    pool = list(names)
+    rng.shuffle(pool)
+    out: dict[str, str] = {}
+    for name in sorted(names, key=lambda n: rng.random()):
+        own = set(features[name])
+        candidates = [c for c in rng.sample(pool, min(tries, len(pool))) if c != name] or [
+            c for c in pool if c != name
+        ]
+        if not candidates:  # only `name` is left: swap with a partner already given out
+            other = rng.choice(sorted(out))
+            out[name], out[other] = out[other], name
+            pool.remove(name)
+            continue
+        best = min(candidates, key=lambda c: len(own & set(features[c])))
+        out[name] = best
+        pool.remove(best)
+
+    def shared(name: str, partner: str) -> int:
+        return len(set(features[name]) & set(features[partner]))
+
+    for name in sorted(out):  # repair: swap partners with another name where that lowers the pairs' shared features
+        if shared(name, out[name]) == 0:
+            continue
+        for other in rng.sample(sorted(out), min(tries, len(out))):
+            if other == name or out[other] == name or out[name] == other:
+                continue  # a swap would give one of them its own profile
+            before = shared(name, out[name]) + shared(other, out[other])
+            if shared(name, out[other]) + shared(other, out[name]) < before:
+                out[name], out[other] = out[other], out[name]
+                if shared(name, out[name]) == 0:
+                    break
+    return out
+
+
 def build_records(
     wheel_dir: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
@@ -93,8 +134,8 @@ def build_records(
     control: bool = False,
 ) -> dict[str, list[dict]]:
     """Profile records of the covered diseases (train) and of `n_validation` uncovered ones (validation).
-    `control`: every covered disease gets the features of another covered disease (a seeded cyclic shift of the sorted
-    names), so the control skill has the same names, format and size and holds no true fact about a covered name."""
+    `control`: every covered disease gets the profile of another covered disease (`partners`), so the control skill
+    has the same names, format and profiles and as few true name-feature pairs as the partners allow."""
     index = hpo_index(wheel_dir)
     features: dict[str, list[str]] = defaultdict(list)  # name -> features, merged over OMIM / ORPHA entries
     for disease_id in sorted(index.diseases):
@@ -109,14 +150,14 @@ def build_records(
     uncovered = sorted(n for n in features if n not in named and len(features[n]) >= 5)
     records = {"train": [], "validation": []}
     trained = sorted(covered)
-    source = dict(zip(trained, trained[1:] + trained[:1] if control else trained))
+    source = partners(trained, features, seed) if control else {}
     for split, chosen in (
         ("train", trained),
         ("validation", rng.sample(uncovered, min(n_validation, len(uncovered)))),
     ):
         for name in chosen:
             held = features[source.get(name, name)]
-            shown = random.Random(f"{seed}:{name}").sample(held, min(MAX_FEATURES, len(held)))
+            shown = random.Random(f"{seed}:{source.get(name, name)}").sample(held, min(MAX_FEATURES, len(held)))
             for start in range(0, len(shown), CHUNK):
                 output = "; ".join(index.terms[h].name for h in shown[start : start + CHUNK])
                 records[split].append(
@@ -138,7 +179,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--n", type=int, default=150, help="probe: records per split")
-    parser.add_argument("--control", action="store_true", help="the control skill: true names, shuffled profiles")
+    parser.add_argument(
+        "--control", action="store_true", help="the control skill: true names, each with another name's profile"
+    )
     parser.add_argument(
         "--study-out", default=None, help="report: the study's --out (default runs/study-rarek[-control])"
     )
@@ -157,7 +200,8 @@ def main() -> None:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
             print(split, len(rows), "records,", len({r["key"] for r in rows}), "diseases")
     elif args.stage == "train":
-        train(name, data, skill_dir)
+        committed = RESULTS / (f"{NAME}_control" if args.control else NAME) / skill_dir.name
+        train(name, data, skill_dir, committed, args.epochs, args.learning_rate)
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
     elif args.stage == "report":
@@ -172,9 +216,8 @@ def main() -> None:
         print(folder, sorted(p.name for p in folder.iterdir()))
 
 
-def train(name: str, data: Path, skill_dir: Path) -> None:
+def train(name: str, data: Path, skill_dir: Path, committed: Path, epochs: float, rate: float) -> None:
     """LoRA r8 on q,v (the released recipe) over the profile records; resumes; copies a committed adapter if any."""
-    committed = RESULTS / NAME / skill_dir.name
     if not (skill_dir / "adapter_model.safetensors").is_file() and (committed / "adapter_model.safetensors").is_file():
         shutil.copytree(committed, skill_dir, dirs_exist_ok=True)
         print(f"{skill_dir}: copied the committed adapter from {committed}")
@@ -184,7 +227,6 @@ def train(name: str, data: Path, skill_dir: Path) -> None:
     from samdkif_peft.base_model import resolve_base_model
     from samdkif_peft.training import train_skill
 
-    epochs, rate = (float(x) for x in re.fullmatch(r".*@(.+)ep-lr(.+)", skill_dir.name).groups())
     dataset = load_dataset("json", data_files={s: str(data / f"{s}.jsonl") for s in ("train", "validation")})
     has_checkpoint = any((skill_dir / "checkpoints").glob("checkpoint-*"))
     train_skill(name, resolve_base_model(None), skill_dir, dataset=dataset,
@@ -255,7 +297,11 @@ COMPARISONS = (
     ("own_skill_lora", "task_lora", "levers"),
     ("own_skill_lora", "own_skill_lora", "control"),
     ("hybrid", "hybrid", "control"),
+    ("own_skill", "own_skill", "control"),
 )
+# the untrained cells (a skill alone, seed-independent) against the base model's and the uniform mix's cells of the
+# released-skills study: the same 300 test records
+UNTRAINED = (("own_skill", "base"), ("own_skill", "uniform"))
 
 
 def report(study_out: Path, control: bool = False) -> dict:
@@ -287,8 +333,42 @@ def report(study_out: Path, control: bool = False) -> dict:
             low, high = row["interval"]
             seeds = " ".join(f"{d:+.3f}" for d in row["per_seed"])
             print(f"{k:5s} {name:70s} {row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] per seed {seeds}")
+    pooled.update(untrained_differences(folders))
     (RESULTS / f"{NAME}_pooled.json").write_text(json.dumps(pooled, indent=1) + "\n")
     return pooled
+
+
+def _scored(predictions, references, pick):
+    from samdkif_peft.evaluation.likelihood import _fast_scores
+
+    return _fast_scores(predictions[pick], references[pick])
+
+
+def untrained_differences(folders: dict[str, Path]) -> dict:
+    """`UNTRAINED`: accuracy differences, paired bootstrap over the test records (seed 1's copy of the skill alone)."""
+    import numpy as np
+
+    from samdkif_peft.evaluation.likelihood import paired_bootstrap
+
+    released = RESULTS / "label_tasks_released" / "k=all" / "seed=42" / TASK
+    out = {}
+    for side, where in (("knowledge", "13 skills"), ("control", "13 skills, control")):
+        for a, b in UNTRAINED:
+            cell = folders[side] / "k=64" / "seed=1" / TASK / f"{a}@lr5e-3.json"
+            if not cell.is_file():
+                continue
+            pa, pb = (json.loads(p.read_text()) for p in (cell, released / f"{b}@lr5e-3.json"))
+            if pa["references"] != pb["references"]:
+                raise ValueError(f"{cell} and the released study's {b} cell score different test records")
+            ref, xa, xb = (
+                np.asarray(v, dtype=object) for v in (pa["references"], pa["predictions"], pb["predictions"])
+            )
+            diff = paired_bootstrap(partial(_scored, xa, ref), partial(_scored, xb, ref), len(ref))
+            row = diff["accuracy"]
+            name = f"{a} ({where}) - {b}"
+            out[name] = row
+            print(f"k=64  {name:70s} {row['difference']:+.3f} [{row['interval'][0]:+.3f}, {row['interval'][1]:+.3f}]")
+    return out
 
 
 if __name__ == "__main__":

@@ -221,35 +221,38 @@ class CachedXLora:
     """peft's X-LoRA model with a KV-cached greedy `generate` (everything else is the model's own).
 
     peft (0.21.2) generates with X-LoRA only without a KV cache (`XLoraModel.generate` sets `use_cache=False`): each
-    new token re-runs both of its passes over the whole sequence, about 80 s an answer on 2 CPU cores, so the
-    open-answer tasks could not be scored here. Both passes are causal and the classifier maps each token's last
-    hidden state to that token's scalings, so each pass can keep its own cache: per step, the scaling pass (the skills
-    at peft's dummy scalings, as in `XLoraModel._enable_peft_forward_hooks`) runs the new tokens on its cache, the
-    classifier turns their hidden states into their scalings, and the real pass runs them on the other cache. The
-    tokens equal peft's uncached greedy decoding (`tests/test_study_xlora.py`)."""
+    new token re-runs both of its passes over the whole sequence (section 30 of docs/MEDICAL_VALUE.md: 316 s for four
+    HPO QA answers on 2 CPU cores), so the open-answer tasks could not be scored here. Both passes are causal and the
+    classifier maps each token's last hidden state to that token's scalings (softmax, top-k and layer-wise options all
+    act per token), so each pass can keep its own cache: per step, the scaling pass (the skills at peft's dummy
+    scalings, as in `XLoraModel._enable_peft_forward_hooks`) runs the new tokens on its cache, the classifier turns
+    their hidden states into their scalings, and the real pass runs them on the other cache. In float32 the tokens
+    equal peft's uncached greedy decoding (`tests/test_study_xlora.py`); in bf16 a cached and an uncached pass round
+    differently, as for any KV cache. Eval mode only (X-LoRA's dropouts would make both paths random)."""
 
     def __init__(self, model):
+        from peft.tuners.xlora.model import XLoraModel
+
+        if not isinstance(getattr(model, "base_model", None), XLoraModel):
+            raise TypeError(f"CachedXLora wraps a PeftModel over an X-LoRA model, got {type(model).__name__}")
         self.model = model
 
     def __getattr__(self, name):
-        return getattr(self.__dict__["model"], name)
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
     def __call__(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
     def _pass(self, scalings, inputs: dict, cache, *, scaling_pass: bool):
-        from functools import partial
-
-        from peft.tuners.lora import LoraLayer
-
         xlora = self.model.base_model
 
-        def inject(module, args, kwargs, scalings):
+        def inject(module, args, kwargs):
             kwargs["scalings"] = scalings
             return args, kwargs
 
-        layers = [m for m in xlora.modules() if isinstance(m, LoraLayer)]
-        handles = [m.register_forward_pre_hook(partial(inject, scalings=scalings), with_kwargs=True) for m in layers]
+        handles = [m.register_forward_pre_hook(inject, with_kwargs=True) for m in self._lora_layers]
         if scaling_pass:
             xlora.lora_model.disable_adapter_layers()
         try:
@@ -263,29 +266,36 @@ class CachedXLora:
                 xlora._maybe_freeze_all_adapters()
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask=None, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
-                 stop_strings=(), tokenizer=None, **_):  # fmt: skip
+    def generate(self, input_ids, attention_mask=None, *, max_new_tokens: int, eos_token_id: int | list[int],
+                 pad_token_id: int, do_sample: bool = False, stop_strings=(), tokenizer=None):  # fmt: skip
         """Greedy decoding of a left-padded batch; a row stops at EOS or once its new text holds a stop string."""
+        from peft.tuners.lora import LoraLayer
         from transformers import DynamicCache
 
-        classifier = self.model.base_model.internal_xlora_classifier
+        if do_sample:
+            raise ValueError("CachedXLora decodes greedily only (do_sample=False)")
+        if stop_strings and tokenizer is None:
+            raise ValueError("stop_strings need the tokenizer (tokenizer=...) to be matched")
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        step = input_ids
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        caches = DynamicCache(), DynamicCache()
+        if not bool(mask[:, -1].all()):
+            raise ValueError("CachedXLora needs left padding (tokenizer.padding_side = 'left'): a row ends in padding")
+        classifier = self.model.base_model.internal_xlora_classifier
+        self._lora_layers = [m for m in self.model.base_model.modules() if isinstance(m, LoraLayer)]
+        eos = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id], device=input_ids.device)
+        step, positions = input_ids, (mask.long().cumsum(-1) - 1).clamp(min=0)
+        caches = DynamicCache(config=self.model.config), DynamicCache(config=self.model.config)
         done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
         new: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
             inputs = {"input_ids": step, "attention_mask": mask, "position_ids": positions}
-            dummy = classifier.make_dummy_scalings(input_ids=step)
-            hidden = self._pass(dummy, inputs, caches[0], scaling_pass=True)
+            hidden = self._pass(classifier.make_dummy_scalings(input_ids=step), inputs, caches[0], scaling_pass=True)
             scalings = classifier(result=hidden, input_ids=step)
             self.model.base_model.internal_xlora_scalings = scalings
             logits = self._pass(scalings, inputs, caches[1], scaling_pass=False).logits[:, -1]
             token = torch.where(done, pad_token_id, logits.argmax(-1))
             new.append(token)
-            done |= token == eos_token_id
-            if stop_strings and tokenizer is not None:
+            done |= torch.isin(token, eos)
+            if stop_strings:
                 texts = tokenizer.batch_decode(torch.stack(new, 1), skip_special_tokens=True)
                 done |= torch.tensor([any(s in t for s in stop_strings) for t in texts], device=done.device)
             if done.all():

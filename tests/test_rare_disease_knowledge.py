@@ -40,6 +40,7 @@ def test_every_option_of_the_test_items_is_covered_and_nothing_of_the_task_is_co
     assert task["test"].num_rows > 0
     train_names = {r["context"].removeprefix("Disease: ").lower() for r in records["train"]}
     assert knowledge.option_names(task["test"]) <= train_names
+    assert knowledge.option_names(task["train"]) <= train_names  # the few-shot cells' records (k >= the fixture's 8)
     assert {r["key"] for r in records["train"]} == {f"disease-name:{n}" for n in train_names}
     for r in records["train"] + records["validation"]:
         assert r["context"].startswith("Disease: ") and "\n" not in r["context"]
@@ -78,3 +79,16 @@ def test_the_control_has_the_same_names_and_profiles_but_no_true_pairing(fixture
     assert sorted(map(sorted, true.values())) == sorted(map(sorted, shifted.values()))
     assert all(shifted[name] != true[name] for name in true)
     assert control["validation"] == records["validation"]  # the held-out diseases keep their true profiles
+
+
+def test_partners_is_a_seeded_derangement_that_avoids_shared_features():
+    # two near-identical subtypes side by side in sorted order, as in HPO: a shift would pair them
+    features = {"a1": ["x", "y"], "a2": ["x", "y"], "b": ["p"], "c": ["q"], "d": ["r"], "e": ["s"]}
+    names = sorted(features)
+    for seed in range(20):
+        out = knowledge.partners(names, features, seed)
+        assert sorted(out) == names and sorted(out.values()) == names
+        assert all(partner != name for name, partner in out.items())
+        assert not set(features[out["a1"]]) & {"x", "y"} and not set(features[out["a2"]]) & {"x", "y"}
+    assert knowledge.partners(names, features, 0) == knowledge.partners(names, features, 0)
+    assert len({tuple(sorted(knowledge.partners(names, features, s).items())) for s in range(20)}) > 1

@@ -45,16 +45,32 @@ def test_missing_classifier_is_a_clear_error(tmp_path):
         study._load_xlora_classifier(None, tmp_path)
 
 
-def test_cached_generation_equals_peft_uncached_greedy_decoding(tiny_assets, tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "layerwise_scalings": True,
+            "top_k_lora": 2,
+            "enable_softmax_topk": True,
+            "scaling_pass_value": 0.5,
+            "softmax_temperature": 0.5,
+        },
+    ],  # fmt: skip
+    ids=["defaults", "layerwise-topk-scalingpass"],
+)
+def test_cached_generation_equals_peft_uncached_greedy_decoding(tiny_assets, tmp_path, options):
     """`CachedXLora.generate` keeps one KV cache per X-LoRA pass; peft re-runs both passes over the whole sequence
-    for every token. Same tokens on a left-padded batch of two prompts of different lengths."""
+    for every token. The same tokens on a left-padded batch of two prompts of different lengths, rows stopping at EOS
+    at different steps."""
     from peft import XLoraConfig, get_peft_model
 
     base = tiny_assets["base"]
     skills = {str(i): make_lora_skill(base, str(tmp_path / f"skill-{i}"), seed=20 + i) for i in range(3)}
     model = load_base(base)
     model.config.use_cache = False
-    model = get_peft_model(model, XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=skills)).eval()
+    config = XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=skills, **options)
+    model = get_peft_model(model, config).eval()
     with torch.no_grad():
         for param in model.base_model.internal_xlora_classifier.parameters():
             param.copy_(torch.randn_like(param) * 3)
@@ -62,14 +78,20 @@ def test_cached_generation_equals_peft_uncached_greedy_decoding(tiny_assets, tmp
     input_ids = torch.randint(3, 96, (2, 9))
     attention_mask = torch.ones_like(input_ids)
     input_ids[1, :4], attention_mask[1, :4] = 0, 0  # left padding
-    kwargs = dict(max_new_tokens=12, pad_token_id=0, eos_token_id=1)
-    expected = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, **kwargs)
     cached = study.CachedXLora(model)
+    free = cached.generate(input_ids, attention_mask, max_new_tokens=12, pad_token_id=0, eos_token_id=95)
+    eos = int(free[0, 9 + 5])  # a token that row 0 emits at its sixth step: it stops there, row 1 goes on
+    kwargs = dict(max_new_tokens=12, pad_token_id=0, eos_token_id=eos)
+    expected = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, **kwargs)
     got = cached.generate(input_ids, attention_mask, **kwargs)
-    assert torch.equal(got, expected[:, : got.shape[1]])
-    assert got.shape[1] == input_ids.shape[1] + 12 or (got[:, input_ids.shape[1] :] == 1).any()
+    assert torch.equal(got, expected)
+    assert (got[0, 9 + 6 :] == 0).all() and got.shape[1] > 9 + 6
     # the classifier decides: another classifier decodes other tokens
     with torch.no_grad():
         for param in model.base_model.internal_xlora_classifier.parameters():
             param.copy_(torch.randn_like(param) * 3)
     assert not torch.equal(cached.generate(input_ids, attention_mask, **kwargs), got)
+    with pytest.raises(ValueError, match="left padding"):
+        cached.generate(input_ids.flip(1), attention_mask.flip(1), **kwargs)
+    with pytest.raises(ValueError, match="greedily"):
+        cached.generate(input_ids, attention_mask, do_sample=True, **kwargs)

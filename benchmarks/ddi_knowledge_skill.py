@@ -36,6 +36,10 @@ from pathlib import Path
 import torch
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from knowledge_skill import link_skills, train_knowledge_skill  # noqa: E402
+
+
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "ddi_knowledge"
 QUERIES = {
@@ -122,26 +126,9 @@ def main() -> None:
             with open(data / f"{split}.jsonl", "w") as f:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
             print(split, len(rows), dict(Counter(r["template_id"] for r in rows)))
-    elif args.stage == "train":
-        committed = RESULTS / "ddi_knowledge" / skill_dir.name  # the trained adapter, committed (no optimizer state)
-        if (
-            not (skill_dir / "adapter_model.safetensors").is_file()
-            and (committed / "adapter_model.safetensors").is_file()
-        ):
-            shutil.copytree(committed, skill_dir, dirs_exist_ok=True)
-            print(f"{skill_dir}: copied the committed adapter from {committed}")
-            return
-        from datasets import load_dataset
-
-        from samdkif_peft.base_model import resolve_base_model
-        from samdkif_peft.training import train_skill
-
-        dataset = load_dataset("json", data_files={s: str(data / f"{s}.jsonl") for s in SPLITS})
-        has_checkpoint = any((skill_dir / "checkpoints").glob("checkpoint-*"))
-        train_skill(NAME, resolve_base_model(None), skill_dir, dataset=dataset,
-                    training_args={"num_train_epochs": args.epochs, "learning_rate": args.learning_rate,
-                                   "save_steps": 100, "eval_steps": 400, "seed": 42},
-                    resume_from_checkpoint=has_checkpoint or None)  # fmt: skip
+    elif args.stage == "train":  # the trained adapter is committed (no optimizer state)
+        train_knowledge_skill(NAME, data, skill_dir, RESULTS / "ddi_knowledge" / skill_dir.name, args.epochs,
+                              args.learning_rate)  # fmt: skip
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
     elif args.stage == "report":
@@ -149,16 +136,8 @@ def main() -> None:
     elif args.stage == "gates":
         gates(Path(args.study_out))
     else:  # the 13 skills, and the control's 13 (relation extraction twice, no knowledge)
-        released = Path("release/skills")
-        for folder, name, thirteenth in (
-            (out / "skills13", f"skill-{NAME}", skill_dir),
-            (out / "skills13-control", "skill-control", released / "skill-relation_extraction"),
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
-            for link, target in [*((sub.name, sub) for sub in sorted(released.iterdir())), (name, thirteenth)]:
-                if not (folder / link).exists():
-                    (folder / link).symlink_to(target.resolve())
-            print(folder, sorted(p.name for p in folder.iterdir()))
+        link_skills(out / "skills13", f"skill-{NAME}", skill_dir)
+        link_skills(out / "skills13-control", "skill-control", Path("release/skills") / "skill-relation_extraction")
 
 
 def probe(data: Path, skill_dir: Path, n: int) -> None:

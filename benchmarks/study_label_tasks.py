@@ -231,14 +231,16 @@ class CachedXLora:
     differently, as for any KV cache. Eval mode only (X-LoRA's dropouts would make both paths random)."""
 
     def __init__(self, model):
+        from peft.tuners.lora import LoraLayer
         from peft.tuners.xlora.model import XLoraModel
 
         if not isinstance(getattr(model, "base_model", None), XLoraModel):
             raise TypeError(f"CachedXLora wraps a PeftModel over an X-LoRA model, got {type(model).__name__}")
         self.model = model
+        self._lora_layers = [m for m in model.base_model.modules() if isinstance(m, LoraLayer)]  # the scalings' hooks
 
     def __getattr__(self, name):
-        if name == "model":
+        if name in ("model", "_lora_layers"):  # not set yet (copy, pickle): not the wrapped model's
             raise AttributeError(name)
         return getattr(self.model, name)
 
@@ -269,7 +271,6 @@ class CachedXLora:
     def generate(self, input_ids, attention_mask=None, *, max_new_tokens: int, eos_token_id: int | list[int],
                  pad_token_id: int, do_sample: bool = False, stop_strings=(), tokenizer=None):  # fmt: skip
         """Greedy decoding of a left-padded batch; a row stops at EOS or once its new text holds a stop string."""
-        from peft.tuners.lora import LoraLayer
         from transformers import DynamicCache
 
         if do_sample:
@@ -280,7 +281,6 @@ class CachedXLora:
         if not bool(mask[:, -1].all()):
             raise ValueError("CachedXLora needs left padding (tokenizer.padding_side = 'left'): a row ends in padding")
         classifier = self.model.base_model.internal_xlora_classifier
-        self._lora_layers = [m for m in self.model.base_model.modules() if isinstance(m, LoraLayer)]
         eos = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id], device=input_ids.device)
         step, positions = input_ids, (mask.long().cumsum(-1) - 1).clamp(min=0)
         caches = DynamicCache(config=self.model.config), DynamicCache(config=self.model.config)

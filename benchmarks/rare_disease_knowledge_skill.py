@@ -6,6 +6,7 @@
     python benchmarks/rare_disease_knowledge_skill.py skills             # release/skills + this skill (skills13)
     python benchmarks/rare_disease_knowledge_skill.py build --control    # the same names, profiles given to others
     python benchmarks/rare_disease_knowledge_skill.py report             # commit the study's cells, pooled differences
+    python benchmarks/rare_disease_knowledge_skill.py lookup             # the annotations themselves, no model
 
 Every model sits at chance on rare-disease diagnosis (docs/MEDICAL_VALUE.md section 9) because the entity-hash split
 keeps each test disease out of every skill: no skill can hold "disease X has features P1...Pn" for the diseases the
@@ -128,6 +129,68 @@ def partners(names: list[str], features: dict[str, list[str]], seed: int, tries:
     return out
 
 
+def merged_features(index) -> dict[str, list[str]]:
+    """Lower-cased disease name -> its annotated features, merged over the OMIM / ORPHA entries of one name."""
+    features: dict[str, list[str]] = defaultdict(list)
+    for disease_id in sorted(index.diseases):
+        d = index.diseases[disease_id]
+        features[d.name.lower()] += [f for f in d.features if f not in features[d.name.lower()]]
+    return features
+
+
+def shown_features(features: dict[str, list[str]], name: str, seed: int = 0) -> list[str]:
+    """The features of `name` that the skill's records list (a seeded sample of at most `MAX_FEATURES`)."""
+    return random.Random(f"{seed}:{name}").sample(features[name], min(MAX_FEATURES, len(features[name])))
+
+
+def lookup_predictions(records, index, features: dict[str, list[str]], limit: bool = False) -> list[str]:
+    """No model, the annotations themselves: each item's answer is the option whose profile holds the most of the
+    listed phenotypes (ties: the first option). `limit`: only the features the skill's records list (what a skill
+    that holds its records perfectly could know)."""
+    by_name = {index.terms[h].name.lower(): h for h in index.terms}
+    predictions = []
+    for r in records:
+        listed = re.search(r"^Patient phenotypes: (.*)\.$", r["context"], re.M).group(1).split("; ")
+        wanted = {by_name[t.lower()] for t in listed}
+        options = re.findall(r"^(\([A-D]\)) (.*)$", r["context"], re.M)
+        scores = []
+        for letter, name in options:
+            profile = shown_features(features, name.lower()) if limit else features[name.lower()]
+            scores.append((len(wanted & set(profile)), letter, name))
+        best = max(scores, key=lambda s: s[0])
+        predictions.append(f"{best[1]} {best[2]}")
+    return predictions
+
+
+def lookup(data_dir: str | os.PathLike[str] | None = None, wheel_dir: str | os.PathLike[str] | None = None) -> dict:
+    """Accuracy of `lookup_predictions` on all test items, full profiles and the skill's shown features; written to
+    `results/<NAME>_lookup.json` when run on the default data."""
+    from collections import Counter
+
+    from samdkif_peft.data import load_task
+    from samdkif_peft.evaluation.likelihood import bootstrap_mean_interval
+
+    index = hpo_index(wheel_dir)
+    features = merged_features(index)
+    test = list((load_task(TASK, data_dir) if data_dir else load_task(TASK))["test"])
+    out = {}
+    for label, limit in (("full HPO profile", False), (f"the skill's shown features (<= {MAX_FEATURES})", True)):
+        predictions = lookup_predictions(test, index, features, limit)
+        hits = [float(p == r["output"]) for p, r in zip(predictions, test)]
+        out[label] = {
+            "accuracy": sum(hits) / len(hits),
+            "interval": bootstrap_mean_interval(hits),
+            "letters": dict(sorted(Counter(p[:3] for p in predictions).items())),
+            "n": len(hits),
+        }
+        row = out[label]
+        print(f"{label:45s} accuracy {row['accuracy']:.3f} [{row['interval'][0]:.3f}, {row['interval'][1]:.3f}]"
+              f" letters {row['letters']}")  # fmt: skip
+    if data_dir is None and wheel_dir is None:
+        (RESULTS / f"{NAME}_lookup.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def build_records(
     wheel_dir: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
@@ -139,10 +202,7 @@ def build_records(
     `control`: every covered disease gets the profile of another covered disease (`partners`), so the control skill
     has the same names, format and profiles and as few true name-feature pairs as the partners allow."""
     index = hpo_index(wheel_dir)
-    features: dict[str, list[str]] = defaultdict(list)  # name -> features, merged over OMIM / ORPHA entries
-    for disease_id in sorted(index.diseases):
-        d = index.diseases[disease_id]
-        features[d.name.lower()] += [f for f in d.features if f not in features[d.name.lower()]]
+    features = merged_features(index)
     names = {d.name.lower(): d.name for d in index.diseases.values()}
     covered, named = covered_names(data_dir)
     missing = covered - set(features)
@@ -159,7 +219,7 @@ def build_records(
     ):
         for name in chosen:
             owner = source.get(name, name)  # whose profile this name gets
-            shown = random.Random(f"{seed}:{owner}").sample(features[owner], min(MAX_FEATURES, len(features[owner])))
+            shown = shown_features(features, owner, seed)
             for start in range(0, len(shown), CHUNK):
                 output = "; ".join(index.terms[h].name for h in shown[start : start + CHUNK])
                 records[split].append(
@@ -176,7 +236,7 @@ def build_records(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report"])
+    parser.add_argument("stage", choices=["build", "train", "probe", "skills", "report", "lookup"])
     parser.add_argument("--out", default="runs/rare-knowledge")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
@@ -206,6 +266,8 @@ def main() -> None:
         train_knowledge_skill(name, data, skill_dir, committed, args.epochs, args.learning_rate)
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
+    elif args.stage == "lookup":
+        lookup()
     elif args.stage == "report":
         report(Path(args.study_out or f"runs/study-rarek{'-control' if args.control else ''}"), args.control)
     else:

@@ -92,3 +92,15 @@ def test_partners_is_a_seeded_derangement_that_avoids_shared_features():
         assert not set(features[out["a1"]]) & {"x", "y"} and not set(features[out["a2"]]) & {"x", "y"}
     assert knowledge.partners(names, features, 0) == knowledge.partners(names, features, 0)
     assert len({tuple(sorted(knowledge.partners(names, features, s).items())) for s in range(20)}) > 1
+
+
+def test_the_lookup_answers_from_the_annotations_and_only_from_them(fixture_build):
+    index, task, _, _ = fixture_build
+    features = knowledge.merged_features(index)
+    test = list(task["test"])
+    assert test
+    assert knowledge.lookup_predictions(test, index, features) == [r["output"] for r in test]
+    for record in test:  # the answer's annotations taken away: another option wins
+        answer = record["output"].split(") ", 1)[1].lower()
+        blind = {**features, answer: []}
+        assert knowledge.lookup_predictions([record], index, blind) != [record["output"]]

@@ -189,7 +189,8 @@ def scoreboard() -> str:
         pair = variants.get("_paired", {}).get(f"{default} - task_lora@lr5e-3", {}).get(metric)
         diff = _difference(pair) if pair else "-"
         no_model = _no_model(task, variants.get("_baselines", {}), metric, lookup="all records")
-        rows.append((task, task in SEEN_ORDER, "all", metric, no_model, _board_row(variants, metric, default), diff))
+        board = _board_row(variants, metric, default)
+        rows.append((task, task in SEEN_ORDER, "all", metric, no_model, board, diff, pair, variants, default))
     # the product's command on its task, and with retrieved training records in the prompt: rows of their own
     retrieval_runs = RESULTS / "retrieval"
     own_runs = {"all (main job)": RESULTS / "main_job" / "report.json",
@@ -207,7 +208,7 @@ def scoreboard() -> str:
                      _no_model(report["task"], report["baselines"], metric, lookup="all records"),
                      {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
                       "task_lora": scores["task_lora"][metric]},
-                     _difference(pair)))  # fmt: skip
+                     _difference(pair), pair, None, None))  # fmt: skip
     rows += _few_shot_rows()
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
@@ -249,7 +250,7 @@ def scoreboard() -> str:
     def cells(board: dict) -> str:
         return " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)
 
-    for task, seen, budget, metric, no_model, board, diff in rows:
+    for task, seen, budget, metric, no_model, board, diff, *_ in rows:
         lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
                      + cells(board) + f" | {diff} |")  # fmt: skip
     for seen in (True, False):  # averages over the study's all-record rows (one protocol), where every column has one
@@ -260,7 +261,89 @@ def scoreboard() -> str:
                 f"{fmt(sum(r[4] for r in group) / len(group))} | " + cells(_mean_board([r[5] for r in group])) + " | |"
             )
     _scoreboard_figure([r for r in rows if r[2] == "all"])
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *targets(rows)])
+
+
+def _beats(pair: dict | None) -> str:
+    """A paired difference read against zero: its interval above, below or across it."""
+    if not pair:
+        return "not measured"
+    low, high = pair["interval"]
+    return "ahead" if low > 0 else "behind" if high < 0 else "level"
+
+
+def targets(rows: list[tuple]) -> list[str]:
+    """Issue 12's targets, each read from the scoreboard's rows (the default hybrid as `train_router` trains it;
+    the router alone beside it where the target names it): met or not, and the numbers behind the verdict."""
+    from samdkif_peft.data import TASKS
+
+    everything = [r for r in rows if r[2] == "all" and r[8] is not None]  # the study's all-record rows
+    label = [r for r in everything if "macro_f1" in r[8].get("_baselines", {}).get("majority", {})
+             and TASKS[r[0]].output_format in ("label", "option")]  # fmt: skip
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    out = []
+
+    collapse = []  # (task, met, text): macro-F1 of the hybrid / the router alone against the majority's + 0.10
+    for task, *_, variants, default in label:
+        bar = variants["_baselines"]["majority"]["macro_f1"] + 0.10
+        scores = {"hybrid": variants.get(default, {}).get("macro_f1"), "router alone": None}
+        for cell in (ROUTER_ALONE, "router@lr5e-3"):
+            if scores["router alone"] is None:
+                scores["router alone"] = variants.get(cell, {}).get("macro_f1")
+        met = any(v is not None and v >= bar for v in scores.values())
+        collapse.append((task, met, f"{task} {fmt(scores['hybrid'])} / {fmt(scores['router alone'])} vs {bar:.3f}"))
+    base, mixes, seen_lora = [], [], []
+    for task, seen, _, _, _, board, _, pair, *_ in everything:
+        hybrid = board.get("hybrid")
+        if hybrid is None:
+            continue
+        base.append((task, board.get("base_best") is not None and hybrid > board["base_best"],
+                     f"{task} {fmt(hybrid)} vs {fmt(board.get('base_best'))}"))  # fmt: skip
+        others = [board.get("uniform"), *([board.get("own_skill")] if seen else [])]
+        mixes.append((task, all(o is not None and hybrid > o for o in others),
+                      f"{task} {fmt(hybrid)} vs {' / '.join(fmt(o) for o in others)}"))  # fmt: skip
+        if seen:
+            verdict = _beats(pair)
+            seen_lora.append((task, verdict in ("ahead", "level"), f"{task} {verdict}"
+                              + (f" {_difference(pair)}" if pair else "")))  # fmt: skip
+    few = []
+    for task, seen, budget, _, _, _, diff, pair, *_ in rows:
+        if not seen and budget.startswith(("k=16 ", "k=64 ")):
+            few.append((f"{task} {budget.split()[0]}", _beats(pair) == "ahead", f"{task} {budget.split()[0]}: {diff}"))
+
+    def line(target: str, results: list[tuple], need: int | None = None) -> str:
+        met = sum(ok for _, ok, _ in results)
+        need = len(results) if need is None else need
+        verdict = "**met**" if results and met >= need else "not met"
+        shown = "; ".join(("" if ok else "**") + text + ("" if ok else "**") for _, ok, text in results)
+        return f"| {target} | {verdict}: {met} of {len(results)} | {shown} |"
+
+    out += [
+        "#### Issue 12's targets, read from the rows above",
+        "",
+        "Computed by `scripts/update_readme.py` from the same cells (all test records; *hybrid*: the default hybrid; "
+        "unmet entries in bold). *Level*: the paired 95 % interval of hybrid minus task LoRA spans zero; *ahead*: it "
+        "lies above zero (few-shot rows: pooled over seeds, as above).",
+        "",
+        "| target | status | per task |",
+        "|---|---|---|",
+        line("no collapse: macro-F1 of the hybrid / the router alone >= the majority label's + 0.10, every label "
+             "task", collapse),
+        line("the hybrid beats the base model's best prompt, every task", base),
+        line("the hybrid beats the uniform mix and the task's own skill on at least 7 tasks", mixes,
+             need=min(7, len(mixes))),
+        line("the hybrid matches (level) or beats (ahead) the task LoRA, the seen tasks with all records", seen_lora),
+        line("the hybrid beats the task LoRA on the unseen tasks with k <= 64 records", few),
+    ]  # fmt: skip
+    bars = {task: variants["_baselines"]["majority"]["macro_f1"] + 0.10 for task, *_, variants, _ in label}
+    retrieved = [(r[0], r[5]["hybrid"]) for r in rows if "--retrieve" in r[2] and r[3] == "macro_f1" and r[0] in bars]
+    if retrieved:
+        scores = sorted(score for _, score in retrieved)
+        task = retrieved[0][0]
+        out += ["", f"Not counted above (not the default): with retrieved training records in the prompt "
+                f"(`--retrieve 8`, the scoreboard's rows), the hybrid's macro-F1 on {task} is {scores[0]:.3f}-"
+                f"{scores[-1]:.3f} over {len(scores)} runs, against its no-collapse bar of {bars[task]:.3f}."]  # fmt: skip
+    return out
 
 
 def _few_shot_rows() -> list[tuple]:
@@ -305,7 +388,8 @@ def _few_shot_rows() -> list[tuple]:
                     for seed, v in seeds.items()]  # fmt: skip
         no_model = None if None in no_model else sum(no_model) / len(no_model)
         where = ", re-run" if home == COMMITTED else ""
-        rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff))
+        rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff,
+                     pool if diff != "-" else None, None, None))  # fmt: skip
     return rows
 
 

@@ -1,7 +1,7 @@
 """Can a skill that holds the diseases' annotations lift the unseen rare-disease task? (issue 12, the paper's premise)
 
     python benchmarks/rare_disease_knowledge_skill.py build              # disease -> features (HPO annotations)
-    python benchmarks/rare_disease_knowledge_skill.py train --epochs 3   # LoRA r8 skill, resumable
+    python benchmarks/rare_disease_knowledge_skill.py train --epochs 3   # LoRA r8 skill, resumable (--rank: another)
     python benchmarks/rare_disease_knowledge_skill.py probe              # does it hold its facts? (covered vs not)
     python benchmarks/rare_disease_knowledge_skill.py skills             # release/skills + this skill (skills13)
     python benchmarks/rare_disease_knowledge_skill.py build --control    # the same names, profiles given to others
@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rare-knowledge")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--rank", type=int, default=8, help="the skill's LoRA rank (the released skills': 8)")
     parser.add_argument("--n", type=int, default=150, help="probe: records per split")
     parser.add_argument(
         "--control", action="store_true", help="the control skill: true names, each with another name's profile"
@@ -251,7 +252,8 @@ def main() -> None:
     out = Path(args.out)
     name = "rare_disease_control" if args.control else NAME
     data = out / ("data-control" if args.control else "data")
-    skill_dir = out / f"skill-{name}@{args.epochs:g}ep-lr{args.learning_rate:g}"
+    rank = "" if args.rank == 8 else f"-r{args.rank}"
+    skill_dir = out / f"skill-{name}@{args.epochs:g}ep-lr{args.learning_rate:g}{rank}"
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
 
     if args.stage == "build":
@@ -263,7 +265,7 @@ def main() -> None:
             print(split, len(rows), "records,", len({r["key"] for r in rows}), "diseases")
     elif args.stage == "train":
         committed = RESULTS / (f"{NAME}_control" if args.control else NAME) / skill_dir.name
-        train_knowledge_skill(name, data, skill_dir, committed, args.epochs, args.learning_rate)
+        train_knowledge_skill(name, data, skill_dir, committed, args.epochs, args.learning_rate, args.rank)
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
     elif args.stage == "lookup":
@@ -271,7 +273,9 @@ def main() -> None:
     elif args.stage == "report":
         report(Path(args.study_out or f"runs/study-rarek{'-control' if args.control else ''}"), args.control)
     else:
-        link_skills(out / ("skills13-control" if args.control else "skills13"), f"skill-{name}", skill_dir)
+        variant = skill_dir.name.split("@", 1)[1]  # the first skill's folder has no suffix
+        folder = f"skills13{'-control' if args.control else ''}{'' if variant == '3ep-lr0.005' else '@' + variant}"
+        link_skills(out / folder, f"skill-{name}", skill_dir)
 
 
 def answer_losses(model, tokenizer, records: list[dict]) -> list[float]:

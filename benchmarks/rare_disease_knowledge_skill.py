@@ -25,7 +25,9 @@ the probe's control). The skill is then a 13th skill of the few-shot study (`stu
 runs/rare-knowledge/skills13`): the hybrid over 13 skills, and the knowledge skill under a task LoRA (no router).
 The control (`--control`) is a skill of the same names, format and profiles, each profile given to another name that
 shares as few of its features as can be found (`partners`): what it adds is familiarity with the names and the
-profiles' vocabulary, with few of the true name-feature pairs.
+profiles' vocabulary, with few of the true name-feature pairs. `--direction reverse` indexes the same pairs the way
+the task asks (`Phenotype: <feature>` -> the covered diseases annotated with it, against the reversal curse; still no
+phenotype sample, options or letter), `--direction both` trains on both.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "rare_disease_knowledge"
 TASK = "rare_disease_diagnosis"
 QUERY = "Which phenotypic features are annotated for this disease in the Human Phenotype Ontology?"
+REVERSE_QUERY = "Which diseases are annotated with this phenotypic feature in the Human Phenotype Ontology?"
 MAX_FEATURES, CHUNK = 40, 20
 FEW_SHOT = (64, (1, 2, 3))  # k and seeds of the few-shot cells whose training records' diseases are covered
 
@@ -197,10 +200,15 @@ def build_records(
     seed: int = 0,
     n_validation: int = 150,
     control: bool = False,
+    direction: str = "forward",
 ) -> dict[str, list[dict]]:
     """Profile records of the covered diseases (train) and of `n_validation` uncovered ones (validation).
     `control`: every covered disease gets the profile of another covered disease (`partners`), so the control skill
-    has the same names, format and profiles and as few true name-feature pairs as the partners allow."""
+    has the same names, format and profiles and as few true name-feature pairs as the partners allow.
+    `direction`: "forward" (disease -> its features), "reverse" (the same pairs indexed the task's way: a feature ->
+    the diseases of the split annotated with it, `phenotype_index`) or "both"."""
+    if direction not in ("forward", "reverse", "both"):
+        raise ValueError(f"direction must be 'forward', 'reverse' or 'both', not {direction!r}")
     index = hpo_index(wheel_dir)
     features = merged_features(index)
     names = {d.name.lower(): d.name for d in index.diseases.values()}
@@ -217,21 +225,45 @@ def build_records(
         ("train", trained),
         ("validation", rng.sample(uncovered, min(n_validation, len(uncovered)))),
     ):
-        for name in chosen:
-            owner = source.get(name, name)  # whose profile this name gets
-            shown = shown_features(features, owner, seed)
-            for start in range(0, len(shown), CHUNK):
-                output = "; ".join(index.terms[h].name for h in shown[start : start + CHUNK])
-                records[split].append(
-                    {
-                        "context": f"Disease: {names[name]}",
-                        "query": QUERY,
-                        "output": output,
-                        "key": f"disease-name:{name}",
-                        "template_id": "hpo.disease_profile",
-                    }
-                )
+        pairs = {name: shown_features(features, source.get(name, name), seed) for name in chosen}  # name -> shown
+        if direction != "reverse":
+            records[split] += [
+                {
+                    "context": f"Disease: {names[name]}",
+                    "query": QUERY,
+                    "output": "; ".join(index.terms[h].name for h in shown[start : start + CHUNK]),
+                    "key": f"disease-name:{name}",
+                    "template_id": "hpo.disease_profile",
+                }
+                for name, shown in pairs.items()
+                for start in range(0, len(shown), CHUNK)
+            ]
+        if direction != "forward":
+            reverse = phenotype_index(index, {names[n]: shown for n, shown in pairs.items()})
+            if split == "validation":  # one record per feature of 150 diseases: keep the evaluation short
+                reverse = rng.sample(reverse, min(2 * n_validation, len(reverse)))
+            records[split] += reverse
     return records
+
+
+def phenotype_index(index, shown: dict[str, list[str]]) -> list[dict]:
+    """The reverse of the profile records: each feature shown for any of the diseases -> those diseases (sorted,
+    in chunks of `CHUNK`). The same name-feature pairs as the forward records, in the direction the task asks."""
+    diseases: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(shown):
+        for feature in shown[name]:
+            diseases[feature].append(name)
+    return [
+        {
+            "context": f"Phenotype: {index.terms[feature].name}",
+            "query": REVERSE_QUERY,
+            "output": "; ".join(diseases[feature][start : start + CHUNK]),
+            "key": f"phenotype:{feature}",
+            "template_id": "hpo.phenotype_diseases",
+        }
+        for feature in sorted(diseases)
+        for start in range(0, len(diseases[feature]), CHUNK)
+    ]
 
 
 def main() -> None:
@@ -246,25 +278,31 @@ def main() -> None:
         "--control", action="store_true", help="the control skill: true names, each with another name's profile"
     )
     parser.add_argument(
+        "--direction", choices=["forward", "reverse", "both"], default="forward",
+        help="forward: disease -> features; reverse: feature -> diseases (the task's way); both",
+    )  # fmt: skip
+    parser.add_argument(
         "--study-out", default=None, help="report: the study's --out (default runs/study-rarek[-control])"
     )
     args = parser.parse_args()
     out = Path(args.out)
-    name = "rare_disease_control" if args.control else NAME
-    data = out / ("data-control" if args.control else "data")
+    way = "" if args.direction == "forward" else f"-{args.direction}"  # the forward skill's names have no suffix
+    name = f"rare_disease{'_' + args.direction if way else ''}{'_control' if args.control else ''}"
+    name = NAME if name == "rare_disease" else name
+    data = out / f"data{'-control' if args.control else ''}{way}"
     rank = "" if args.rank == 8 else f"-r{args.rank}"
     skill_dir = out / f"skill-{name}@{args.epochs:g}ep-lr{args.learning_rate:g}{rank}"
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
 
     if args.stage == "build":
-        records = build_records(control=args.control)
+        records = build_records(control=args.control, direction=args.direction)
         data.mkdir(parents=True, exist_ok=True)
         for split, rows in records.items():
             with open(data / f"{split}.jsonl", "w") as f:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            print(split, len(rows), "records,", len({r["key"] for r in rows}), "diseases")
+            print(split, len(rows), "records,", len({r["key"] for r in rows}), "keys (diseases, phenotypes)")
     elif args.stage == "train":
-        committed = RESULTS / (f"{NAME}_control" if args.control else NAME) / skill_dir.name
+        committed = RESULTS / f"{NAME}{'_control' if args.control else ''}{way.replace('-', '_')}" / skill_dir.name
         train_knowledge_skill(name, data, skill_dir, committed, args.epochs, args.learning_rate, args.rank)
     elif args.stage == "probe":
         probe(data, skill_dir, args.n)
@@ -274,7 +312,8 @@ def main() -> None:
         report(Path(args.study_out or f"runs/study-rarek{'-control' if args.control else ''}"), args.control)
     else:
         variant = skill_dir.name.split("@", 1)[1]  # the first skill's folder has no suffix
-        folder = f"skills13{'-control' if args.control else ''}{'' if variant == '3ep-lr0.005' else '@' + variant}"
+        suffix = "" if variant == "3ep-lr0.005" else f"@{variant}"
+        folder = f"skills13{'-control' if args.control else ''}{way}{suffix}"
         link_skills(out / folder, f"skill-{name}", skill_dir)
 
 

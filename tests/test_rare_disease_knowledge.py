@@ -32,11 +32,12 @@ def fixture_build(tmp_path_factory):
         load_task(knowledge.TASK, out),
         records,
         knowledge.build_records(wheels, out, n_validation=3, control=True),
+        knowledge.build_records(wheels, out, n_validation=3, direction="reverse"),
     )
 
 
 def test_every_option_of_the_test_items_is_covered_and_nothing_of_the_task_is_copied(fixture_build):
-    index, task, records, _ = fixture_build
+    index, task, records, *_ = fixture_build
     assert task["test"].num_rows > 0
     train_names = {r["context"].removeprefix("Disease: ").lower() for r in records["train"]}
     assert knowledge.option_names(task["test"]) <= train_names
@@ -49,7 +50,7 @@ def test_every_option_of_the_test_items_is_covered_and_nothing_of_the_task_is_co
 
 
 def test_profiles_are_the_annotated_features_and_held_out_diseases_are_named_by_no_item(fixture_build):
-    index, task, records, _ = fixture_build
+    index, task, records, *_ = fixture_build
     annotated: dict[str, set[str]] = {}
     for d in index.diseases.values():
         annotated.setdefault(d.name.lower(), set()).update(index.terms[h].name for h in d.features)
@@ -73,7 +74,7 @@ def profiles(rows) -> dict[str, set[str]]:
 
 
 def test_the_control_has_the_same_names_and_profiles_but_no_true_pairing(fixture_build):
-    _, _, records, control = fixture_build
+    _, _, records, control, _ = fixture_build
     true, shifted = profiles(records["train"]), profiles(control["train"])
     assert len(true) > 1 and true.keys() == shifted.keys()
     assert sorted(map(sorted, true.values())) == sorted(map(sorted, shifted.values()))
@@ -95,7 +96,7 @@ def test_partners_is_a_seeded_derangement_that_avoids_shared_features():
 
 
 def test_the_lookup_answers_from_the_annotations_and_only_from_them(fixture_build):
-    index, task, _, _ = fixture_build
+    index, task, *_ = fixture_build
     features = knowledge.merged_features(index)
     test = list(task["test"])
     assert test
@@ -104,3 +105,23 @@ def test_the_lookup_answers_from_the_annotations_and_only_from_them(fixture_buil
         answer = record["output"].split(") ", 1)[1].lower()
         blind = {**features, answer: []}
         assert knowledge.lookup_predictions([record], index, blind) != [record["output"]]
+
+
+def test_the_reverse_records_hold_the_same_pairs_indexed_the_tasks_way(fixture_build):
+    """Feature -> diseases: exactly the forward records' name-feature pairs, nothing of the task's items; held-out
+    records name only held-out diseases."""
+    _, _, records, _, reverse = fixture_build
+
+    def pairs(rows, forward: bool) -> set[tuple[str, str]]:
+        if forward:
+            return {(r["context"].removeprefix("Disease: "), f) for r in rows for f in r["output"].split("; ")}
+        return {(d, r["context"].removeprefix("Phenotype: ")) for r in rows for d in r["output"].split("; ")}
+
+    assert pairs(reverse["train"], False) == pairs(records["train"], True)
+    assert pairs(reverse["validation"], False) <= pairs(records["validation"], True)
+    for r in reverse["train"] + reverse["validation"]:
+        assert r["template_id"] == "hpo.phenotype_diseases" and r["key"].startswith("phenotype:")
+        assert 1 <= len(r["output"].split("; ")) <= knowledge.CHUNK and "\n" not in r["context"]
+        assert not re.search(r"\([A-D]\)|Options|Patient phenotypes", r["context"] + r["output"])
+    with pytest.raises(ValueError, match="direction"):
+        knowledge.build_records(direction="backward")

@@ -23,6 +23,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +168,26 @@ def _no_model(task: str, baselines: dict, metric: str, lookup: str | None = None
     return max(values) if values else None
 
 
+class BoardRow(NamedTuple):
+    """One scoreboard row: the table's columns, then what `targets` reads (the paired difference behind `diff`; for
+    the study's all-record rows also its cells and the default hybrid's cell name)."""
+
+    task: str
+    seen: bool
+    budget: str
+    metric: str
+    no_model: float | None
+    board: dict
+    diff: str
+    pair: dict | None = None
+    variants: dict | None = None
+    default: str | None = None
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _difference(pair: dict) -> str:
     return f"{pair['difference']:+.3f} [{pair['interval'][0]:+.3f}, {pair['interval'][1]:+.3f}]"
 
@@ -190,7 +211,7 @@ def scoreboard() -> str:
         diff = _difference(pair) if pair else "-"
         no_model = _no_model(task, variants.get("_baselines", {}), metric, lookup="all records")
         board = _board_row(variants, metric, default)
-        rows.append((task, task in SEEN_ORDER, "all", metric, no_model, board, diff, pair, variants, default))
+        rows.append(BoardRow(task, task in SEEN_ORDER, "all", metric, no_model, board, diff, pair, variants, default))
     # the product's command on its task, and with retrieved training records in the prompt: rows of their own
     retrieval_runs = RESULTS / "retrieval"
     own_runs = {"all (main job)": RESULTS / "main_job" / "report.json",
@@ -204,13 +225,12 @@ def scoreboard() -> str:
         report = json.loads(path.read_text())
         metric, scores = _primary(report["task"]), report["metrics"]
         pair = report["paired"]["router_minus_task_lora"][metric]
-        rows.append((report["task"], False, budget, metric,
-                     _no_model(report["task"], report["baselines"], metric, lookup="all records"),
-                     {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
-                      "task_lora": scores["task_lora"][metric]},
-                     _difference(pair), pair, None, None))  # fmt: skip
+        rows.append(BoardRow(report["task"], False, budget, metric,
+                             _no_model(report["task"], report["baselines"], metric, lookup="all records"),
+                             {"base_best": scores["base"][metric], "hybrid": scores["router"][metric],
+                              "task_lora": scores["task_lora"][metric]},
+                             _difference(pair), pair))  # fmt: skip
     rows += _few_shot_rows()
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         "### Scoreboard: every task against what a user would pick instead (12 released skills)",
         "",
@@ -248,17 +268,19 @@ def scoreboard() -> str:
     ]
 
     def cells(board: dict) -> str:
-        return " | ".join(fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)
+        return " | ".join(_fmt(board.get(c)) + board.get(f"{c}_mark", "") for c in BOARD)
 
     for task, seen, budget, metric, no_model, board, diff, *_ in rows:
-        lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {fmt(no_model)} | "
+        lines.append(f"| {task} | {'yes' if seen else 'no'} | {budget} | {metric} | {_fmt(no_model)} | "
                      + cells(board) + f" | {diff} |")  # fmt: skip
     for seen in (True, False):  # averages over the study's all-record rows (one protocol), where every column has one
         group = [r for r in rows if r[1] == seen and r[2] == "all"]
         if len(group) > 1:
             lines.append(
                 f"| **mean, {'seen' if seen else 'unseen'} ({len(group)} tasks)** | | all | | "
-                f"{fmt(sum(r[4] for r in group) / len(group))} | " + cells(_mean_board([r[5] for r in group])) + " | |"
+                f"{_fmt(sum(r.no_model for r in group) / len(group))} | "
+                + cells(_mean_board([r.board for r in group]))
+                + " | |"
             )
     _scoreboard_figure([r for r in rows if r[2] == "all"])
     return "\n".join(lines + ["", *targets(rows)])
@@ -272,44 +294,38 @@ def _beats(pair: dict | None) -> str:
     return "ahead" if low > 0 else "behind" if high < 0 else "level"
 
 
-def targets(rows: list[tuple]) -> list[str]:
+def targets(rows: list[BoardRow]) -> list[str]:
     """Issue 12's targets, each read from the scoreboard's rows (the default hybrid as `train_router` trains it;
     the router alone beside it where the target names it): met or not, and the numbers behind the verdict."""
     from samdkif_peft.data import TASKS
 
-    everything = [r for r in rows if r[2] == "all" and r[8] is not None]  # the study's all-record rows
-    label = [r for r in everything if "macro_f1" in r[8].get("_baselines", {}).get("majority", {})
-             and TASKS[r[0]].output_format in ("label", "option")]  # fmt: skip
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    out = []
-
+    everything = [r for r in rows if r.budget == "all" and r.variants is not None]  # the study's all-record rows
+    bars = {r.task: r.variants["_baselines"]["majority"]["macro_f1"] + 0.10 for r in everything
+            if "macro_f1" in r.variants.get("_baselines", {}).get("majority", {})
+            and TASKS[r.task].output_format in ("label", "option")}  # fmt: skip
     collapse = []  # (task, met, text): macro-F1 of the hybrid / the router alone against the majority's + 0.10
-    for task, *_, variants, default in label:
-        bar = variants["_baselines"]["majority"]["macro_f1"] + 0.10
-        scores = {"hybrid": variants.get(default, {}).get("macro_f1"), "router alone": None}
-        for cell in (ROUTER_ALONE, "router@lr5e-3"):
-            if scores["router alone"] is None:
-                scores["router alone"] = variants.get(cell, {}).get("macro_f1")
-        met = any(v is not None and v >= bar for v in scores.values())
-        collapse.append((task, met, f"{task} {fmt(scores['hybrid'])} / {fmt(scores['router alone'])} vs {bar:.3f}"))
+    for r in everything:
+        if r.task in bars:
+            macro = _board_row(r.variants, "macro_f1", r.default)  # the scoreboard's choice of cells, on macro-F1
+            met = any(v is not None and v >= bars[r.task] for v in (macro["hybrid"], macro["router"]))
+            text = f"{r.task} {_fmt(macro['hybrid'])} / {_fmt(macro['router'])} vs {bars[r.task]:.3f}"
+            collapse.append((r.task, met, text))
     base, mixes, seen_lora = [], [], []
-    for task, seen, _, _, _, board, _, pair, *_ in everything:
-        hybrid = board.get("hybrid")
+    for r in everything:
+        hybrid = r.board.get("hybrid")
         if hybrid is None:
             continue
-        base.append((task, board.get("base_best") is not None and hybrid > board["base_best"],
-                     f"{task} {fmt(hybrid)} vs {fmt(board.get('base_best'))}"))  # fmt: skip
-        others = [board.get("uniform"), *([board.get("own_skill")] if seen else [])]
-        mixes.append((task, all(o is not None and hybrid > o for o in others),
-                      f"{task} {fmt(hybrid)} vs {' / '.join(fmt(o) for o in others)}"))  # fmt: skip
-        if seen:
-            verdict = _beats(pair)
-            seen_lora.append((task, verdict in ("ahead", "level"), f"{task} {verdict}"
-                              + (f" {_difference(pair)}" if pair else "")))  # fmt: skip
-    few = []
-    for task, seen, budget, _, _, _, diff, pair, *_ in rows:
-        if not seen and budget.startswith(("k=16 ", "k=64 ")):
-            few.append((f"{task} {budget.split()[0]}", _beats(pair) == "ahead", f"{task} {budget.split()[0]}: {diff}"))
+        base.append((r.task, r.board.get("base_best") is not None and hybrid > r.board["base_best"],
+                     f"{r.task} {_fmt(hybrid)} vs {_fmt(r.board.get('base_best'))}"))  # fmt: skip
+        others = [r.board.get("uniform"), *([r.board.get("own_skill")] if r.seen else [])]
+        mixes.append((r.task, all(o is not None and hybrid > o for o in others),
+                      f"{r.task} {_fmt(hybrid)} vs {' / '.join(_fmt(o) for o in others)}"))  # fmt: skip
+        if r.seen:
+            verdict = _beats(r.pair)
+            seen_lora.append((r.task, verdict in ("ahead", "level"),
+                              f"{r.task} {verdict}" + (f" {_difference(r.pair)}" if r.pair else "")))  # fmt: skip
+    few = [(f"{r.task} {r.budget.split()[0]}", _beats(r.pair) == "ahead", f"{r.task} {r.budget.split()[0]}: {r.diff}")
+           for r in rows if not r.seen and r.budget.startswith(("k=16 ", "k=64 "))]  # fmt: skip
 
     def line(target: str, results: list[tuple], need: int | None = None) -> str:
         met = sum(ok for _, ok, _ in results)
@@ -318,7 +334,7 @@ def targets(rows: list[tuple]) -> list[str]:
         shown = "; ".join(("" if ok else "**") + text + ("" if ok else "**") for _, ok, text in results)
         return f"| {target} | {verdict}: {met} of {len(results)} | {shown} |"
 
-    out += [
+    out = [
         "#### Issue 12's targets, read from the rows above",
         "",
         "Computed by `scripts/update_readme.py` from the same cells (all test records; *hybrid*: the default hybrid; "
@@ -335,11 +351,10 @@ def targets(rows: list[tuple]) -> list[str]:
         line("the hybrid matches (level) or beats (ahead) the task LoRA, the seen tasks with all records", seen_lora),
         line("the hybrid beats the task LoRA on the unseen tasks with k <= 64 records", few),
     ]  # fmt: skip
-    bars = {task: variants["_baselines"]["majority"]["macro_f1"] + 0.10 for task, *_, variants, _ in label}
-    retrieved = [(r[0], r[5]["hybrid"]) for r in rows if "--retrieve" in r[2] and r[3] == "macro_f1" and r[0] in bars]
+    retrieved = [r for r in rows if "--retrieve" in r.budget and r.metric == "macro_f1" and r.task in bars]
     if retrieved:
-        scores = sorted(score for _, score in retrieved)
-        task = retrieved[0][0]
+        scores = sorted(r.board["hybrid"] for r in retrieved)
+        task = retrieved[0].task
         out += [
             "",
             f"Not counted above (not the default): with retrieved training records in the prompt (`--retrieve 8`, "
@@ -391,8 +406,8 @@ def _few_shot_rows() -> list[tuple]:
                     for seed, v in seeds.items()]  # fmt: skip
         no_model = None if None in no_model else sum(no_model) / len(no_model)
         where = ", re-run" if home == COMMITTED else ""
-        rows.append((task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean, diff,
-                     pool if diff != "-" else None, None, None))  # fmt: skip
+        rows.append(BoardRow(task, task in SEEN_ORDER, f"k={k} ({len(seeds)} seeds{where})", metric, no_model, mean,
+                             diff, pool if diff != "-" else None))  # fmt: skip
     return rows
 
 

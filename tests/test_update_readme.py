@@ -59,7 +59,7 @@ def test_variant_label_names_the_rate_a_tag_trained_at(variant, label):
 
 
 def _row(task, seen, budget, board, pair, variants=None, default=None):
-    return (task, seen, budget, "macro_f1", None, board, "-", pair, variants, default)
+    return readme.BoardRow(task, seen, budget, "macro_f1", None, board, "-", pair, variants, default)
 
 
 def test_targets_read_each_verdict_from_the_rows():
